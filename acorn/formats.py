@@ -37,7 +37,9 @@ def xyxy_to_yolo(xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
     """``(n, 4)`` pixel corners -> ``(n, 4)`` normalised cx, cy, w, h."""
     xyxy = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
     x1, y1, x2, y2 = (xyxy[:, i] for i in range(4))
-    return np.stack([(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height], axis=1)
+    return np.stack(
+        [(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height], axis=1
+    )
 
 
 def parse_yolo_text(text: str, width: int, height: int, source: str = "<text>") -> pd.DataFrame:
@@ -54,9 +56,13 @@ def parse_yolo_text(text: str, width: int, height: int, source: str = "<text>") 
         except ValueError as exc:
             raise LabelFileError(f"{source}:{lineno}: not a number in {line.strip()!r}") from exc
         if not values[0].is_integer() or values[0] < 0:
-            raise LabelFileError(f"{source}:{lineno}: class id must be a non-negative integer, got {fields[0]}")
+            raise LabelFileError(
+                f"{source}:{lineno}: class id must be a non-negative integer, got {fields[0]}"
+            )
         if not all(np.isfinite(values)) or any(v < 0 for v in values[1:]) or values[3] <= 0 or values[4] <= 0:
-            raise LabelFileError(f"{source}:{lineno}: box values must be finite, positive sizes: {line.strip()!r}")
+            raise LabelFileError(
+                f"{source}:{lineno}: box values must be finite, positive sizes: {line.strip()!r}"
+            )
         rows.append(values)
     if not rows:
         return empty_boxes()

@@ -98,3 +98,199 @@ def file_sha1(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+@dataclass(frozen=True)
+class TileJob:
+    """Everything one worker process needs to tile one frame (picklable, no shared state)."""
+
+    frame_id: str
+    frame_path: Path
+    label_path: Path | None
+    frame_sha1: str
+    class_map: dict[int, int]
+    grid: TileGrid
+    min_visibility: float
+    jpeg_quality: int
+    out_dir: Path
+
+
+def frame_id_for(path: Path, images_dir: Path) -> str:
+    """Relative path without suffix, folders joined by '__': unique and filename-safe."""
+    return "__".join(path.relative_to(images_dir).with_suffix("").parts)
+
+
+def tile_frame(job: TileJob) -> list[dict]:
+    """Decode one frame once, write its tiles and clipped truth labels; return manifest rows."""
+    from PIL import Image, ImageOps
+
+    from acorn.atomic import write_bytes, write_text
+    from acorn.formats import format_yolo, read_yolo_labels
+
+    try:
+        with Image.open(job.frame_path) as img:
+            image = ImageOps.exif_transpose(img).convert("RGB")
+    except Exception as exc:  # PIL raises many types for bad files; name the file
+        raise ValueError(f"{job.frame_path}: cannot read image ({exc})") from exc
+    width, height = image.size
+    boxes = None
+    if job.label_path is not None:
+        boxes = read_yolo_labels(job.label_path, width, height)
+        unknown = sorted(set(boxes["class_id"]) - set(job.class_map))
+        if unknown:
+            raise ValueError(f"{job.label_path}: class id {unknown[0]} is not in classes.txt")
+        boxes["class_id"] = boxes["class_id"].map(job.class_map).astype("int64")
+    rows = []
+    for w in job.grid.windows(width, height).itertuples(index=False):
+        tid = tile_id(job.frame_id, w.row, w.col)
+        window = (int(w.x0), int(w.y0), int(w.x1), int(w.y1))
+        tile = image.crop(window)
+        write_bytes(job.out_dir / "images" / f"{tid}.jpg", encode_jpeg(tile, job.jpeg_quality))
+        n_truth = -1
+        if boxes is not None:
+            clipped = clip_boxes(boxes, window, job.min_visibility)
+            write_text(job.out_dir / "truth" / f"{tid}.txt", format_yolo(clipped, *tile.size))
+            n_truth = len(clipped)
+        rows.append(
+            {
+                "tile_id": tid,
+                "frame_id": job.frame_id,
+                "row": int(w.row),
+                "col": int(w.col),
+                "x0": window[0],
+                "y0": window[1],
+                "width": tile.size[0],
+                "height": tile.size[1],
+                "image": f"images/{tid}.jpg",
+                "frame_sha1": job.frame_sha1,
+                "n_truth": n_truth,
+            }
+        )
+    return rows
+
+
+def tile_dataset(
+    raw_dir: Path,
+    out_dir: Path,
+    grid: TileGrid,
+    classes: list[str],
+    min_visibility: float = 0.3,
+    jpeg_quality: int = 90,
+    workers: int = 2,
+    checkpoint_every: int = 100,
+) -> pd.DataFrame:
+    """Tile every new or changed frame of a YOLO-layout folder; keep the tiles of the rest.
+
+    Frames are matched by id and content hash and the grid settings, so a re-run with new
+    frames tiles only those, and a run killed midway resumes from its last manifest checkpoint.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
+
+    from acorn.atomic import write_parquet
+
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    images_dir = raw_dir / "images"
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"{images_dir}: no images folder (expected YOLO layout: images/, labels/)")
+    class_map = _class_map(raw_dir, classes)
+    signature = f"{grid.rows}x{grid.cols}:o{grid.overlap}:v{min_visibility}:q{jpeg_quality}"
+    manifest_path = out_dir / "manifest.parquet"
+    previous = pd.read_parquet(manifest_path) if manifest_path.exists() else pd.DataFrame()
+
+    frames = sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not frames:
+        raise FileNotFoundError(f"{images_dir}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    frame_ids = [frame_id_for(p, images_dir) for p in frames]
+    duplicates = pd.Series(frame_ids)[pd.Series(frame_ids).duplicated()]
+    if not duplicates.empty:
+        raise ValueError(
+            f"{images_dir}: two images share the frame id {duplicates.iloc[0]!r} (same name, other suffix)"
+        )
+    shas = [file_sha1(p) for p in tqdm(frames, desc="hash frames", unit="frame", leave=False)]
+
+    done = set()
+    if not previous.empty and "signature" in previous:
+        done = set(zip(previous["frame_id"], previous["frame_sha1"], previous["signature"], strict=True))
+    jobs = []
+    for path, fid, sha in zip(frames, frame_ids, shas, strict=True):
+        if (fid, sha, signature) in done:
+            continue
+        label = raw_dir / "labels" / path.relative_to(images_dir).with_suffix(".txt")
+        jobs.append(
+            TileJob(
+                fid,
+                path,
+                label if label.exists() else None,
+                sha,
+                class_map,
+                grid,
+                min_visibility,
+                jpeg_quality,
+                out_dir,
+            )
+        )
+    current = set(zip(frame_ids, shas, strict=True))
+    kept = previous
+    if not previous.empty:
+        keep = [
+            (f, s) in current and g == signature
+            for f, s, g in previous[["frame_id", "frame_sha1", "signature"]].itertuples(index=False)
+        ]
+        kept = previous[keep]
+        _remove_tiles(out_dir, previous.loc[~pd.Series(keep, index=previous.index), "tile_id"])
+
+    new_rows: list[dict] = []
+
+    def checkpoint() -> pd.DataFrame:
+        manifest = _finish_manifest(kept, new_rows, signature, raw_dir)
+        write_parquet(manifest, manifest_path)
+        return manifest
+
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = pool.map(tile_frame, jobs, chunksize=1)
+        for i, rows in enumerate(tqdm(results, total=len(jobs), desc="tile", unit="frame"), start=1):
+            new_rows.extend(rows)
+            if i % checkpoint_every == 0:
+                checkpoint()
+    return checkpoint()
+
+
+def _class_map(raw_dir: Path, classes: list[str]) -> dict[int, int]:
+    """Raw class ids -> project class ids, matched by name through the raw classes.txt."""
+    from acorn.formats import read_classes
+
+    names_file = raw_dir / "classes.txt"
+    if not names_file.exists():
+        return {i: i for i in range(len(classes))}
+    raw_names = read_classes(names_file)
+    missing = [n for n in raw_names if n not in classes]
+    if missing:
+        raise ValueError(f"{names_file}: class {missing[0]!r} is not in params classes {classes}")
+    return {i: classes.index(n) for i, n in enumerate(raw_names)}
+
+
+def _finish_manifest(kept: pd.DataFrame, new_rows: list[dict], signature: str, raw_dir: Path) -> pd.DataFrame:
+    new = pd.DataFrame(new_rows)
+    if not new.empty:
+        new["signature"] = signature
+    manifest = pd.concat([df for df in (kept, new) if not df.empty], ignore_index=True)
+    manifest = manifest.drop(columns=[c for c in manifest.columns if c.startswith("meta_")], errors="ignore")
+    metadata = raw_dir / "metadata.csv"
+    if metadata.exists():
+        meta = pd.read_csv(metadata, dtype={"frame_id": str})
+        if "frame_id" not in meta:
+            raise ValueError(f"{metadata}: needs a frame_id column")
+        extra = [c for c in meta.columns if c != "frame_id" and c not in manifest.columns]
+        manifest = manifest.merge(meta[["frame_id", *extra]], on="frame_id", how="left")
+    return manifest.sort_values(["frame_id", "row", "col"], ignore_index=True)
+
+
+def _remove_tiles(out_dir: Path, tile_ids: pd.Series) -> None:
+    for tid in tile_ids:
+        (out_dir / "images" / f"{tid}.jpg").unlink(missing_ok=True)
+        (out_dir / "truth" / f"{tid}.txt").unlink(missing_ok=True)

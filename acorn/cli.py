@@ -1,0 +1,111 @@
+"""The ``acorn`` command line: demo data, the base model, the simulated annotator, the demo loop."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from acorn import paths
+from acorn.params import ParamsError, load_params
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+log = logging.getLogger("acorn")
+
+# errors a user can act on: shown as one line, not a traceback
+USER_ERRORS = (ParamsError, FileNotFoundError, ValueError, KeyError)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("mlflow", "alembic", "urllib3", "httpx", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_stage(name: str) -> None:
+    """Entry point of ``stages/<name>.py``: params.yaml in the working directory, errors as one line."""
+    from acorn import pipeline
+
+    setup_logging()
+    try:
+        getattr(pipeline, name)(load_params())
+    except USER_ERRORS as exc:
+        log.error("%s failed: %s", name, exc)
+        sys.exit(1)
+
+
+ParamsOption = Annotated[Path, typer.Option("--params", help="params.yaml to read")]
+
+
+@app.command("demo-data")
+def demo_data(params: ParamsOption = Path("params.yaml")) -> None:
+    """Write the synthetic webcam pool (data/raw), test set (data/testset) and close-ups (data/source)."""
+    from acorn.demo_data import make_demo_data
+
+    setup_logging()
+    make_demo_data(load_params(params), Path())
+
+
+@app.command("train-base")
+def train_base(
+    params: ParamsOption = Path("params.yaml"),
+    epochs: Annotated[int | None, typer.Option(help="default: demo.base_epochs")] = None,
+    out: Annotated[Path | None, typer.Option(help="default: model.base")] = None,
+) -> None:
+    """Train the base detector from random init (yolov8n.yaml) on the close-up set; nothing is downloaded."""
+    from acorn.demo_data import train_base_model
+
+    setup_logging()
+    p = load_params(params)
+    train_base_model(p, Path(), epochs=epochs, out=out)
+
+
+@app.command()
+def annotate(
+    params: ParamsOption = Path("params.yaml"),
+    limit: Annotated[int | None, typer.Option(help="label at most this many queued tiles")] = None,
+) -> None:
+    """Simulated annotator: label queued tiles from ground truth, as a person would between cycles."""
+    from acorn.labeling.oracle import DEFAULT_STATE_DIR, OracleBackend
+
+    setup_logging()
+    p = load_params(params)
+    if p.labeling.backend != "oracle":
+        raise typer.BadParameter(
+            f"labeling.backend is {p.labeling.backend!r}; this command drives the oracle"
+        )
+    n = OracleBackend(DEFAULT_STATE_DIR, paths.TRUTH).annotate(limit)
+    log.info("oracle labeled %d tiles", n)
+
+
+@app.command()
+def demo(
+    params: ParamsOption = Path("params.yaml"),
+    cycles: Annotated[
+        int | None, typer.Option(help="labeling cycles after cycle 0 (default demo.cycles)")
+    ] = None,
+) -> None:
+    """The whole loop with no human: demo data, base model, then dvc repro + oracle, cycle after cycle."""
+    from acorn.demo_data import run_demo
+
+    setup_logging()
+    run_demo(load_params(params), Path(), cycles)
+
+
+def main() -> None:
+    try:
+        app()
+    except USER_ERRORS as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+    except subprocess.CalledProcessError as exc:
+        log.error("command failed (exit %d): %s", exc.returncode, " ".join(map(str, exc.cmd)))
+        sys.exit(exc.returncode)

@@ -1,0 +1,147 @@
+"""Load a detector and run batched inference over tiles.
+
+One code path for the predict stage, the ML backend (``acorn serve``) and, later, a Ray actor:
+``Detector`` holds no global state, takes images in memory and returns tables, so the caller
+decides where images come from and where results go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from acorn.env import configure_ultralytics
+
+BOX_TABLE_COLUMNS = ["tile_id", "class_id", "confidence", "x1", "y1", "x2", "y2"]
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    weights: str
+    imgsz: int = 320
+    device: str = "cpu"
+    conf_floor: float = 0.01
+    iou: float = 0.6
+    max_det: int = 100
+    batch: int = 8
+
+
+@dataclass
+class Detections:
+    """Per-box rows and per-tile rows (with a backbone embedding for diversity sampling)."""
+
+    boxes: pd.DataFrame
+    tiles: pd.DataFrame
+
+
+class Detector:
+    def __init__(self, config: DetectorConfig) -> None:
+        configure_ultralytics()
+        from ultralytics import YOLO
+
+        if not Path(config.weights).is_file():
+            raise FileNotFoundError(f"{config.weights}: model weights not found")
+        self.config = config
+        self.model = YOLO(config.weights)
+        self.class_names: dict[int, str] = dict(self.model.names)
+        self._embeddings: list[np.ndarray] = []
+        # ultralytics deep-copies the model into its predictor on first use: warm it up, then
+        # hook the copy that actually runs. The hook stays for the detector's lifetime.
+        from PIL import Image
+
+        self._run([Image.new("RGB", (32, 32))])
+        predictor_layers = self.model.predictor.model.model.model
+        _embedding_layer(predictor_layers).register_forward_hook(self._capture)
+
+    def predict(self, images: list, tile_ids: list[str]) -> Detections:
+        """Detect on PIL images (RGB), ``batch`` at a time.
+
+        ultralytics runs one batch of everything it is given (it ignores ``batch`` for lists),
+        which is slower per tile on a CPU: the list is chunked here.
+        """
+        if len(images) != len(tile_ids):
+            raise ValueError(f"{len(images)} images but {len(tile_ids)} tile ids")
+        box_parts, tile_rows, embeddings = [], [], []
+        cfg = self.config
+        for start in range(0, len(images), cfg.batch):
+            chunk = images[start : start + cfg.batch]
+            self._embeddings.clear()
+            results = self._run(chunk)
+            embeddings.append(np.concatenate(self._embeddings)[-len(chunk) :])
+            for tid, res in zip(tile_ids[start : start + cfg.batch], results, strict=True):
+                xyxy = res.boxes.xyxy.cpu().numpy().astype(np.float64)
+                conf = res.boxes.conf.cpu().numpy().astype(np.float64)
+                cls = res.boxes.cls.cpu().numpy().astype(np.int64)
+                box_parts.append(
+                    pd.DataFrame(
+                        {
+                            "tile_id": tid,
+                            "class_id": cls,
+                            "confidence": conf,
+                            "x1": xyxy[:, 0],
+                            "y1": xyxy[:, 1],
+                            "x2": xyxy[:, 2],
+                            "y2": xyxy[:, 3],
+                        }
+                    )
+                )
+                height, width = res.orig_shape
+                tile_rows.append({"tile_id": tid, "width": int(width), "height": int(height)})
+        boxes = pd.concat(box_parts, ignore_index=True) if box_parts else empty_box_table()
+        boxes = boxes.astype({"tile_id": str, "class_id": "int64", "confidence": "float64"})
+        tiles = pd.DataFrame(tile_rows, columns=["tile_id", "width", "height"])
+        counts = boxes.groupby("tile_id").size()
+        tiles["n_boxes"] = tiles["tile_id"].map(counts).fillna(0).astype("int64")
+        tiles["max_confidence"] = (
+            tiles["tile_id"].map(boxes.groupby("tile_id")["confidence"].max()).fillna(0.0)
+        )
+        emb = np.concatenate(embeddings) if embeddings else np.zeros((0, 0), dtype=np.float32)
+        tiles["embedding"] = list(emb.astype(np.float32))
+        return Detections(boxes=boxes, tiles=tiles)
+
+    def _run(self, images: list) -> list:
+        cfg = self.config
+        return self.model.predict(
+            images,
+            imgsz=cfg.imgsz,
+            conf=cfg.conf_floor,
+            iou=cfg.iou,
+            max_det=cfg.max_det,
+            device=cfg.device,
+            verbose=False,
+        )
+
+    def _capture(self, _module, _inputs, output) -> None:
+        """Global-average-pool the last backbone feature map: a cheap image embedding."""
+        self._embeddings.append(output.detach().float().mean(dim=(2, 3)).cpu().numpy())
+
+
+def _embedding_layer(layers):
+    """The layer just before the neck's first upsample: the end of the backbone."""
+    for i, layer in enumerate(layers):
+        if type(layer).__name__ == "Upsample":
+            return layers[i - 1]
+    raise ValueError("model has no Upsample layer: cannot find the end of its backbone")
+
+
+def empty_box_table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            c: pd.Series(dtype={"tile_id": str, "class_id": "int64"}.get(c, "float64"))
+            for c in BOX_TABLE_COLUMNS
+        }
+    )
+
+
+def load_images(paths: list[Path]) -> list:
+    """Open tiles as RGB PIL images (EXIF orientation applied, as ultralytics does in training)."""
+    from PIL import Image, ImageOps
+
+    images = []
+    for path in paths:
+        with Image.open(path) as img:
+            images.append(ImageOps.exif_transpose(img).convert("RGB"))
+    return images

@@ -1,0 +1,23 @@
+"""Labeling backends: where the ranked queue goes and where finished labels come from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from acorn.labeling.base import LabelingBackend
+from acorn.params import Params
+
+BACKENDS = ("oracle", "label-studio")
+
+
+def get_backend(p: Params, root: Path = Path()) -> LabelingBackend:
+    """The backend named by ``labeling.backend``; its state lives outside the DVC DAG."""
+    from acorn import paths
+
+    if p.labeling.backend == "oracle":
+        from acorn.labeling.oracle import DEFAULT_STATE_DIR, OracleBackend
+
+        return OracleBackend(root / DEFAULT_STATE_DIR, root / paths.TRUTH)
+    raise ValueError(
+        f"params.yaml: labeling.backend must be one of {', '.join(BACKENDS)}; got {p.labeling.backend!r}"
+    )

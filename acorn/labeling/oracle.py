@@ -1,0 +1,112 @@
+"""A simulated annotator that labels queued tiles from ground truth.
+
+It stands in for a person in demos, tests and strategy benchmarks. Its state (what was
+queued, what was labeled) lives in a folder outside the DVC DAG, exactly as a Label Studio
+database would, and labeling happens in a separate step (``acorn annotate``) between two
+``dvc repro`` runs, as a person would label between two cycles.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from acorn.atomic import write_json
+from acorn.formats import read_yolo_labels
+from acorn.labeling.base import ANNOTATION_COLUMNS, LABEL_BOX_COLUMNS, Pulled, PushResult
+
+DEFAULT_STATE_DIR = Path(".acorn/oracle")
+
+
+class OracleBackend:
+    def __init__(
+        self, state_dir: Path = DEFAULT_STATE_DIR, truth_dir: Path = Path("data/tiles/truth")
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.truth_dir = Path(truth_dir)
+
+    # state: tasks.json {tile_id: task}, annotations.json {tile_id: annotation}
+    def _load(self, name: str) -> dict:
+        path = self.state_dir / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+    def push(self, queue: pd.DataFrame, predictions: pd.DataFrame) -> PushResult:
+        tasks = self._load("tasks.json")
+        result = PushResult()
+        n_pred = predictions.groupby("tile_id").size() if not predictions.empty else pd.Series(dtype=int)
+        for row in queue.to_dict("records"):
+            task = {
+                "batch": int(row["batch"]),
+                "rank": int(row["rank"]),
+                "score": float(row["score"]),
+                "image": str(row["image"]),
+                "width": int(row["width"]),
+                "height": int(row["height"]),
+                "model_version": str(row["model_version"]),
+                "n_predictions": int(n_pred.get(row["tile_id"], 0)),
+            }
+            old = tasks.get(row["tile_id"])
+            if old is None:
+                result.created += 1
+                tasks[row["tile_id"]] = task
+            elif old["model_version"] != task["model_version"]:
+                # re-queued: keep the batch it was first queued in, refresh the pre-annotation
+                result.updated += 1
+                tasks[row["tile_id"]] = {**task, "batch": old["batch"]}
+            else:
+                result.unchanged += 1
+        write_json(self.state_dir / "tasks.json", tasks)
+        return result
+
+    def annotate(self, limit: int | None = None) -> int:
+        """Label queued, unlabeled tiles from their truth files, in queue order; return how many."""
+        tasks = self._load("tasks.json")
+        annotations = self._load("annotations.json")
+        todo = sorted(
+            (t for t in tasks if t not in annotations), key=lambda t: (tasks[t]["batch"], tasks[t]["rank"])
+        )
+        if limit is not None:
+            todo = todo[:limit]
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        next_id = 1 + max((a["annotation_id"] for a in annotations.values()), default=0)
+        for tile_id in todo:
+            task = tasks[tile_id]
+            truth = self.truth_dir / f"{tile_id}.txt"
+            if not truth.exists():
+                raise FileNotFoundError(f"{truth}: the oracle has no ground truth for queued tile {tile_id}")
+            boxes = read_yolo_labels(truth, task["width"], task["height"])
+            annotations[tile_id] = {
+                "annotation_id": next_id,
+                "annotator": "oracle",
+                "updated_at": now,
+                "boxes": boxes[LABEL_BOX_COLUMNS[1:]].to_numpy().tolist(),
+            }
+            next_id += 1
+        write_json(self.state_dir / "annotations.json", annotations)
+        return len(todo)
+
+    def pull(self) -> Pulled:
+        tasks = self._load("tasks.json")
+        annotations = self._load("annotations.json")
+        rows, boxes = [], []
+        for tile_id, ann in annotations.items():
+            task = tasks[tile_id]
+            rows.append(
+                {
+                    "tile_id": tile_id,
+                    "annotation_id": ann["annotation_id"],
+                    "annotator": ann["annotator"],
+                    "updated_at": ann["updated_at"],
+                    "batch": task["batch"],
+                    "width": task["width"],
+                    "height": task["height"],
+                }
+            )
+            boxes.extend([tile_id, int(b[0]), *b[1:]] for b in ann["boxes"])
+        return Pulled(
+            annotations=pd.DataFrame(rows, columns=ANNOTATION_COLUMNS),
+            boxes=pd.DataFrame(boxes, columns=LABEL_BOX_COLUMNS),
+        )

@@ -1,0 +1,141 @@
+"""Model registry on MLflow: every trained model a version, the best one the ``champion``.
+
+The weights are logged as an MLflow pyfunc so that anything that speaks MLflow can load
+``models:/<name>@champion`` and detect; acorn's own serve path loads it the same way. The
+champion alias moves only when a new version beats it on the fixed test set, so a bad
+cycle never replaces the model that Label Studio pre-annotates with.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+EXPERIMENT = "acorn"
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def tracking_uri(root: Path = Path()) -> str:
+    """MLFLOW_TRACKING_URI if set (a server, DagsHub), else a sqlite store in the repository."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path(root) / 'mlflow.db').resolve()}"
+
+
+def configure_mlflow(root: Path = Path()) -> mlflow.MlflowClient:
+    mlflow.set_tracking_uri(tracking_uri(root))
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        artifacts = None
+        if tracking_uri(root).startswith("sqlite:"):
+            artifacts = (Path(root) / "mlartifacts").resolve().as_uri()
+        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
+    mlflow.set_experiment(EXPERIMENT)
+    return mlflow.MlflowClient()
+
+
+class YoloPyfunc(mlflow.pyfunc.PythonModel):
+    """MLflow wrapper around YOLO weights: a DataFrame of image paths in, a box table out."""
+
+    def load_context(self, context) -> None:
+        from acorn.detection import Detector, DetectorConfig
+
+        settings = dict(context.model_config or {})
+        self.detector = Detector(DetectorConfig(weights=context.artifacts["weights"], **settings))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        from acorn.detection import load_images
+
+        paths = [Path(p) for p in model_input["image"]]
+        ids = list(model_input["tile_id"]) if "tile_id" in model_input else [str(p) for p in paths]
+        return self.detector.predict(load_images(paths), ids).boxes
+
+
+@dataclass
+class RegistryRecord:
+    name: str
+    version: int
+    model_version: str  # the label shown in Label Studio and carried by prediction tables
+    aliases: list[str]
+    run_id: str
+    metric: str
+    value: float
+    champion_version: int
+    tracking_uri: str
+
+
+def register(
+    weights: Path,
+    metrics: dict[str, float],
+    name: str,
+    metric: str,
+    detector_settings: dict,
+    root: Path = Path(),
+) -> RegistryRecord:
+    """Log ``weights`` as a new version of ``name``; make it challenger, and champion if it wins."""
+    client = configure_mlflow(root)
+    if metric not in metrics:
+        raise KeyError(f"register.metric {metric!r} is not among the train metrics {sorted(metrics)}")
+    with mlflow.start_run(run_name=f"cycle-{metrics.get('cycle', 0)}") as run:
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=YoloPyfunc(),
+            artifacts={"weights": str(weights)},
+            model_config=detector_settings,
+            pip_requirements=["ultralytics", "torch", "torchvision", "pandas", "pillow"],
+            registered_model_name=name,
+        )
+    version = int(info.registered_model_version)
+    value = float(metrics[metric])
+    client.set_model_version_tag(name, str(version), metric, str(value))
+    client.set_registered_model_alias(name, CHALLENGER, str(version))
+    champion = champion_version(client, name)
+    if champion is None or value > _version_metric(client, name, champion, metric):
+        client.set_registered_model_alias(name, CHAMPION, str(version))
+        champion = version
+    aliases = sorted(client.get_model_version(name, str(version)).aliases)
+    return RegistryRecord(
+        name=name,
+        version=version,
+        model_version=model_version_label(name, version),
+        aliases=aliases,
+        run_id=run.info.run_id,
+        metric=metric,
+        value=value,
+        champion_version=champion,
+        tracking_uri=_redacted(tracking_uri(root)),
+    )
+
+
+def model_version_label(name: str, version: int) -> str:
+    return f"{name}-v{version}"
+
+
+def champion_version(client: mlflow.MlflowClient, name: str) -> int | None:
+    try:
+        return int(client.get_model_version_by_alias(name, CHAMPION).version)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def _version_metric(client: mlflow.MlflowClient, name: str, version: int, metric: str) -> float:
+    tags = client.get_model_version(name, str(version)).tags
+    return float(tags.get(metric, "-inf"))
+
+
+def _redacted(uri: str) -> str:
+    """Never write credentials embedded in a tracking URI (https://user:token@host) to a file."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password or parts.username:
+        host = parts.hostname or ""
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return uri
+
+
+def record_dict(record: RegistryRecord) -> dict:
+    return asdict(record)

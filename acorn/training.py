@@ -1,0 +1,135 @@
+"""Fine-tune and evaluate with ultralytics' own trainer and validator.
+
+acorn only decides *what* to train on (the labeled tiles, a stable split) and *where* results
+go; epochs, augmentation, NMS and mAP are ultralytics'. Every run works in a scratch folder so
+that nothing half-written ever lands in models/ or metrics/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from acorn.env import configure_ultralytics
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5
+    batch: int = 16
+    imgsz: int = 320
+    lr0: float = 0.01
+    optimizer: str = "SGD"
+    freeze: int = 0
+    seed: int = 0
+    workers: int = 0
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class EvalMetrics:
+    map50: float
+    map50_95: float
+    precision: float
+    recall: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(float(v), 6) for k, v in self.__dict__.items()}
+
+
+def is_validation(tile_ids: pd.Series, fraction: float) -> pd.Series:
+    """Stable split by a hash of the tile id: a tile never moves between train and val."""
+    buckets = tile_ids.map(lambda t: int(hashlib.sha1(t.encode()).hexdigest()[:8], 16) % 10_000)
+    return buckets < round(fraction * 10_000)
+
+
+def write_dataset(
+    workdir: Path, classes: list[str], train: list[tuple[Path, Path]], val: list[tuple[Path, Path]]
+) -> Path:
+    """Lay out (image, label) pairs the way ultralytics expects, by symlink, and write data.yaml."""
+    for split, pairs in (("train", train), ("val", val)):
+        (workdir / split / "images").mkdir(parents=True, exist_ok=True)
+        (workdir / split / "labels").mkdir(parents=True, exist_ok=True)
+        for image, label in pairs:
+            name = image.name
+            os.symlink(image.resolve(), workdir / split / "images" / name)
+            os.symlink(label.resolve(), workdir / split / "labels" / f"{Path(name).stem}.txt")
+    return _data_yaml(workdir, classes, train="train/images", val="val/images")
+
+
+def folder_dataset(folder: Path, classes: list[str], workdir: Path) -> Path:
+    """data.yaml for an existing YOLO folder (images/, labels/) used as the validation set."""
+    return _data_yaml(
+        workdir,
+        classes,
+        train=str(Path(folder).resolve() / "images"),
+        val=str(Path(folder).resolve() / "images"),
+    )
+
+
+def _data_yaml(workdir: Path, classes: list[str], train: str, val: str) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "data.yaml"
+    spec = {"path": str(workdir.resolve()), "train": train, "val": val, "names": dict(enumerate(classes))}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def train(start: str, data_yaml: Path, config: TrainConfig, workdir: Path, **overrides) -> Path:
+    """Train from ``start`` (a .pt to fine-tune or a .yaml for random init); return best weights."""
+    configure_ultralytics()
+    from ultralytics import YOLO
+
+    model = YOLO(start)
+    model.train(
+        data=str(data_yaml),
+        epochs=config.epochs,
+        batch=config.batch,
+        imgsz=config.imgsz,
+        lr0=config.lr0,
+        optimizer=config.optimizer,
+        freeze=config.freeze or None,
+        seed=config.seed,
+        deterministic=True,
+        workers=config.workers,
+        device=config.device,
+        project=str(workdir.resolve()),
+        name="train",
+        exist_ok=True,
+        plots=False,
+        verbose=False,
+        amp=False,
+        **overrides,
+    )
+    best = workdir / "train" / "weights" / "best.pt"
+    if not best.exists():
+        raise RuntimeError(f"ultralytics finished without writing {best}")
+    return best
+
+
+def evaluate(
+    weights: str | Path, data_yaml: Path, imgsz: int, workdir: Path, device: str = "cpu"
+) -> EvalMetrics:
+    configure_ultralytics()
+    from ultralytics import YOLO
+
+    results = YOLO(str(weights)).val(
+        data=str(data_yaml),
+        split="val",
+        imgsz=imgsz,
+        batch=16,
+        device=device,
+        project=str(workdir.resolve()),
+        name="val",
+        exist_ok=True,
+        plots=False,
+        verbose=False,
+        workers=0,
+    )
+    box = results.box
+    return EvalMetrics(map50=box.map50, map50_95=box.map, precision=box.mp, recall=box.mr)

@@ -1,0 +1,45 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from acorn.formats import LabelFileError, format_yolo, parse_yolo_text, xyxy_to_yolo, yolo_to_xyxy
+
+
+def test_yolo_round_trip_is_exact_to_six_decimals():
+    rng = np.random.default_rng(1)
+    xyxy = np.sort(rng.uniform(0, 640, (50, 4)).reshape(50, 2, 2), axis=1).transpose(0, 2, 1).reshape(50, 4)
+    xyxy = xyxy[:, [0, 1, 2, 3]]
+    back = yolo_to_xyxy(xyxy_to_yolo(xyxy, 640, 540), 640, 540)
+    assert np.allclose(back, xyxy)
+
+
+def test_format_then_parse_keeps_boxes_within_a_pixel():
+    boxes = pd.DataFrame(
+        {"class_id": [0, 1], "x1": [1.5, 100], "y1": [2, 200], "x2": [30, 639], "y2": [40, 539]}
+    )
+    parsed = parse_yolo_text(format_yolo(boxes, 640, 540), 640, 540)
+    assert parsed["class_id"].tolist() == [0, 1]
+    assert (
+        np.abs(parsed[["x1", "y1", "x2", "y2"]].to_numpy() - boxes[["x1", "y1", "x2", "y2"]].to_numpy()).max()
+        < 0.01
+    )
+
+
+def test_empty_label_means_no_boxes():
+    assert parse_yolo_text("", 10, 10).empty
+    assert format_yolo(parse_yolo_text("\n", 10, 10), 10, 10) == ""
+
+
+@pytest.mark.parametrize(
+    "line,msg",
+    [
+        ("0 0.5 0.5 0.1", "expected"),
+        ("x 0.5 0.5 0.1 0.1", "not a number"),
+        ("0.5 0.5 0.5 0.1 0.1", "class id"),
+        ("0 0.5 0.5 0 0.1", "positive"),
+        ("0 nan 0.5 0.1 0.1", "finite"),
+    ],
+)
+def test_bad_lines_name_file_and_line(line, msg):
+    with pytest.raises(LabelFileError, match=rf"f\.txt:2: .*{msg}"):
+        parse_yolo_text("0 0.5 0.5 0.1 0.1\n" + line, 10, 10, source="f.txt")

@@ -1,0 +1,129 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from acorn.formats import read_yolo_labels
+from acorn.tiling import TileGrid, clip_boxes, tile_dataset, tile_id
+
+
+def boxes(*rows):
+    return pd.DataFrame(rows, columns=["class_id", "x1", "y1", "x2", "y2"])
+
+
+def test_default_grid_cuts_4k_into_640x540_tiles():
+    w = TileGrid(4, 6).windows(3840, 2160)
+    assert len(w) == 24
+    assert set(w["x1"] - w["x0"]) == {640}
+    assert set(w["y1"] - w["y0"]) == {540}
+    assert w["x0"].min() == 0 and w["x1"].max() == 3840 and w["y1"].max() == 2160
+
+
+def test_grid_windows_cover_odd_sizes_edge_to_edge():
+    w = TileGrid(3, 7).windows(1001, 333)
+    xs = sorted(set(zip(w["x0"], w["x1"], strict=True)))
+    assert xs[0][0] == 0 and xs[-1][1] == 1001
+    assert all(a[1] == b[0] for a, b in zip(xs, xs[1:], strict=False))  # no gap, no overlap
+
+
+def test_overlap_shares_the_requested_fraction():
+    w = TileGrid(1, 3, overlap=0.25).windows(1000, 100)
+    xs = sorted(zip(w["x0"], w["x1"], strict=True))
+    size = xs[0][1] - xs[0][0]
+    assert abs((xs[0][1] - xs[1][0]) / size - 0.25) < 0.01
+    assert xs[-1][1] == 1000
+
+
+@pytest.mark.parametrize("rows,cols,overlap", [(0, 6, 0.0), (4, 6, 1.0), (4, 6, -0.1)])
+def test_bad_grid_is_rejected(rows, cols, overlap):
+    with pytest.raises(ValueError):
+        TileGrid(rows, cols, overlap)
+
+
+def test_clip_keeps_inside_part_in_tile_pixels():
+    out = clip_boxes(boxes((0, 90, 10, 130, 50)), (100, 0, 200, 100), min_visibility=0.5)
+    assert out.to_numpy().tolist() == [[0, 0, 10, 30, 50]]
+
+
+def test_clip_drops_slivers_below_min_visibility():
+    b = boxes((0, 90, 10, 130, 50), (0, 190, 10, 205, 20))
+    out = clip_boxes(b, (100, 0, 200, 100), min_visibility=0.8)
+    assert out.empty
+    assert len(clip_boxes(b, (100, 0, 200, 100), min_visibility=0.7)) == 1
+
+
+def test_clip_ignores_boxes_elsewhere_and_keeps_class():
+    b = boxes((2, 300, 300, 320, 320), (1, 10, 10, 20, 20))
+    out = clip_boxes(b, (0, 0, 100, 100), min_visibility=0.3)
+    assert out["class_id"].tolist() == [1]
+
+
+def _frames(root: Path, n: int, size=(120, 60)) -> None:
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(
+            root / "images" / f"f{i}.jpg"
+        )
+        # one box straddling the vertical middle line of the frame
+        (root / "labels" / f"f{i}.txt").write_text("0 0.5 0.5 0.2 0.4\n")
+
+
+def test_tile_dataset_writes_tiles_truth_and_manifest(tmp_path):
+    _frames(tmp_path / "raw", 2)
+    m = tile_dataset(
+        tmp_path / "raw", tmp_path / "tiles", TileGrid(2, 2), ["squirrel"], min_visibility=0.2, workers=1
+    )
+    assert len(m) == 8
+    assert m["tile_id"].tolist()[:4] == [tile_id("f0", r, c) for r in (0, 1) for c in (0, 1)]
+    for t in m.itertuples():
+        assert (tmp_path / "tiles" / t.image).exists()
+        img = Image.open(tmp_path / "tiles" / t.image)
+        assert img.size == (t.width, t.height) == (60, 30)
+    # the 24x24 px box at the frame centre is split over the four tiles, a quarter (12x12 px) in each
+    truth = read_yolo_labels(tmp_path / "tiles" / "truth" / "f0_r0c0.txt", 60, 30)
+    assert truth[["x1", "y1", "x2", "y2"]].round(3).to_numpy().tolist() == [[48, 18, 60, 30]]
+
+
+def test_tile_dataset_tiles_only_new_frames(tmp_path):
+    _frames(tmp_path / "raw", 2)
+    tile_dataset(tmp_path / "raw", tmp_path / "tiles", TileGrid(2, 2), ["squirrel"], workers=1)
+    first = tmp_path / "tiles" / "images" / "f0_r0c0.jpg"
+    mtime = first.stat().st_mtime_ns
+    Image.new("RGB", (120, 60)).save(tmp_path / "raw" / "images" / "f9.jpg")
+    m = tile_dataset(tmp_path / "raw", tmp_path / "tiles", TileGrid(2, 2), ["squirrel"], workers=1)
+    assert len(m) == 12
+    assert first.stat().st_mtime_ns == mtime
+    assert (m.loc[m.frame_id == "f9", "n_truth"] == -1).all()  # no label file: unknown, not "empty"
+
+
+def test_tile_dataset_names_the_bad_label_file(tmp_path):
+    _frames(tmp_path / "raw", 1)
+    (tmp_path / "raw" / "labels" / "f0.txt").write_text("0 0.5 0.5 0.2\n")
+    with pytest.raises(Exception, match=r"f0\.txt:1"):
+        tile_dataset(tmp_path / "raw", tmp_path / "tiles", TileGrid(2, 2), ["squirrel"], workers=1)
+    assert not (tmp_path / "tiles" / "manifest.parquet").exists()
+
+
+def test_tile_dataset_rejects_unknown_class_name(tmp_path):
+    _frames(tmp_path / "raw", 1)
+    (tmp_path / "raw" / "classes.txt").write_text("raccoon\n")
+    with pytest.raises(ValueError, match="classes.txt.*raccoon"):
+        tile_dataset(tmp_path / "raw", tmp_path / "tiles", TileGrid(2, 2), ["squirrel"], workers=1)
+
+
+def test_tiles_real_aerial_frames(tmp_path):
+    """Real PNGs with hundreds of small boxes (../shared/data/trees)."""
+    trees = Path(__file__).resolve().parents[2] / "shared" / "data" / "trees"
+    if not trees.exists():
+        pytest.skip("shared data not present")
+    m = tile_dataset(trees, tmp_path / "tiles", TileGrid(2, 2), ["tree"], workers=2)
+    frames = len(list((trees / "images").iterdir()))
+    assert len(m) == 4 * frames
+    assert m["n_truth"].sum() >= 0.8 * sum(
+        len((trees / "labels" / f"{p.stem}.txt").read_text().splitlines())
+        for p in (trees / "images").iterdir()
+    )
