@@ -18,6 +18,7 @@ _ENV_DEFAULTS = {
     "DVC_NO_ANALYTICS": "1",
     "DO_NOT_TRACK": "1",
     "GIT_PYTHON_REFRESH": "quiet",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 # ultralytics integrations that would log elsewhere or reach the network

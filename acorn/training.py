@@ -8,6 +8,7 @@ that nothing half-written ever lands in models/ or metrics/.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ import pandas as pd
 import yaml
 
 from acorn.env import configure_ultralytics
+
+log = logging.getLogger("acorn")
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ def train(start: str, data_yaml: Path, config: TrainConfig, workdir: Path, **ove
     from ultralytics import YOLO
 
     model = YOLO(start)
+    model.add_callback("on_fit_epoch_end", _log_epoch)
     model.train(
         data=str(data_yaml),
         epochs=config.epochs,
@@ -110,6 +114,18 @@ def train(start: str, data_yaml: Path, config: TrainConfig, workdir: Path, **ove
     if not best.exists():
         raise RuntimeError(f"ultralytics finished without writing {best}")
     return best
+
+
+def _log_epoch(trainer) -> None:
+    """ultralytics is silenced (verbose=False); one line per epoch keeps long training visible."""
+    metrics = trainer.metrics or {}
+    log.info(
+        "epoch %d/%d  loss %.3f  val map50 %.3f",
+        trainer.epoch + 1,
+        trainer.epochs,
+        float(trainer.tloss.sum()) if trainer.tloss is not None else float("nan"),
+        float(metrics.get("metrics/mAP50(B)", float("nan"))),
+    )
 
 
 def evaluate(

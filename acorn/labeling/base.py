@@ -12,8 +12,19 @@ from typing import Protocol
 
 import pandas as pd
 
-# queue: one row per tile to label, in ranking order
-QUEUE_COLUMNS = ["tile_id", "rank", "score", "batch", "image", "width", "height", "model_version"]
+# queue: one row per tile to label, in ranking order; `score` falls along the queue (sort key),
+# `strategy_score` is the strategy's raw value
+QUEUE_COLUMNS = [
+    "tile_id",
+    "rank",
+    "score",
+    "strategy_score",
+    "batch",
+    "image",
+    "width",
+    "height",
+    "model_version",
+]
 # one row per finished annotation (the latest per tile); a row with no boxes is a checked negative
 ANNOTATION_COLUMNS = ["tile_id", "annotation_id", "annotator", "updated_at", "batch", "width", "height"]
 # boxes of those annotations, in tile pixels

@@ -1,0 +1,100 @@
+"""Shared fixtures: a tiny copy of the repository with its own demo data and base model.
+
+Built once per test run (session scope): generating frames and training a 1-epoch base
+model at a tiny input size takes seconds, and every end-to-end test starts from a copy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+TINY_PARAMS = {
+    "tile": {"rows": 2, "cols": 3, "workers": 1},
+    "model": {"imgsz": 96},
+    "predict": {"max_det": 50},
+    "rank": {"budget": 4},
+    "train": {"epochs": 1, "batch": 8},
+    "demo": {
+        "frames": 4,
+        "test_frames": 2,
+        "source_images": 12,
+        "width": 640,
+        "height": 360,
+        "base_epochs": 1,
+        "cycles": 1,
+    },
+}
+
+
+def repo_files() -> list[str]:
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    return [f for f in out.split("\0") if f and (REPO / f).is_file()]
+
+
+def copy_repo(dest: Path) -> Path:
+    """The project as committed plus uncommitted work, without data, venv or local state."""
+    for rel in repo_files():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, target)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    return dest
+
+
+def tool_env(root: Path) -> dict[str, str]:
+    """Environment for dvc/acorn subprocesses: this venv first, a store local to ``root``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "LABEL_STUDIO_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run(cmd: list[str], root: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=root, env=tool_env(root), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
+    return proc
+
+
+def write_params(root: Path, overrides: dict) -> None:
+    path = root / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in overrides.items():
+        if isinstance(values, dict):
+            params[section] = {**params.get(section, {}), **values}
+        else:
+            params[section] = values
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="session")
+def tiny_template(tmp_path_factory) -> Path:
+    """A tiny repository copy with demo data and a 1-epoch base model (built once)."""
+    root = copy_repo(tmp_path_factory.mktemp("template"))
+    write_params(root, TINY_PARAMS)
+    run(["acorn", "demo-data"], root)
+    run(["acorn", "train-base"], root)
+    return root
+
+
+@pytest.fixture
+def tiny_repo(tiny_template, tmp_path) -> Path:
+    dest = tmp_path / "repo"
+    shutil.copytree(tiny_template, dest, symlinks=True)
+    return dest
