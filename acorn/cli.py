@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from acorn import paths
-from acorn.params import ParamsError, load_params
+from acorn.params import Params, ParamsError, load_params
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 log = logging.getLogger("acorn")
@@ -30,15 +31,13 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_stage(name: str) -> None:
-    """Entry point of ``stages/<name>.py``: params.yaml in the working directory, errors as one line."""
-    from acorn import pipeline
-
+def run_stage(stage: Callable[[Params], object]) -> None:
+    """Entry point of ``stages/*.py``: params.yaml in the working directory, errors as one line."""
     setup_logging()
     try:
-        getattr(pipeline, name)(load_params())
+        stage(load_params())
     except USER_ERRORS as exc:
-        log.error("%s failed: %s", name, exc)
+        log.error("%s failed: %s", stage.__name__, exc)
         sys.exit(1)
 
 

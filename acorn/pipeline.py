@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -216,6 +215,3 @@ def rank(p: Params, root: Path = Path()) -> pd.DataFrame:
     )
     return queue
 
-
-def clean_scratch(root: Path = Path()) -> None:
-    shutil.rmtree(root / paths.WORK, ignore_errors=True)
