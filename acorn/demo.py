@@ -40,7 +40,7 @@ P_RAIN = 0.10
 P_BLUR = 0.10
 P_OCCLUDED = 0.15  # per squirrel
 P_DISTRACTORS = 0.40
-N_SQUIRREL_P = (0.35, 0.35, 0.20, 0.10)  # 0, 1, 2, 3 squirrels in a frame
+N_SQUIRREL_P = (0.30, 0.15, 0.15, 0.15, 0.10, 0.10, 0.05)  # 0..6 squirrels: a feeder draws a crowd
 
 # Squirrel heights in a 2160-high frame; scaled with the frame height for smaller test frames.
 MIN_SQUIRREL_PX = 12.0

@@ -101,7 +101,7 @@ def train_base_model(
             device=p.model.device,
         )
         best = training.train(
-            "yolov8n.yaml", data, config, work, warmup_epochs=0, mosaic=0.0, close_mosaic=0, cache=True
+            "yolov8n.yaml", data, config, work, keep="best", mosaic=0.0, close_mosaic=0, cache=True
         )
         copy_file(best, out)
     log.info("base model written to %s", out)

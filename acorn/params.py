@@ -46,8 +46,8 @@ class PredictParams:
 
 @dataclass(frozen=True)
 class RankParams:
-    strategy: str = "least_confidence"
-    aggregate: str = "min"
+    strategy: str = "entropy"
+    aggregate: str = "max"
     threshold: float = 0.25
     budget: int = 50
     balance_by: str = "condition"
@@ -66,6 +66,7 @@ class TrainParams:
     lr0: float = 0.01
     optimizer: str = "SGD"
     freeze: int = 0
+    warmup_epochs: float = 0.0
     val_fraction: float = 0.2
     seed: int = 0
     workers: int = 0
@@ -85,7 +86,7 @@ class RegisterParams:
 @dataclass(frozen=True)
 class DemoParams:
     frames: int = 24
-    test_frames: int = 6
+    test_frames: int = 10
     source_images: int = 300
     width: int = 3840
     height: int = 2160

@@ -99,6 +99,7 @@ def _train_config(p: Params):
         lr0=t.lr0,
         optimizer=t.optimizer,
         freeze=t.freeze,
+        warmup_epochs=t.warmup_epochs,
         seed=t.seed,
         workers=t.workers,
         device=p.model.device,
@@ -214,4 +215,3 @@ def rank(p: Params, root: Path = Path()) -> pd.DataFrame:
         result.updated,
     )
     return queue
-

@@ -8,6 +8,7 @@ cycle never replaces the model that Label Studio pre-annotates with.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -77,6 +78,8 @@ def register(
     client = configure_mlflow(root)
     if metric not in metrics:
         raise KeyError(f"register.metric {metric!r} is not among the train metrics {sorted(metrics)}")
+    # its warnings here (cloudpickled python_model, no signature) are expected, not actionable
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     with mlflow.start_run(run_name=f"cycle-{metrics.get('cycle', 0)}") as run:
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         info = mlflow.pyfunc.log_model(

@@ -29,6 +29,7 @@ class TrainConfig:
     lr0: float = 0.01
     optimizer: str = "SGD"
     freeze: int = 0
+    warmup_epochs: float = 0.0
     seed: int = 0
     workers: int = 0
     device: str = "cpu"
@@ -83,8 +84,14 @@ def _data_yaml(workdir: Path, classes: list[str], train: str, val: str) -> Path:
     return path
 
 
-def train(start: str, data_yaml: Path, config: TrainConfig, workdir: Path, **overrides) -> Path:
-    """Train from ``start`` (a .pt to fine-tune or a .yaml for random init); return best weights."""
+def train(
+    start: str, data_yaml: Path, config: TrainConfig, workdir: Path, keep: str = "last", **overrides
+) -> Path:
+    """Train from ``start`` (a .pt to fine-tune or a .yaml for random init); return the weights.
+
+    ``keep="last"`` for fine-tuning: a cycle's validation split is a handful of tiles, too few to
+    pick an epoch on, so the fixed epoch budget decides. ``keep="best"`` when the split is large.
+    """
     configure_ultralytics()
     from ultralytics import YOLO
 
@@ -98,6 +105,7 @@ def train(start: str, data_yaml: Path, config: TrainConfig, workdir: Path, **ove
         lr0=config.lr0,
         optimizer=config.optimizer,
         freeze=config.freeze or None,
+        warmup_epochs=config.warmup_epochs,
         seed=config.seed,
         deterministic=True,
         workers=config.workers,
@@ -110,20 +118,21 @@ def train(start: str, data_yaml: Path, config: TrainConfig, workdir: Path, **ove
         amp=False,
         **overrides,
     )
-    best = workdir / "train" / "weights" / "best.pt"
-    if not best.exists():
-        raise RuntimeError(f"ultralytics finished without writing {best}")
-    return best
+    weights = workdir / "train" / "weights" / f"{keep}.pt"
+    if not weights.exists():
+        raise RuntimeError(f"ultralytics finished without writing {weights}")
+    return weights
 
 
 def _log_epoch(trainer) -> None:
     """ultralytics is silenced (verbose=False); one line per epoch keeps long training visible."""
+    if trainer.epoch >= trainer.epochs:  # the extra validation after the last epoch
+        return
     metrics = trainer.metrics or {}
     log.info(
-        "epoch %d/%d  loss %.3f  val map50 %.3f",
+        "epoch %d/%d  val map50 %.3f",
         trainer.epoch + 1,
         trainer.epochs,
-        float(trainer.tloss.sum()) if trainer.tloss is not None else float("nan"),
         float(metrics.get("metrics/mAP50(B)", float("nan"))),
     )
 

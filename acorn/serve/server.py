@@ -1,0 +1,79 @@
+"""Run the backend with uvicorn: in the foreground (``acorn serve``) or in a thread (tests, benchmarks).
+
+The thread form is what a test with a real Label Studio needs: a server on a known port that
+Label Studio can call, started and stopped inside one process.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+import time
+
+import uvicorn
+from fastapi import FastAPI
+
+log = logging.getLogger("acorn.serve")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ServerThread:
+    """A uvicorn server in a daemon thread: ``with ServerThread(app) as s: httpx.get(s.url + "/health")``."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="on")
+        )
+        self._thread = threading.Thread(target=self.server.run, name=f"acorn-serve-{self.port}", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"acorn serve did not start on {self.url} (port taken?)")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=30)
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run(app: FastAPI, host: str = "127.0.0.1", port: int = 9090, authenticated: bool = False) -> None:
+    """Serve until interrupted; warn when a non-loopback address is served without authentication."""
+    if not is_loopback(host) and not authenticated:
+        log.warning(
+            "serving on %s without authentication: anyone who can reach it can run the model; "
+            "set ACORN_SERVE_TOKEN or ACORN_SERVE_BASIC_AUTH=user:pass (and the same in Label Studio)",
+            host,
+        )
+    uvicorn.run(app, host=host, port=port, log_level="info", lifespan="on")

@@ -1,0 +1,1 @@
+"""Tests of ``acorn serve`` (a package so its modules can share helpers)."""

@@ -1,0 +1,119 @@
+"""Fixtures for ``acorn serve``: a tiny untrained detector registered in a throwaway MLflow store.
+
+The detector is random, but its class-0 bias is set per detection scale so that it finds
+boxes of three confidences (~0.73, ~0.27 and ~0.05): some above the 0.25 display threshold
+and some below, which is all these tests need to check geometry, filtering and ordering.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import acorn  # noqa: F401  (offline settings before ultralytics loads)
+from acorn.serve.champion import Champion
+from acorn.serve.config import ServeConfig
+
+MODEL = "toy-detector"
+SETTINGS = {"imgsz": 96, "batch": 4, "conf_floor": 0.01, "max_det": 100}
+SCALE_BIAS = (1.0, -1.0, -3.0)  # class 0 at strides 8, 16, 32: sigmoid ~0.73, ~0.27, ~0.05
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_env():
+    """No test may reach a real tracking server or Label Studio named in the caller's env."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("MLFLOW_TRACKING_URI", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"):
+            mp.delenv(key, raising=False)
+        mp.delenv("ACORN_SERVE_TOKEN", raising=False)
+        mp.delenv("ACORN_SERVE_BASIC_AUTH", raising=False)
+        yield
+
+
+def make_weights(path: Path) -> Path:
+    from ultralytics import YOLO
+
+    model = YOLO("yolov8n.yaml")
+    for scale, seq in enumerate(model.model.model[-1].cv3):  # one class logit bias per detection scale
+        seq[-1].bias.data.fill_(-20.0)
+        seq[-1].bias.data[0] = SCALE_BIAS[scale]
+    model.model.names = {i: f"class{i}" for i in range(len(model.names))} | {0: "squirrel"}
+    model.save(path)
+    return path
+
+
+def register_version(root: Path, weights: Path, map50: float) -> int:
+    from acorn.registry import register, tracking_uri
+
+    # mlflow.set_tracking_uri (inside register) also exports MLFLOW_TRACKING_URI, which would
+    # point every later tracking_uri(root) at this store: setenv here so that it is undone after
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", tracking_uri(root))
+        return register(weights, {"map50": map50}, MODEL, "map50", SETTINGS, root=root).version
+
+
+def noise_image(path: Path, width: int, height: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path, quality=95)
+    return path
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory) -> Path:
+    return make_weights(tmp_path_factory.mktemp("weights") / "toy.pt")
+
+
+@pytest.fixture(scope="session")
+def registry_root(tmp_path_factory, weights) -> Path:
+    """An MLflow store (mlflow.db + mlartifacts) whose champion is version 1 of the toy detector."""
+    root = tmp_path_factory.mktemp("registry")
+    register_version(root, weights, 0.1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """Images the tasks point at: two of one size and one of another, plus a few bad files."""
+    root = tmp_path_factory.mktemp("data")
+    (root / "tiles").mkdir()
+    noise_image(root / "tiles" / "a.jpg", 96, 80, seed=1)
+    noise_image(root / "tiles" / "b.jpg", 96, 80, seed=2)
+    noise_image(root / "tiles" / "c.png", 64, 64, seed=3)
+    (root / "tiles" / "text.jpg").write_bytes(b"this is not an image\n" * 10)
+    return root
+
+
+@pytest.fixture(scope="session")
+def champion(registry_root) -> Champion:
+    """One loaded champion shared by every app built with :func:`config_for` (loading costs ~1.5 s)."""
+    from acorn.registry import tracking_uri
+
+    shared = Champion(MODEL, tracking_uri(registry_root), refresh_s=3600)
+    shared.start()
+    shared.current(timeout=120)
+    yield shared
+    shared.stop()
+
+
+@pytest.fixture
+def config_for(registry_root, data_root):
+    def make(**overrides) -> ServeConfig:
+        return ServeConfig(
+            **({"model_name": MODEL, "root": registry_root, "data_root": data_root} | overrides)
+        )
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def toy_store():
+    """Build weights and register versions in a fresh store (for tests that move the alias)."""
+
+    class Store:
+        make_weights = staticmethod(make_weights)
+        register_version = staticmethod(register_version)
+
+    return Store
