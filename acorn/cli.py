@@ -13,6 +13,7 @@ import typer
 
 from acorn import paths
 from acorn.params import Params, ParamsError, load_params
+from acorn.serve.cli import serve as serve_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 log = logging.getLogger("acorn")
@@ -97,6 +98,9 @@ def demo(
 
     setup_logging()
     run_demo(load_params(params), Path(), cycles)
+
+
+app.command("serve")(serve_command)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -136,7 +137,7 @@ def empty_box_table() -> pd.DataFrame:
     )
 
 
-def load_images(paths: list[Path]) -> list:
+def load_images(paths: list[Path | BinaryIO]) -> list:
     """Open tiles as RGB PIL images (EXIF orientation applied, as ultralytics does in training)."""
     from PIL import Image, ImageOps
 

@@ -26,7 +26,10 @@ def tracking_uri(root: Path = Path()) -> str:
 
 
 def configure_mlflow(root: Path = Path()) -> mlflow.MlflowClient:
+    user_set = "MLFLOW_TRACKING_URI" in os.environ
     mlflow.set_tracking_uri(tracking_uri(root))
+    if not user_set:  # mlflow exports the URI; keep the next root's default from seeing this one
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         artifacts = None
         if tracking_uri(root).startswith("sqlite:"):
@@ -108,7 +111,7 @@ def register(
         metric=metric,
         value=value,
         champion_version=champion,
-        tracking_uri=_redacted(tracking_uri(root)),
+        tracking_uri=redacted(tracking_uri(root)),
     )
 
 
@@ -128,7 +131,7 @@ def _version_metric(client: mlflow.MlflowClient, name: str, version: int, metric
     return float(tags.get(metric, "-inf"))
 
 
-def _redacted(uri: str) -> str:
+def redacted(uri: str) -> str:
     """Never write credentials embedded in a tracking URI (https://user:token@host) to a file."""
     from urllib.parse import urlsplit, urlunsplit
 

@@ -26,21 +26,26 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import pandas as pd
 import typer
 
 from acorn.atomic import atomic_path, copy_file, write_csv, write_json, write_text
+from acorn.tiling import IMAGE_SUFFIXES, frame_id_for
 from acorn.training import TrainConfig
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from acorn.strategies import Strategy
 
 log = logging.getLogger("acorn")
 
 DEFAULT_STRATEGIES = ("random", "least_confidence", "entropy", "fn_aware", "hybrid")
 CURVE_COLUMNS = ["strategy", "seed", "cycle", "labeled_tiles", "map50", "map50_95"]
 SELECTION_COLUMNS = ["strategy", "seed", "cycle", "rank", "tile_id"]
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 # Files of one output folder; models/ and work/ are resume state and scratch, not results.
 CURVES, SELECTIONS, SUMMARY, STRATEGY_TABLE = "curves.csv", "selections.csv", "summary.csv", "strategies.csv"
 CONFIG, REFERENCE, PLOT, REPORT = "config.json", "reference.json", "learning_curve.png", "report.md"
@@ -50,12 +55,13 @@ CONFIG, REFERENCE, PLOT, REPORT = "config.json", "reference.json", "learning_cur
 # Pure logic: replaying selections, curve metrics, summaries
 
 
-@dataclass(frozen=True)
+@dataclass
 class Replay:
     """One (strategy, seed) run as recorded: finished cycles and the batch picked in each cycle.
 
     A batch may exist without its row (the run was stopped between selecting and evaluating):
-    the resumed run then trains on that recorded batch instead of selecting again.
+    the resumed run then trains on that recorded batch instead of selecting again. The running
+    simulation adds each new batch to ``batches``, so later cycles see every label so far.
     """
 
     done: frozenset[int]
@@ -199,8 +205,8 @@ def format_strategy_table(table: pd.DataFrame, has_target: bool) -> pd.DataFrame
         {
             "strategy": table["strategy"],
             "seeds": table["seeds"].astype(str),
-            "AUC map50 (mean ± std [min, max])": table.apply(auc, axis=1).astype(str),
-            "labels to target (mean [min, max])": table.apply(labels, axis=1).astype(str),
+            "AUC map50 mean ± std [min, max]": table.apply(auc, axis=1).astype(str),
+            "labels to target mean [min, max]": table.apply(labels, axis=1).astype(str),
         }
     )
 
@@ -261,8 +267,6 @@ class Pool:
 
 def _yolo_folder(folder: Path) -> pd.DataFrame:
     """Every image of a YOLO folder with its label file ('' when there is none: no objects)."""
-    from acorn.tiling import frame_id_for
-
     images_dir = folder / "images"
     if not images_dir.is_dir():
         raise FileNotFoundError(f"{images_dir}: no images folder (expected YOLO layout: images/, labels/)")
@@ -386,7 +390,7 @@ class SimulateConfig:
         """No trained base: nothing predicts before the first batch, which ``cold_start`` picks."""
         return Path(self.base).suffix in (".yaml", ".yml")
 
-    def strategy(self, name: str):
+    def strategy(self, name: str) -> Strategy:
         """The strategy built exactly as the rank stage builds it (acorn.ranking)."""
         from acorn.strategies import get_strategy
 
@@ -435,7 +439,9 @@ class _Simulation:
         self.identity = json.loads(json.dumps(identity))  # as it reads back from config.json
         self.curves = _read_csv(out / CURVES, CURVE_COLUMNS)
         self.selections = _read_csv(out / SELECTIONS, SELECTION_COLUMNS)
-        self._base_predictions = None
+        self._base_predictions: tuple[pd.DataFrame, pd.DataFrame] | None = None
+        self.work = out / "work"  # replaced by a scratch folder inside it while running
+        self.test_yaml = self.work / "test" / "data.yaml"
 
     def run(self) -> Result:
         from tqdm import tqdm
@@ -460,7 +466,7 @@ class _Simulation:
 
     # -- one (strategy, seed) run --------------------------------------------------------------
 
-    def _run(self, name: str, seed: int, replay: Replay, bar) -> None:
+    def _run(self, name: str, seed: int, replay: Replay, bar: tqdm) -> None:
         c = self.config
         if not c.cold and 0 not in replay.done:
             self._append_row(name, seed, 0, 0, self._base_metrics())
@@ -474,13 +480,12 @@ class _Simulation:
                 log.info("%s seed %d: the pool is exhausted after cycle %d", name, seed, cycle - 1)
                 return
             bar.set_description(f"{name} seed {seed} cycle {cycle}")
-            batch = replay.batches.get(cycle)
-            if batch is None:
+            if cycle not in replay.batches:
                 bar.set_postfix_str("predict + select")
-                batch = self._select(name, seed, cycle, labeled, unlabeled)
-                self._record_selection(name, seed, cycle, batch)
-            bar.set_postfix_str(f"train on {len(labeled) + len(batch)}")
-            labeled = labeled + batch
+                replay.batches[cycle] = self._select(name, seed, cycle, labeled, unlabeled)
+                self._record_selection(name, seed, cycle, replay.batches[cycle])
+            labeled = labeled + replay.batches[cycle]
+            bar.set_postfix_str(f"train on {len(labeled)}")
             weights = self._train_model(labeled, seed, c.train.epochs, self._model_path(name, seed, cycle))
             bar.set_postfix_str("evaluate")
             self._append_row(name, seed, cycle, len(labeled), self._evaluate(weights))
@@ -584,7 +589,7 @@ class _Simulation:
             return {"map50": float(zero["map50"].iloc[0]), "map50_95": float(zero["map50_95"].iloc[0])}
         return self._evaluate(Path(self.config.base))
 
-    def _reference(self, bar) -> dict:
+    def _reference(self, bar: tqdm) -> dict:
         """The whole pool labeled and trained once (seed 0): the map50 the curves are measured against."""
         c = self.config
         epochs = c.full_epochs or c.train.epochs
@@ -726,9 +731,10 @@ def plot_curves(summary: pd.DataFrame, reference: dict, target: float | None, pa
     if target is not None:
         ax.axhline(target, color="grey", linestyle="--", label=f"target {target:.3f}")
     ax.set(xlabel="labeled tiles", ylabel="test map50", title=title)
+    ax.set_ylim(bottom=0)  # differences read at their true scale
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, title="mean over seeds, band min-max", title_fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

@@ -131,17 +131,18 @@ def create_app(config: ServeConfig, champion: Champion | None = None) -> FastAPI
             model.label,
             seconds,
             len(tasks) / seconds if seconds else 0.0,
-            f"; {errors} without an image (see warnings)" if errors else "",
+            f"; {errors} with an error instead of boxes (see the warnings above)" if errors else "",
         )
         return {"results": results, "model_version": model.label}
 
     @app.post("/webhook")
     async def webhook(request: Request) -> dict:
         body = await _read_json(request, config.max_body_bytes)
+        project = body.get("project")
         log.info(
             "webhook %s from project %s noted; training runs in the DVC pipeline (`dvc repro`), not here",
             body.get("action"),
-            (body.get("project") or {}).get("id") if isinstance(body.get("project"), dict) else None,
+            project.get("id") if isinstance(project, dict) else project,
         )
         return {"status": "ok"}
 
@@ -157,29 +158,43 @@ async def _predict_tasks(
         range(i, min(i + config.chunk_tasks, len(tasks))) for i in range(0, len(tasks), config.chunk_tasks)
     ]
     results: list[dict] = []
-    loading = asyncio.create_task(_load(images, references, chunks[0])) if chunks else None
-    for n in range(len(chunks)):
-        loaded = await loading
-        if n + 1 < len(chunks):
-            loading = asyncio.create_task(_load(images, references, chunks[n + 1]))
-        usable = [(i, img) for i, img in enumerate(loaded) if not isinstance(img, ImageError)]
-        try:
-            found = await asyncio.to_thread(_infer, model, [img for _, img in usable])
-        except Exception as exc:  # a model failure: report it on these tasks, keep the count right
-            log.exception("inference failed on %d tasks", len(usable))
-            failure = ImageError(f"inference failed: {type(exc).__name__}: {exc}")
-            loaded = [failure if not isinstance(img, ImageError) else img for img in loaded]
-            found = []
-        by_position = dict(zip((i for i, _ in usable), found, strict=False))
-        for i, img in enumerate(loaded):
-            if isinstance(img, ImageError):
-                results.append(error_prediction(str(img), model.label))
-                continue
-            boxes, width, height = by_position[i]
-            shown = boxes[boxes["confidence"] >= config.threshold]
-            names = model.detector.class_names
-            _warn_unknown_labels(shown, names, target)
-            results.append(prediction(rectangle_results(shown, width, height, names, target), model.label))
+    if not chunks:
+        return results
+    loading = asyncio.create_task(_load(images, references, chunks[0]))
+    try:
+        for n in range(len(chunks)):
+            loaded = await loading
+            if n + 1 < len(chunks):
+                loading = asyncio.create_task(_load(images, references, chunks[n + 1]))
+            results += await _predict_chunk(loaded, target, model, config)
+    finally:
+        loading.cancel()  # a cancelled request (client gone) stops fetching the next chunk
+    return results
+
+
+async def _predict_chunk(
+    loaded: list, target: LabelTarget, model: LoadedModel, config: ServeConfig
+) -> list[dict]:
+    """Predictions for one chunk of tasks whose images are loaded (or :class:`ImageError`)."""
+    usable = [(i, img) for i, img in enumerate(loaded) if not isinstance(img, ImageError)]
+    try:
+        found = await asyncio.to_thread(_infer, model, [img for _, img in usable])
+    except Exception as exc:  # a model failure: report it on these tasks, keep the count right
+        log.exception("inference failed on %d tasks", len(usable))
+        failure = ImageError(f"inference failed: {type(exc).__name__}: {exc}")
+        loaded = [failure if not isinstance(img, ImageError) else img for img in loaded]
+        found = []
+    results: list[dict] = []
+    by_position = dict(zip((i for i, _ in usable), found, strict=False))
+    for i, img in enumerate(loaded):
+        if isinstance(img, ImageError):
+            results.append(error_prediction(str(img), model.label))
+            continue
+        boxes, width, height = by_position[i]
+        shown = boxes[boxes["confidence"] >= config.threshold]
+        names = model.detector.class_names
+        _warn_unknown_labels(shown, names, target)
+        results.append(prediction(rectangle_results(shown, width, height, names, target), model.label))
     return results
 
 

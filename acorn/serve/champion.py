@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import mlflow
 
 from acorn.detection import Detector
-from acorn.registry import CHAMPION, _redacted, model_version_label
+from acorn.registry import CHAMPION, model_version_label, redacted
 
 log = logging.getLogger("acorn.serve")
 
@@ -75,12 +75,12 @@ class Champion:
             version = int(self._client.get_model_version_by_alias(self.name, CHAMPION).version)
         except mlflow.exceptions.MlflowException as exc:
             self._fail(
-                f"no {self.name}@{CHAMPION} in {_redacted(self.tracking_uri)}: register a model first "
+                f"no {self.name}@{CHAMPION} in {redacted(self.tracking_uri)}: register a model first "
                 f"(`dvc repro register`) or point MLFLOW_TRACKING_URI at the right store ({exc.message})"
             )
             return
         except Exception as exc:  # the store is unreachable: keep serving what is loaded
-            self._fail(f"cannot read the registry at {_redacted(self.tracking_uri)}: {exc}")
+            self._fail(f"cannot read the registry at {redacted(self.tracking_uri)}: {exc}")
             return
         with self._changed:
             self._target = version
@@ -93,7 +93,7 @@ class Champion:
 
     def _load(self, version: int) -> None:
         label = model_version_label(self.name, version)
-        log.info("loading %s (%s@%s) from %s", label, self.name, CHAMPION, _redacted(self.tracking_uri))
+        log.info("loading %s (%s@%s) from %s", label, self.name, CHAMPION, redacted(self.tracking_uri))
         start = time.perf_counter()
         try:
             detector = self._detector(version)

@@ -81,7 +81,7 @@ def sorted_boxes(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_predict_matches_the_detector_one_result_per_task_in_order(client_for, champion, data_root):
-    client = client_for()
+    client = client_for(chunk_tasks=2)  # three tasks: two chunks, the second fetched while the first runs
     names = ["tiles/a.jpg", "tiles/c.png", "tiles/b.jpg"]  # two sizes, mixed in one request
     tasks = tasks_for(local(names[0]), names[1], local(names[2]), key="img")
     results = predict(client, tasks, label_config=LABEL_CONFIG)
@@ -318,6 +318,7 @@ def test_label_studio_images_are_fetched_with_its_token(client_for, data_root, t
         assert ls_calls["refresh"] == 2 and ls_calls["auth"][-1] == "Bearer access-2"
 
 
+@pytest.mark.slow  # registers a second version: ~2-7 s
 def test_moved_alias_is_served_without_restart(tmp_path, weights, toy_store, config_for, data_root):
     root = tmp_path / "store"
     toy_store.register_version(root, weights, 0.1)

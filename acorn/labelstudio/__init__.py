@@ -1,0 +1,34 @@
+"""Label Studio as acorn's labeling backend: a local server, project set-up, push/pull, a simulated annotator.
+
+Importing this package does not import label-studio-sdk; the SDK is loaded on first connection.
+"""
+
+from acorn.labelstudio.annotator import AnnotateResult, simulate_annotations
+from acorn.labelstudio.backend import LabelStudioBackend
+from acorn.labelstudio.client import (
+    Connection,
+    LabelStudioAuthError,
+    LabelStudioError,
+    LabelStudioUnavailable,
+    connect,
+    resolve_connection,
+)
+from acorn.labelstudio.project import ProjectSetup, ProjectSpec, ensure_project
+from acorn.labelstudio.server import LocalServer, ServerStatus
+
+__all__ = [
+    "AnnotateResult",
+    "Connection",
+    "LabelStudioAuthError",
+    "LabelStudioBackend",
+    "LabelStudioError",
+    "LabelStudioUnavailable",
+    "LocalServer",
+    "ProjectSetup",
+    "ProjectSpec",
+    "ServerStatus",
+    "connect",
+    "ensure_project",
+    "resolve_connection",
+    "simulate_annotations",
+]

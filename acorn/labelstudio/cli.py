@@ -1,0 +1,128 @@
+"""``acorn labelstudio ...``: run a local Label Studio, set up the project, simulate an annotator.
+
+Mount with ``app.add_typer(labelstudio_app, name="labelstudio")``. Every command runs from
+the repository root (it reads ``params.yaml`` and writes ``.env`` there).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from acorn.labelstudio.client import LabelStudioError
+
+labelstudio_app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+ParamsOption = Annotated[Path, typer.Option("--params", help="params.yaml to read (classes)")]
+PortOption = Annotated[int | None, typer.Option(help="port on 127.0.0.1 (default: last used, else 8080)")]
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"{type(exc).__name__}: {exc}", err=True)
+    sys.exit(1)
+
+
+@labelstudio_app.command()
+def start(
+    port: PortOption = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for /health")] = 240.0,
+) -> None:
+    """Start the local server (installing it into .acorn/labelstudio/venv on first use); writes .env."""
+    from acorn.labelstudio.server import LocalServer
+
+    server = LocalServer.for_repo(Path(), port)
+    first = not server.credentials_file.exists()
+    if not (server.venv / ".acorn-ready").exists():
+        typer.echo(f"installing Label Studio into {server.venv} (once, about a minute)...")
+    try:
+        status = server.start(timeout=timeout)
+    except LabelStudioError as exc:
+        _fail(exc)
+        return
+    creds = server.credentials()
+    typer.echo(f"Label Studio is up at {status.url} (pid {status.pid}); LABEL_STUDIO_URL/API_KEY are in .env")
+    typer.echo(
+        f"log in as {creds.get('username')}" + (f" with password {creds.get('password')}" if first else "")
+    )
+    if not first:
+        typer.echo(f"(the password is in {server.credentials_file})")
+
+
+@labelstudio_app.command()
+def stop() -> None:
+    """Stop the local server by the pid in .acorn/labelstudio/server.pid."""
+    from acorn.labelstudio.server import LocalServer
+
+    server = LocalServer.for_repo(Path())
+    typer.echo("stopped" if server.stop() else "not running")
+
+
+@labelstudio_app.command()
+def status() -> None:
+    """Is the local server running and answering? Exit code 0 only if it is."""
+    from acorn.labelstudio.server import LocalServer
+
+    server = LocalServer.for_repo(Path())
+    st = server.status()
+    typer.echo(f"{st.url}: {st.detail}" + (f" (pid {st.pid})" if st.pid else ""))
+    if st.running:
+        creds = server.credentials()
+        typer.echo(f"login: {creds.get('username')} (password in {server.credentials_file})")
+    if not (st.running and st.healthy):
+        sys.exit(1)
+
+
+@labelstudio_app.command()
+def setup(
+    params: ParamsOption = Path("params.yaml"),
+    title: Annotated[str, typer.Option(help="project title (the key that finds it again)")] = "acorn",
+    storage: Annotated[
+        str | None, typer.Option(help="tiles folder served to the browser, relative to the repo")
+    ] = "data/tiles",
+    no_storage: Annotated[bool, typer.Option(help="no local-files storage (a remote server)")] = False,
+    ml_backend: Annotated[
+        str | None, typer.Option(help="ML backend URL to connect, e.g. acorn serve")
+    ] = None,
+) -> None:
+    """Create or align the project (labels from params classes, storage, ML backend); safe to re-run."""
+    from acorn.labelstudio.backend import LabelStudioBackend
+    from acorn.params import load_params
+
+    p = load_params(params)
+    try:
+        backend = LabelStudioBackend.from_params(
+            p, Path(), title=title, storage_path=None if no_storage else storage, ml_backend_url=ml_backend
+        )
+        result = backend.setup()
+    except LabelStudioError as exc:
+        _fail(exc)
+        return
+    what = ", ".join(result.changed) if result.changed else "nothing (already set up)"
+    typer.echo(f"project {title!r} (id {result.project_id}) at {backend.connection.url}: changed {what}")
+
+
+@labelstudio_app.command()
+def annotate(
+    params: ParamsOption = Path("params.yaml"),
+    truth: Annotated[Path, typer.Option(help="YOLO truth files, <tile_id>.txt")] = Path("data/tiles/truth"),
+    limit: Annotated[int | None, typer.Option(help="answer at most this many waiting tasks")] = None,
+    title: Annotated[str, typer.Option(help="project title")] = "acorn",
+) -> None:
+    """Simulated annotator: answer waiting tasks from ground truth through the API, as the admin user."""
+    from acorn.labelstudio.annotator import simulate_annotations
+    from acorn.labelstudio.backend import LabelStudioBackend
+    from acorn.params import load_params
+
+    p = load_params(params)
+    try:
+        backend = LabelStudioBackend.from_params(p, Path(), title=title)
+        result = simulate_annotations(backend, truth, limit=limit)
+    except LabelStudioError as exc:
+        _fail(exc)
+        return
+    for problem in result.problems:
+        typer.echo(f"skipped: {problem}", err=True)
+    typer.echo(f"answered {result.created} tasks ({result.negatives} negatives), skipped {result.skipped}")

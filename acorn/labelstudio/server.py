@@ -1,0 +1,386 @@
+"""A local Label Studio server, started and stopped by the project.
+
+Label Studio pins versions that clash with ultralytics, so it lives in its own virtual
+environment (``.acorn/labelstudio/venv``, made on first use) and runs as a separate process
+bound to 127.0.0.1. The first start creates the admin user and a random API token headless;
+the token is kept next to the server's database (both git-ignored) and written to the
+repository's ``.env`` as ``LABEL_STUDIO_API_KEY`` so every acorn command finds it. The
+process id goes to a pid file and the server is stopped by that id only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from acorn.atomic import atomic_path, write_text
+from acorn.labelstudio.client import (
+    KEY_VAR,
+    URL_VAR,
+    Connection,
+    LabelStudioError,
+    connect,
+    update_dotenv,
+)
+
+LABEL_STUDIO_REQUIREMENT = "label-studio==1.23.2"
+DEFAULT_PORT = 8080
+DEFAULT_USERNAME = "admin@acorn.local"
+_READY_MARKER = ".acorn-ready"
+_CREDENTIALS = "acorn-credentials.json"
+_DB_NAME = "label_studio.sqlite3"
+
+
+@dataclass
+class ServerStatus:
+    running: bool
+    url: str
+    pid: int | None = None
+    healthy: bool = False
+    detail: str = ""
+
+
+@dataclass
+class LocalServer:
+    """One local Label Studio: its venv, data dir, state dir (pid + log) and port.
+
+    ``env_file`` (the repository's ``.env``) receives the URL and API key on start; tests
+    pass ``None`` so that a throwaway server never touches the developer's ``.env``.
+    """
+
+    venv: Path
+    data_dir: Path
+    state_dir: Path
+    port: int = DEFAULT_PORT
+    document_root: Path = field(default_factory=Path.cwd)
+    env_file: Path | None = None
+    username: str = DEFAULT_USERNAME
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @classmethod
+    def for_repo(cls, repo_root: str | os.PathLike[str] = ".", port: int | None = None) -> LocalServer:
+        """The project's server: everything under ``<repo>/.acorn/labelstudio``, images served from the repo."""
+        root = Path(repo_root).resolve()
+        state = root / ".acorn" / "labelstudio"
+        server = cls(
+            venv=state / "venv",
+            data_dir=state / "data",
+            state_dir=state,
+            document_root=root,
+            env_file=root / ".env",
+        )
+        server.port = port if port is not None else server._recorded_port() or DEFAULT_PORT
+        return server
+
+    # ---- paths and recorded state -------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "server.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "server.log"
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.data_dir / _CREDENTIALS
+
+    @property
+    def executable(self) -> Path:
+        return self.venv / "bin" / "label-studio"
+
+    def _recorded_port(self) -> int | None:
+        state = self.state_dir / "server.json"
+        if state.exists():
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                return int(json.loads(state.read_text(encoding="utf-8"))["port"])
+        return None
+
+    def credentials(self) -> dict[str, str]:
+        """Username, password and API token of the admin user made on first start."""
+        if not self.credentials_file.exists():
+            return {}
+        return json.loads(self.credentials_file.read_text(encoding="utf-8"))
+
+    def connection(self) -> Connection:
+        token = self.credentials().get("token")
+        if not token:
+            raise LabelStudioError(f"no credentials in {self.credentials_file}: start the server first")
+        return Connection(url=self.url, api_key=token)
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def ensure_venv(self, quiet: bool = True) -> Path:
+        """Create the server's own venv and install Label Studio into it (once, ~1 min).
+
+        A marker file is written only after pip succeeded, so an interrupted install is
+        finished by the next call instead of leaving a half-made venv that looks ready.
+        """
+        marker = self.venv / _READY_MARKER
+        if marker.exists() and self.executable.exists():
+            return self.executable
+        if not (self.venv / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True)
+        cmd = [str(self.venv / "bin" / "python"), "-m", "pip", "install", LABEL_STUDIO_REQUIREMENT]
+        if quiet:
+            cmd.insert(4, "-q")
+        result = subprocess.run(cmd, capture_output=quiet, text=True)
+        if result.returncode != 0:
+            tail = (result.stderr or "")[-2000:] if quiet else ""
+            raise LabelStudioError(f"installing {LABEL_STUDIO_REQUIREMENT} into {self.venv} failed:\n{tail}")
+        write_text(marker, LABEL_STUDIO_REQUIREMENT + "\n")
+        return self.executable
+
+    def status(self) -> ServerStatus:
+        pid = self._read_pid()
+        if pid is None:
+            return ServerStatus(False, self.url, detail="not started (no pid file)")
+        if not _is_our_server(pid, self.data_dir):
+            return ServerStatus(
+                False, self.url, pid=pid, detail=f"pid {pid} from {self.pid_file} is not running"
+            )
+        healthy = _healthy(self.url)
+        detail = "up" if healthy else "process running, /health not answering (starting?)"
+        return ServerStatus(True, self.url, pid=pid, healthy=healthy, detail=detail)
+
+    def start(self, timeout: float = 240.0, install: bool = True) -> ServerStatus:
+        """Start the server (no-op if it already runs) and wait until it answers and accepts the token."""
+        current = self.status()
+        if current.running:
+            if not current.healthy:
+                self._wait_healthy(timeout)
+            self._publish()
+            return self.status()
+        if install:
+            self.ensure_venv()
+        elif not self.executable.exists():
+            raise LabelStudioError(f"Label Studio is not installed in {self.venv}")
+        if _port_in_use(self.port):
+            raise LabelStudioError(
+                f"port {self.port} on 127.0.0.1 is already in use; choose another with --port "
+                "(Label Studio would silently move to the next free port)"
+            )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        env = self._server_env()
+        cmd = [
+            str(self.executable),
+            "start",
+            "--no-browser",
+            "--internal-host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        with open(self.log_file, "ab") as log:
+            # own session: the server and anything it spawns form one process group we can stop
+            self._proc = subprocess.Popen(
+                cmd,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.state_dir,
+                start_new_session=True,
+            )
+        write_text(self.pid_file, f"{self._proc.pid}\n")
+        write_text(self.state_dir / "server.json", json.dumps({"port": self.port, "url": self.url}) + "\n")
+        try:
+            self._wait_healthy(timeout)
+            connect(self.connection())
+        except BaseException:
+            self.stop()
+            raise
+        self._publish()
+        return self.status()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the server by the pid in its pid file; False if it was not running."""
+        pid = self._read_pid()
+        if pid is None:
+            return False
+        stopped = False
+        if _is_our_server(pid, self.data_dir):
+            _signal_group(pid, signal.SIGTERM)
+            if not _wait_exit(pid, timeout):
+                _signal_group(pid, signal.SIGKILL)
+                _wait_exit(pid, 10)
+            stopped = True
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=5)
+            self._proc = None
+        self.pid_file.unlink(missing_ok=True)
+        return stopped
+
+    # ---- helpers ------------------------------------------------------------------------
+    def _read_pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text(encoding="utf-8").strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _server_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # bytecode caching makes restarts several times faster; acorn's own venv may switch it off
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        for key in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", URL_VAR, KEY_VAR):
+            env.pop(key, None)
+        env.update(
+            {
+                "LATEST_VERSION_CHECK": "false",
+                "COLLECT_ANALYTICS": "false",
+                "ML_BLOCK_LOCAL_IP": "false",
+                "SSRF_PROTECTION_ENABLED": "false",
+                "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+                "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(Path(self.document_root).resolve()),
+                "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
+            }
+        )
+        for key in (
+            "LABEL_STUDIO_USERNAME",
+            "LABEL_STUDIO_PASSWORD",
+            "LABEL_STUDIO_USER_TOKEN",
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN",
+        ):
+            env.pop(key, None)
+        first_start = not (self.data_dir / _DB_NAME).exists()
+        if first_start:
+            creds = {
+                "username": self.username,
+                "password": secrets.token_urlsafe(12),
+                "token": secrets.token_hex(20),
+            }
+            with atomic_path(self.credentials_file) as tmp:
+                tmp.write_text(json.dumps(creds, indent=2) + "\n", encoding="utf-8")
+                tmp.chmod(0o600)
+            env.update(
+                {
+                    "LABEL_STUDIO_USERNAME": creds["username"],
+                    "LABEL_STUDIO_PASSWORD": creds["password"],
+                    "LABEL_STUDIO_USER_TOKEN": creds["token"],
+                    "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+                }
+            )
+        elif not self.credentials():
+            raise LabelStudioError(
+                f"{self.data_dir} holds a Label Studio database but no {_CREDENTIALS}: its API token is "
+                f"unknown. Set {KEY_VAR} yourself, or remove {self.data_dir} to start afresh."
+            )
+        return env
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise LabelStudioError(
+                    f"Label Studio exited with code {self._proc.returncode} while starting on {self.url}; "
+                    f"last lines of {self.log_file}:\n{_tail(self.log_file)}"
+                )
+            if _healthy(self.url):
+                return
+            time.sleep(0.5)
+        raise LabelStudioError(
+            f"Label Studio did not answer {self.url}/health within {timeout:.0f} s; see {self.log_file}"
+        )
+
+    def _publish(self) -> None:
+        if self.env_file is not None:
+            update_dotenv(self.env_file, {URL_VAR: self.url, KEY_VAR: self.connection().api_key})
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now (for tests and a second server)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _is_our_server(pid: int, data_dir: Path) -> bool:
+    """True if ``pid`` is alive and is a label-studio process on ``data_dir``.
+
+    Checking the command line guards against a stale pid file whose number now belongs to
+    another process: that one must never be signalled.
+    """
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():
+        try:
+            args = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            return False
+        if _is_zombie(pid):
+            return False
+        return any("label-studio" in a for a in args) and str(data_dir) in args
+    return True
+
+
+def _is_zombie(pid: int) -> bool:
+    """An exited process that its parent has not reaped yet: dead for our purposes."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1][:1] == "Z"
+    except OSError:
+        return False
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_exit(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child, so it does not linger as a zombie
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        if _is_zombie(pid):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"

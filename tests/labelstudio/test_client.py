@@ -1,0 +1,66 @@
+"""Connection settings, the .env file, and a server that is down (no server needed)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from acorn.labelstudio.backend import LabelStudioBackend
+from acorn.labelstudio.client import (
+    LabelStudioAuthError,
+    LabelStudioUnavailable,
+    read_dotenv,
+    resolve_connection,
+    update_dotenv,
+)
+from acorn.labelstudio.project import local_files_url
+from acorn.labelstudio.server import free_port
+
+
+def test_update_dotenv_keeps_other_lines(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("# mine\nFOO=1\nLABEL_STUDIO_URL=http://old\n\nexport BAR='two words'\n")
+    update_dotenv(env, {"LABEL_STUDIO_URL": "http://127.0.0.1:9", "LABEL_STUDIO_API_KEY": "k"})
+    lines = env.read_text().splitlines()
+    assert lines[:5] == ["# mine", "FOO=1", "LABEL_STUDIO_URL=http://127.0.0.1:9", "", "export BAR='two words'"]
+    assert lines[5] == "LABEL_STUDIO_API_KEY=k"
+    assert read_dotenv(env)["BAR"] == "two words"
+    assert env.stat().st_mode & 0o077 == 0
+
+
+def test_environment_wins_over_dotenv(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("LABEL_STUDIO_URL=http://from-file:1/\nLABEL_STUDIO_API_KEY=file-key\n")
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    conn = resolve_connection(repo_root=tmp_path)
+    assert (conn.url, conn.api_key) == ("http://from-file:1", "file-key")
+    assert "file-key" not in repr(conn)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "env-key")
+    assert resolve_connection(repo_root=tmp_path).api_key == "env-key"
+
+
+def test_missing_key_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    with pytest.raises(LabelStudioAuthError, match="LABEL_STUDIO_API_KEY"):
+        resolve_connection(url="http://127.0.0.1:1", repo_root=tmp_path)
+
+
+def test_local_files_url_is_relative_to_document_root(tmp_path):
+    img = tmp_path / "data" / "tiles" / "images" / "a b.jpg"
+    assert local_files_url(img, tmp_path) == "/data/local-files/?d=data/tiles/images/a b.jpg"
+    with pytest.raises(Exception, match="document root"):
+        local_files_url("/elsewhere/x.jpg", tmp_path)
+
+
+def test_server_down_names_the_url_and_writes_nothing(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"
+    backend = LabelStudioBackend(["squirrel"], repo_root=tmp_path, url=url, api_key="x" * 40)
+    queue = pd.DataFrame(
+        [["t1", 0, 1.0, 0.5, 1, "data/tiles/images/t1.jpg", 640, 540, "m1"]],
+        columns=["tile_id", "rank", "score", "strategy_score", "batch", "image", "width", "height", "model_version"],
+    )
+    with pytest.raises(LabelStudioUnavailable, match=f"cannot reach Label Studio at {url}"):
+        backend.push(queue, pd.DataFrame(columns=["tile_id", "class_id", "confidence", "x1", "y1", "x2", "y2"]))
+    with pytest.raises(LabelStudioUnavailable, match=url):
+        backend.pull()
+    assert list(tmp_path.iterdir()) == []
