@@ -14,6 +14,7 @@ import typer
 from acorn import paths
 from acorn.params import Params, ParamsError, load_params
 from acorn.serve.cli import serve as serve_command
+from acorn.simulate import simulate_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 log = logging.getLogger("acorn")
@@ -101,6 +102,7 @@ def demo(
 
 
 app.command("serve")(serve_command)
+app.command("simulate")(simulate_command)
 
 
 def main() -> None:

@@ -67,6 +67,8 @@ class TrainParams:
     optimizer: str = "SGD"
     freeze: int = 0
     warmup_epochs: float = 0.0
+    replay_data: str = "data/source"
+    replay_images: int = 100
     val_fraction: float = 0.2
     seed: int = 0
     workers: int = 0

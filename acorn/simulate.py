@@ -311,6 +311,7 @@ def tiled_pool(tiles_dir: Path, test_dir: Path, classes: list[str]) -> Pool:
         classes=classes,
         description={
             "pool": str(tiles_dir),
+            "classes": classes,
             "test": str(test_dir),
             "items": len(items),
             "test_items": len(test),
@@ -391,11 +392,23 @@ class SimulateConfig:
         return Path(self.base).suffix in (".yaml", ".yml")
 
     def strategy(self, name: str) -> Strategy:
-        """The strategy built exactly as the rank stage builds it (acorn.ranking)."""
-        from acorn.strategies import get_strategy
+        """The strategy built exactly as the rank stage builds it (acorn.ranking).
 
+        ``name:aggregate`` (e.g. ``least_confidence:min``) overrides the shared ``aggregate`` for
+        one entry, so one simulation can compare strategies at the reductions each is meant for.
+        """
+        from acorn.strategies import STRATEGIES, get_strategy
+
+        base, _, aggregate = name.partition(":")
+        if (
+            aggregate
+            and base in STRATEGIES
+            and base != "hybrid"
+            and not hasattr(STRATEGIES[base], "aggregate")
+        ):
+            raise ValueError(f"strategy {name!r}: {base} has no aggregate to set")
         return get_strategy(
-            name, aggregate=self.aggregate, threshold=self.threshold, conf_floor=self.conf_floor
+            base, aggregate=aggregate or self.aggregate, threshold=self.threshold, conf_floor=self.conf_floor
         )
 
     def identity(self) -> dict:
@@ -635,7 +648,7 @@ class _Simulation:
 
     def _model_path(self, name: str, seed: int, cycle: int) -> Path:
         """Where a run keeps its latest model: the next cycle (also after a resume) predicts with it."""
-        return self.out / "models" / f"{name}-s{seed}-c{cycle}.pt"
+        return self.out / "models" / f"{name.replace(':', '-')}-s{seed}-c{cycle}.pt"
 
     def _record_selection(self, name: str, seed: int, cycle: int, batch: list[str]) -> None:
         new = pd.DataFrame(
@@ -782,7 +795,9 @@ def simulate_command(
         ),
     ] = None,
     test_fraction: Annotated[float, typer.Option(help="share of a YOLO folder held out as test set")] = 0.2,
-    strategies: Annotated[str, typer.Option(help="comma-separated")] = ",".join(DEFAULT_STRATEGIES),
+    strategies: Annotated[
+        str, typer.Option(help="comma-separated; name:aggregate overrides rank.aggregate for one")
+    ] = ",".join(DEFAULT_STRATEGIES),
     seeds: Annotated[int, typer.Option(help="runs per strategy (seeds 0..n-1)")] = 3,
     cycles: Annotated[int, typer.Option(help="labeling cycles per run")] = 5,
     budget: Annotated[int | None, typer.Option(help="items labeled per cycle (default rank.budget)")] = None,
@@ -826,6 +841,7 @@ def simulate_command(
             lr0=t.lr0,
             optimizer=t.optimizer,
             freeze=t.freeze,
+            warmup_epochs=t.warmup_epochs,
             workers=t.workers,
             device=p.model.device,
         ),

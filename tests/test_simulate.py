@@ -240,6 +240,19 @@ def test_config_validates_and_its_identity_ignores_what_may_grow():
     assert sim.SimulateConfig(base="yolov8n.yaml").cold and not small.cold
 
 
+def test_a_strategy_entry_may_set_its_own_aggregate():
+    config = sim.SimulateConfig(
+        strategies=("least_confidence:min", "entropy", "hybrid:mean"), aggregate="max"
+    )
+    assert config.strategy("least_confidence:min").aggregate == "min"
+    assert config.strategy("entropy").aggregate == "max"
+    assert config.strategy("hybrid:mean").uncertainty.aggregate == "mean"
+    with pytest.raises(ValueError, match="no aggregate"):
+        sim.SimulateConfig(strategies=("fn_aware:max",))
+    with pytest.raises(StrategyError, match="aggregate"):
+        sim.SimulateConfig(strategies=("least_confidence:sum",))
+
+
 def finished_folder(tmp_path: Path) -> tuple[sim.Pool, sim.SimulateConfig, Path]:
     """An output folder whose every row is done, written by hand: a re-run must train nothing."""
     pool = sim.folder_pool(yolo_folder(tmp_path / "set", 20), ["raccoon"], 0.2)

@@ -1,7 +1,4 @@
-"""Label Studio as acorn's labeling backend: a local server, project set-up, push/pull, a simulated annotator.
-
-Importing this package does not import label-studio-sdk; the SDK is loaded on first connection.
-"""
+"""Label Studio as acorn's labeling backend: a local server, project set-up, push/pull, a simulated annotator."""
 
 from acorn.labelstudio.annotator import AnnotateResult, simulate_annotations
 from acorn.labelstudio.backend import LabelStudioBackend

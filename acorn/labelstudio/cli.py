@@ -102,6 +102,8 @@ def setup(
         return
     what = ", ".join(result.changed) if result.changed else "nothing (already set up)"
     typer.echo(f"project {title!r} (id {result.project_id}) at {backend.connection.url}: changed {what}")
+    for warning in result.warnings:
+        typer.echo(f"note: {warning}", err=True)
 
 
 @labelstudio_app.command()

@@ -40,6 +40,18 @@ class LabelStudioAuthError(LabelStudioError):
     """The server answered but refused the API key."""
 
 
+def describe(exc: BaseException) -> str:
+    """A short reason for a failed call: the status and body of an API error, never its headers
+    (they carry session cookies)."""
+    status = getattr(exc, "status_code", None)
+    if status is not None:
+        body = getattr(exc, "body", None)
+        if isinstance(body, dict):
+            body = body.get("validation_errors") or body.get("detail") or body
+        return f"HTTP {status}: {body}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def read_dotenv(path: str | os.PathLike[str]) -> dict[str, str]:
     """``KEY=VALUE`` lines of a ``.env`` file (comments, blanks and ``export`` allowed)."""
     path = Path(path)
@@ -147,7 +159,7 @@ def connect(connection: Connection, timeout: float = 300.0) -> LabelStudio:
                 f"Label Studio at {connection.url} refused the API key ({exc.status_code}): check "
                 f"{KEY_VAR} (a legacy token or a personal access token from Account & Settings)"
             ) from exc
-        raise LabelStudioError(f"Label Studio at {connection.url}: {exc}") from exc
+        raise LabelStudioError(f"Label Studio at {connection.url}: {describe(exc)}") from exc
     except httpx.HTTPError as exc:
         raise LabelStudioUnavailable(f"cannot reach Label Studio at {connection.url} ({exc})") from exc
     return client

@@ -9,11 +9,13 @@ push at the cost of a few GETs, and running it twice changes nothing.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from acorn.labelstudio.client import LabelStudioError
+from label_studio_sdk.core.api_error import ApiError
+
+from acorn.labelstudio.client import LabelStudioError, describe
 from acorn.labelstudio.convert import label_config
 
 if TYPE_CHECKING:
@@ -48,10 +50,12 @@ class ProjectSpec:
 
 @dataclass
 class ProjectSetup:
-    """What ``ensure_project`` did: the project id and the names of the things it changed."""
+    """What ``ensure_project`` did: the project id, the names of the things it changed, and
+    what it could not do yet (e.g. no tiles folder to serve before the first tile stage)."""
 
     project_id: int
     changed: list[str]
+    warnings: list[str] = field(default_factory=list)
 
 
 def local_files_url(image: str | os.PathLike[str], document_root: str | os.PathLike[str]) -> str:
@@ -82,6 +86,7 @@ def find_project(client: LabelStudio, title: str) -> Any | None:
 def ensure_project(client: LabelStudio, spec: ProjectSpec) -> ProjectSetup:
     """Create or align the project (config, settings, storage, ML backend); idempotent."""
     changed: list[str] = []
+    warnings: list[str] = []
     wanted = {
         "label_config": spec.label_config,
         "enable_empty_annotation": True,  # submitting no box is how a person says "nothing here"
@@ -89,9 +94,14 @@ def ensure_project(client: LabelStudio, spec: ProjectSpec) -> ProjectSetup:
         "maximum_annotations": 1,
         "sampling": SAMPLING,
     }
+    if not 3 <= len(spec.title) <= 50:
+        raise ValueError(f"Label Studio project titles have 3 to 50 characters; got {spec.title!r}")
     project = find_project(client, spec.title)
     if project is None:
-        project = client.projects.create(title=spec.title, description=spec.description, **wanted)
+        try:
+            project = client.projects.create(title=spec.title, description=spec.description, **wanted)
+        except ApiError as exc:
+            raise LabelStudioError(f"cannot create project {spec.title!r}: {describe(exc)}") from exc
         changed.append("project")
     else:
         full = client.projects.get(project.id)
@@ -99,17 +109,21 @@ def ensure_project(client: LabelStudio, spec: ProjectSpec) -> ProjectSetup:
         if diff:
             try:
                 client.projects.update(project.id, **diff)
-            except Exception as exc:  # the server explains (e.g. a label still used by annotations)
+            except ApiError as exc:  # the server explains (e.g. a label still used by annotations)
                 raise LabelStudioError(
-                    f"cannot update project {spec.title!r} ({sorted(diff)}): {exc}"
+                    f"cannot update project {spec.title!r} ({sorted(diff)}): {describe(exc)}"
                 ) from exc
             changed.extend(sorted(diff))
     pid = int(project.id)
-    if spec.storage_path is not None and _ensure_storage(client, pid, spec):
-        changed.append("storage")
+    if spec.storage_path is not None:
+        if not Path(spec.storage_path).is_dir():
+            # nothing to serve yet (set-up before the first tile stage); the next push connects it
+            warnings.append(f"storage not connected: {spec.storage_path} does not exist yet")
+        elif _ensure_storage(client, pid, spec):
+            changed.append("storage")
     if spec.ml_backend_url and _ensure_ml_backend(client, pid, spec.ml_backend_url):
         changed.append("ml_backend")
-    return ProjectSetup(project_id=pid, changed=changed)
+    return ProjectSetup(project_id=pid, changed=changed, warnings=warnings)
 
 
 def _ensure_storage(client: LabelStudio, project_id: int, spec: ProjectSpec) -> bool:
@@ -127,9 +141,9 @@ def _ensure_storage(client: LabelStudio, project_id: int, spec: ProjectSpec) -> 
             recursive_scan=True,
             regex_filter=r".*\.(jpe?g|png)$",
         )
-    except Exception as exc:
+    except ApiError as exc:
         raise LabelStudioError(
-            f"cannot connect local storage {path} to project {project_id}: {exc}. The folder must exist "
+            f"cannot connect local storage {path} to project {project_id}: {describe(exc)}. The folder must exist "
             "and lie under the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, and the server needs "
             "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true"
         ) from exc
@@ -142,9 +156,9 @@ def _ensure_ml_backend(client: LabelStudio, project_id: int, url: str) -> bool:
         return False
     try:
         client.ml.create(project=project_id, url=url, title="acorn", is_interactive=False)
-    except Exception as exc:
+    except ApiError as exc:
         raise LabelStudioError(
-            f"cannot connect ML backend {url} to project {project_id}: {exc}. Label Studio calls its "
+            f"cannot connect ML backend {url} to project {project_id}: {describe(exc)}. Label Studio calls its "
             "/health and /setup; a backend on 127.0.0.1 needs ML_BLOCK_LOCAL_IP=false and "
             "SSRF_PROTECTION_ENABLED=false on the server (set by `acorn labelstudio start`)"
         ) from exc

@@ -104,7 +104,9 @@ class Workspace:
     def tasks(self, backend: LabelStudioBackend) -> dict[str, Any]:
         """tile_id -> task (with annotations and predictions)."""
         pid = backend.project_id()
-        return {t.data["tile_id"]: t for t in backend.client.tasks.list(project=pid, fields="all", page_size=100)}
+        return {
+            t.data["tile_id"]: t for t in backend.client.tasks.list(project=pid, fields="all", page_size=100)
+        }
 
 
 @pytest.fixture
@@ -112,7 +114,7 @@ def workspace(ls_server: LocalServer, request: pytest.FixtureRequest) -> Workspa
     name = re.sub(r"[^A-Za-z0-9_]+", "_", request.node.name)[:60]
     root = Path(ls_server.document_root) / name
     root.mkdir(parents=True, exist_ok=True)
-    return Workspace(server=ls_server, root=root, title=f"test {name}")
+    return Workspace(server=ls_server, root=root, title=f"t {name}"[:50])
 
 
 def no_predictions() -> pd.DataFrame:

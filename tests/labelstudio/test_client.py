@@ -22,7 +22,13 @@ def test_update_dotenv_keeps_other_lines(tmp_path):
     env.write_text("# mine\nFOO=1\nLABEL_STUDIO_URL=http://old\n\nexport BAR='two words'\n")
     update_dotenv(env, {"LABEL_STUDIO_URL": "http://127.0.0.1:9", "LABEL_STUDIO_API_KEY": "k"})
     lines = env.read_text().splitlines()
-    assert lines[:5] == ["# mine", "FOO=1", "LABEL_STUDIO_URL=http://127.0.0.1:9", "", "export BAR='two words'"]
+    assert lines[:5] == [
+        "# mine",
+        "FOO=1",
+        "LABEL_STUDIO_URL=http://127.0.0.1:9",
+        "",
+        "export BAR='two words'",
+    ]
     assert lines[5] == "LABEL_STUDIO_API_KEY=k"
     assert read_dotenv(env)["BAR"] == "two words"
     assert env.stat().st_mode & 0o077 == 0
@@ -57,10 +63,22 @@ def test_server_down_names_the_url_and_writes_nothing(tmp_path):
     backend = LabelStudioBackend(["squirrel"], repo_root=tmp_path, url=url, api_key="x" * 40)
     queue = pd.DataFrame(
         [["t1", 0, 1.0, 0.5, 1, "data/tiles/images/t1.jpg", 640, 540, "m1"]],
-        columns=["tile_id", "rank", "score", "strategy_score", "batch", "image", "width", "height", "model_version"],
+        columns=[
+            "tile_id",
+            "rank",
+            "score",
+            "strategy_score",
+            "batch",
+            "image",
+            "width",
+            "height",
+            "model_version",
+        ],
     )
     with pytest.raises(LabelStudioUnavailable, match=f"cannot reach Label Studio at {url}"):
-        backend.push(queue, pd.DataFrame(columns=["tile_id", "class_id", "confidence", "x1", "y1", "x2", "y2"]))
+        backend.push(
+            queue, pd.DataFrame(columns=["tile_id", "class_id", "confidence", "x1", "y1", "x2", "y2"])
+        )
     with pytest.raises(LabelStudioUnavailable, match=url):
         backend.pull()
     assert list(tmp_path.iterdir()) == []

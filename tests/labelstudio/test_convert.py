@@ -59,7 +59,14 @@ def test_round_trip_is_exact_to_a_pixel():
 
 def test_predictions_below_threshold_are_not_shown_and_overshoot_is_clipped():
     boxes = pd.DataFrame(
-        {"class_id": [0, 1], "confidence": [0.9, 0.1], "x1": [-3, 10], "y1": [5, 5], "x2": [20, 30], "y2": [545, 30]}
+        {
+            "class_id": [0, 1],
+            "confidence": [0.9, 0.1],
+            "x1": [-3, 10],
+            "y1": [5, 5],
+            "x2": [20, 30],
+            "y2": [545, 30],
+        }
     )
     results = boxes_to_results(boxes, W, H, CLASSES, min_confidence=0.25)
     assert len(results) == 1

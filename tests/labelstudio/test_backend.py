@@ -1,0 +1,226 @@
+"""Push, annotate and pull through one real Label Studio server (see conftest.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from acorn.formats import format_yolo
+from acorn.labelstudio.annotator import simulate_annotations
+from acorn.labelstudio.backend import LabelStudioBackend
+from acorn.labelstudio.client import LabelStudioAuthError
+from acorn.labelstudio.convert import label_config
+from acorn.labelstudio.project import ensure_project
+
+from .conftest import CLASSES, H, W, no_predictions
+
+pytestmark = pytest.mark.labelstudio
+
+
+def rect(x, y, w, h, label="squirrel", rid="r"):
+    return {
+        "id": rid,
+        "type": "rectanglelabels",
+        "from_name": "label",
+        "to_name": "image",
+        "original_width": W,
+        "original_height": H,
+        "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [label]},
+    }
+
+
+def test_server_runs_under_its_pid_file(ls_server):
+    st = ls_server.status()
+    assert st.running and st.healthy
+    assert int(ls_server.pid_file.read_text()) == st.pid
+
+
+def test_setup_is_idempotent(workspace):
+    backend = workspace.backend()
+    first = backend.setup()
+    assert first.changed[0] == "project" and "storage" not in first.changed
+    assert "does not exist yet" in first.warnings[0]  # before the tile stage: nothing to serve
+    workspace.tiles(["x"])
+    first = backend.setup()
+    assert first.changed == ["storage"] and first.warnings == []
+    second = ensure_project(backend.client, backend.spec)
+    assert second.project_id == first.project_id
+    assert second.changed == []
+    client = backend.client
+    assert len([p for p in client.projects.list() if p.title == workspace.title]) == 1
+    project = client.projects.get(first.project_id)
+    assert project.label_config == label_config(CLASSES)
+    assert len(client.import_storage.local.list(project=first.project_id)) == 1
+    # a new class is added to the config, nothing else changes
+    wider = LabelStudioBackend(CLASSES + ["raccoon"], **_same(workspace))
+    assert wider.setup().changed == ["label_config"]
+
+
+def _same(workspace):
+    conn = workspace.server.connection()
+    return {
+        "repo_root": workspace.root,
+        "url": conn.url,
+        "api_key": conn.api_key,
+        "title": workspace.title,
+        "document_root": workspace.server.document_root,
+    }
+
+
+def test_push_twice_never_duplicates_and_requeued_tiles_get_new_predictions(workspace):
+    backend = workspace.backend()
+    q1 = workspace.tiles(["a", "b", "c", "d"], batch=1, model_version="m1")
+    preds = pd.DataFrame(
+        {
+            "tile_id": ["a", "a", "b"],
+            "class_id": [0, 1, 0],
+            "confidence": [0.9, 0.1, 0.5],
+            "x1": [10.0, 50, 100],
+            "y1": [20.0, 60, 100],
+            "x2": [110.0, 90, 300],
+            "y2": [220.0, 99, 250],
+        }
+    )
+    r1 = backend.push(q1, preds)
+    assert (r1.created, r1.updated, r1.unchanged) == (4, 0, 0)
+    again = backend.push(q1, preds)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 4)
+
+    tasks = workspace.tasks(backend)
+    assert sorted(tasks) == ["a", "b", "c", "d"]
+    a = tasks["a"]
+    assert (
+        a.data["batch"] == 1 and a.data["rank"] == 0 and a.data["image"].startswith("/data/local-files/?d=")
+    )
+    [pred] = a.predictions
+    assert pred.model_version == "m1" and pred.score == pytest.approx(1.0)
+    assert len(pred.result) == 1  # the 0.1 box is under the display threshold
+    v = pred.result[0]["value"]
+    assert (v["x"] / 100 * W, v["y"] / 100 * H) == pytest.approx((10, 20))
+    assert pred.result[0]["original_width"] == W and pred.result[0]["original_height"] == H
+    # the browser can load the image through the local-files storage
+    import httpx
+
+    conn = workspace.server.connection()
+    img = httpx.get(conn.url + a.data["image"], headers={"Authorization": f"Token {conn.api_key}"})
+    assert img.status_code == 200 and img.content[:2] == b"\xff\xd8"
+
+    # "a" gets labeled; next cycle re-ranks b, a, e with a new model
+    backend.client.annotations.create(a.id, result=[], was_cancelled=False)
+    q2 = workspace.tiles(["b", "a", "e"], batch=2, model_version="m2")
+    r2 = backend.push(q2, preds.assign(confidence=0.95))
+    assert (r2.created, r2.updated, r2.unchanged) == (1, 1, 1)
+    tasks = workspace.tasks(backend)
+    assert sorted(tasks) == ["a", "b", "c", "d", "e"]
+    b = tasks["b"]
+    assert {p.model_version for p in b.predictions} == {"m1", "m2"}
+    assert b.data["batch"] == 1  # first queued in batch 1, as the oracle keeps it
+    assert next(p for p in b.predictions if p.model_version == "m2").score == pytest.approx(1.0)
+    assert {p.model_version for p in tasks["a"].predictions} == {"m1"}  # labeled: left alone
+    assert tasks["e"].data["batch"] == 2
+    assert backend.client.projects.get(backend.project_id()).model_version == "m2"
+    assert backend.push(q2, preds).unchanged == 3
+
+
+def test_round_trip_push_annotate_pull_within_a_pixel(workspace):
+    rng = np.random.default_rng(1)
+    ids = [f"t{i}" for i in range(6)]
+    backend = workspace.backend()
+    truth = {}
+    for tid in ids:
+        n = int(rng.integers(1, 5))
+        x1, y1 = rng.uniform(0, W - 60, n), rng.uniform(0, H - 60, n)
+        boxes = pd.DataFrame(
+            {
+                "class_id": rng.integers(0, 2, n),
+                "x1": x1,
+                "y1": y1,
+                "x2": x1 + rng.uniform(3, 60, n),
+                "y2": y1 + rng.uniform(3, 60, n),
+            }
+        )
+        truth[tid] = boxes
+        workspace.write_truth(tid, format_yolo(boxes, W, H))
+    backend.push(workspace.tiles(ids), no_predictions())
+    done = simulate_annotations(backend, "data/tiles/truth", limit=4)
+    assert done.created == 4 and done.problems == []
+    assert simulate_annotations(backend, "data/tiles/truth").created == 2
+
+    pulled = backend.pull()
+    assert pulled.problems == []
+    assert sorted(pulled.annotations["tile_id"]) == ids
+    assert (pulled.annotations[["width", "height"]] == [W, H]).all().all()
+    assert set(pulled.annotations["annotator"]) == {workspace.server.username}
+    for tid in ids:
+        got = pulled.boxes[pulled.boxes["tile_id"] == tid]
+        want = truth[tid]
+        assert got["class_id"].tolist() == want["class_id"].tolist()
+        err = np.abs(got[["x1", "y1", "x2", "y2"]].to_numpy() - want[["x1", "y1", "x2", "y2"]].to_numpy())
+        assert err.max() <= 1.0
+    # pull is read-only and repeatable
+    assert backend.pull().annotations.equals(pulled.annotations)
+
+
+def test_negative_missing_truth_cancelled_and_updated(workspace):
+    backend = workspace.backend()
+    backend.push(workspace.tiles(["neg", "nofile", "skip", "upd", "two", "late_cancel"]), no_predictions())
+    workspace.write_truth("neg", "")
+    result = simulate_annotations(backend, "data/tiles/truth", limit=2)  # neg, then nofile (no truth file)
+    assert (result.created, result.negatives, result.skipped) == (1, 1, 1)
+    assert "nofile" in result.problems[0] and "task" in result.problems[0]
+
+    tasks = workspace.tasks(backend)
+    ann = backend.client.annotations
+    ann.create(tasks["skip"].id, result=[], was_cancelled=True)
+    first = ann.create(tasks["upd"].id, result=[rect(10, 10, 10, 10)])
+    ann.update(first.id, result=[rect(50, 50, 10, 10, label="bird")])
+    ann.create(tasks["two"].id, result=[rect(10, 10, 10, 10)])
+    ann.create(tasks["two"].id, result=[rect(20, 20, 10, 10), rect(30, 30, 5, 5, rid="s")])
+    ann.create(tasks["late_cancel"].id, result=[rect(1, 1, 10, 10)])
+    ann.create(tasks["late_cancel"].id, result=[], was_cancelled=True)
+
+    pulled = backend.pull()
+    assert pulled.problems == []
+    assert sorted(pulled.annotations["tile_id"]) == ["late_cancel", "neg", "two", "upd"]
+    boxes = pulled.boxes.groupby("tile_id")
+    assert "neg" not in boxes.groups  # a checked negative: an annotation row, zero box rows
+    upd = boxes.get_group("upd")
+    assert upd["class_id"].tolist() == [1] and upd["x1"].iloc[0] == pytest.approx(0.5 * W)
+    assert len(boxes.get_group("two")) == 2
+    assert boxes.get_group("late_cancel")["x1"].iloc[0] == pytest.approx(0.01 * W)
+
+
+def test_bad_labels_are_reported_with_the_task_and_the_rest_pulled(workspace):
+    backend = workspace.backend()
+    backend.push(workspace.tiles(["bad", "fine"]), no_predictions())
+    tasks = workspace.tasks(backend)
+    ann = backend.client.annotations
+    bad_id = tasks["bad"].id
+    ann.create(
+        bad_id,
+        result=[
+            rect(10, 10, 10, 10, rid="ok"),
+            rect(10, 10, 10, 10, label="raccoon", rid="unknown"),
+            rect(95, 95, 20, 20, rid="outside"),
+            rect(40, 40, 0, 0, rid="zero"),
+        ],
+    )
+    ann.create(tasks["fine"].id, result=[rect(5, 5, 5, 5)])
+    pulled = backend.pull()
+    assert sorted(pulled.annotations["tile_id"]) == ["bad", "fine"]
+    assert pulled.boxes.groupby("tile_id").size().to_dict() == {"bad": 1, "fine": 1}
+    assert len(pulled.problems) == 3
+    assert all(f"task {bad_id}" in p for p in pulled.problems)
+    text = "\n".join(pulled.problems)
+    assert "raccoon" in text and "outside" in text and "zero-area" in text
+
+
+def test_personal_access_token_and_bad_key(workspace):
+    pat = workspace.backend().client.tokens.create().token
+    assert pat.count(".") == 2  # a JWT refresh token
+    backend = workspace.backend(api_key=pat)
+    assert backend.setup().project_id > 0
+    assert backend.pull().annotations.empty
+    with pytest.raises(LabelStudioAuthError, match="refused the API key"):
+        workspace.backend(api_key="0" * 40).pull()
