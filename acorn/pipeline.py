@@ -107,7 +107,7 @@ def _train_config(p: Params):
 
 
 def _labeled_dataset(p: Params, labels: pd.DataFrame, root: Path, work: Path) -> Path:
-    from acorn.training import is_validation, write_dataset
+    from acorn.training import is_validation, replay_pairs, write_dataset
 
     manifest = pd.read_parquet(root / paths.TILE_MANIFEST, columns=["tile_id", "image"])
     images = manifest.set_index("tile_id")["image"]
@@ -122,27 +122,8 @@ def _labeled_dataset(p: Params, labels: pd.DataFrame, root: Path, work: Path) ->
     pairs = [(root / paths.TILES / images[t], root / paths.LABELS / f"{t}.txt") for t in labels["tile_id"]]
     train_pairs = [pair for pair, v in zip(pairs, val_mask, strict=True) if not v]
     val_pairs = [pair for pair, v in zip(pairs, val_mask, strict=True) if v]
-    train_pairs = (train_pairs or val_pairs) + _replay_pairs(p, root)
+    train_pairs = (train_pairs or val_pairs) + replay_pairs(root / p.train.replay_data, p.train.replay_images)
     return write_dataset(work / "data", p.classes, train_pairs, val_pairs)
-
-
-def _replay_pairs(p: Params, root: Path) -> list[tuple[Path, Path]]:
-    """A fixed subset of the base model's own domain, so fine-tuning adds rather than replaces."""
-    if p.train.replay_images <= 0:
-        return []
-    folder = root / p.train.replay_data
-    images = sorted((folder / "images").glob("*")) if (folder / "images").is_dir() else []
-    if not images:
-        raise FileNotFoundError(
-            f"{folder}/images: no replay images (params train.replay_data; replay_images: 0 for none)"
-        )
-    pairs = []
-    for image in images[: p.train.replay_images]:
-        label = folder / "labels" / f"{image.stem}.txt"
-        if not label.exists():
-            raise FileNotFoundError(f"{label}: replay image {image.name} has no label file")
-        pairs.append((image, label))
-    return pairs
 
 
 def detector_settings(p: Params) -> dict:

@@ -367,6 +367,8 @@ class SimulateConfig:
     budget: int = 50
     train: TrainConfig = field(default_factory=TrainConfig)
     val_fraction: float = 0.2
+    replay_data: str = ""  # as train.replay_data: the base domain mixed into every fine-tune
+    replay_images: int = 0
     conf_floor: float = 0.01
     iou: float = 0.6
     max_det: int = 100
@@ -619,7 +621,7 @@ class _Simulation:
         return reference
 
     def _dataset_yaml(self, train: pd.DataFrame, val: pd.DataFrame, workdir: Path) -> Path:
-        from acorn.training import write_dataset
+        from acorn.training import replay_pairs, write_dataset
 
         empty = self.work / "empty.txt"  # the label of every image without objects
         empty.touch()
@@ -627,7 +629,8 @@ class _Simulation:
         def pairs(df: pd.DataFrame) -> list[tuple[Path, Path]]:
             return [(Path(i), Path(t) if t else empty) for i, t in zip(df["image"], df["truth"], strict=True)]
 
-        return write_dataset(workdir, self.pool.classes, pairs(train), pairs(val))
+        replay = replay_pairs(Path(self.config.replay_data), self.config.replay_images)
+        return write_dataset(workdir, self.pool.classes, pairs(train) + replay, pairs(val))
 
     # -- output files --------------------------------------------------------------------------
 
@@ -846,6 +849,8 @@ def simulate_command(
             device=p.model.device,
         ),
         val_fraction=t.val_fraction,
+        replay_data=t.replay_data,
+        replay_images=t.replay_images,
         conf_floor=p.predict.conf_floor,
         iou=p.predict.iou,
         max_det=p.predict.max_det,

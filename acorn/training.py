@@ -66,6 +66,29 @@ def write_dataset(
     return _data_yaml(workdir, classes, train="train/images", val="val/images")
 
 
+def replay_pairs(folder: Path, count: int) -> list[tuple[Path, Path]]:
+    """A fixed subset of the base model's own domain, mixed into every fine-tune.
+
+    A cycle's labels are a few dozen tiles, mostly empty: alone they teach the detector that
+    nothing is a squirrel. Replaying what it already knew makes fine-tuning add, not replace.
+    """
+    if count <= 0:
+        return []
+    folder = Path(folder)
+    images = sorted((folder / "images").glob("*")) if (folder / "images").is_dir() else []
+    if not images:
+        raise FileNotFoundError(
+            f"{folder}/images: no replay images (params train.replay_data; replay_images: 0 for none)"
+        )
+    pairs = []
+    for image in images[:count]:
+        label = folder / "labels" / f"{image.stem}.txt"
+        if not label.exists():
+            raise FileNotFoundError(f"{label}: replay image {image.name} has no label file")
+        pairs.append((image, label))
+    return pairs
+
+
 def folder_dataset(folder: Path, classes: list[str], workdir: Path) -> Path:
     """data.yaml for an existing YOLO folder (images/, labels/) used as the validation set."""
     return _data_yaml(
