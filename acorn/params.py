@@ -61,11 +61,11 @@ class LabelingParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    epochs: int = 5
+    epochs: int = 8
     batch: int = 16
     lr0: float = 0.01
     optimizer: str = "SGD"
-    freeze: int = 0
+    freeze: int = 10
     warmup_epochs: float = 0.0
     replay_data: str = "data/source"
     replay_images: int = 100
@@ -88,7 +88,7 @@ class RegisterParams:
 @dataclass(frozen=True)
 class DemoParams:
     frames: int = 24
-    test_frames: int = 10
+    test_frames: int = 20
     source_images: int = 300
     width: int = 3840
     height: int = 2160

@@ -66,6 +66,7 @@ class RegistryRecord:
     metric: str
     value: float
     champion_version: int
+    gain: float  # metric minus the previous champion's: near zero for a few cycles, stop labeling
     tracking_uri: str
 
 
@@ -98,7 +99,8 @@ def register(
     client.set_model_version_tag(name, str(version), metric, str(value))
     client.set_registered_model_alias(name, CHALLENGER, str(version))
     champion = champion_version(client, name)
-    if champion is None or value > _version_metric(client, name, champion, metric):
+    previous = _version_metric(client, name, champion, metric) if champion is not None else 0.0
+    if champion is None or value > previous:
         client.set_registered_model_alias(name, CHAMPION, str(version))
         champion = version
     aliases = sorted(client.get_model_version(name, str(version)).aliases)
@@ -111,6 +113,7 @@ def register(
         metric=metric,
         value=value,
         champion_version=champion,
+        gain=round(value - previous, 6),
         tracking_uri=redacted(tracking_uri(root)),
     )
 
