@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 
 from acorn import paths
+from acorn.labelstudio.cli import labelstudio_app
+from acorn.labelstudio.client import LabelStudioError
 from acorn.params import Params, ParamsError, load_params
 from acorn.serve.cli import serve as serve_command
 from acorn.simulate import simulate_command
@@ -20,7 +22,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 log = logging.getLogger("acorn")
 
 # errors a user can act on: shown as one line, not a traceback
-USER_ERRORS = (ParamsError, FileNotFoundError, ValueError, KeyError)
+USER_ERRORS = (ParamsError, FileNotFoundError, ValueError, KeyError, LabelStudioError)
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -74,15 +76,22 @@ def annotate(
     params: ParamsOption = Path("params.yaml"),
     limit: Annotated[int | None, typer.Option(help="label at most this many queued tiles")] = None,
 ) -> None:
-    """Simulated annotator: label queued tiles from ground truth, as a person would between cycles."""
-    from acorn.labeling.oracle import DEFAULT_STATE_DIR, OracleBackend
+    """Simulated annotator: label queued tiles from ground truth, as a person would between cycles.
 
+    Works with either backend: the oracle, or Label Studio through its API (labeling.backend).
+    """
     setup_logging()
     p = load_params(params)
-    if p.labeling.backend != "oracle":
-        raise typer.BadParameter(
-            f"labeling.backend is {p.labeling.backend!r}; this command drives the oracle"
-        )
+    if p.labeling.backend == "label-studio":
+        from acorn.labelstudio import LabelStudioBackend, simulate_annotations
+
+        result = simulate_annotations(LabelStudioBackend.from_params(p, Path()), paths.TRUTH, limit=limit)
+        for problem in result.problems:
+            log.warning("%s", problem)
+        log.info("annotated %d tasks in Label Studio (%d negatives)", result.created, result.negatives)
+        return
+    from acorn.labeling.oracle import DEFAULT_STATE_DIR, OracleBackend
+
     n = OracleBackend(DEFAULT_STATE_DIR, paths.TRUTH).annotate(limit)
     log.info("oracle labeled %d tiles", n)
 
@@ -103,6 +112,7 @@ def demo(
 
 app.command("serve")(serve_command)
 app.command("simulate")(simulate_command)
+app.add_typer(labelstudio_app, name="labelstudio")
 
 
 def main() -> None:

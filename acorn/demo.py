@@ -40,7 +40,7 @@ P_RAIN = 0.10
 P_BLUR = 0.10
 P_OCCLUDED = 0.15  # per squirrel
 P_DISTRACTORS = 0.40
-N_SQUIRREL_P = (0.30, 0.15, 0.15, 0.15, 0.10, 0.10, 0.05)  # 0..6 squirrels: a feeder draws a crowd
+N_SQUIRREL_P = (0.25, 0.10, 0.10, 0.15, 0.15, 0.10, 0.10, 0.05)  # 0..7: a feeder draws a crowd
 
 # Squirrel heights in a 2160-high frame; scaled with the frame height for smaller test frames.
 MIN_SQUIRREL_PX = 12.0
@@ -585,7 +585,7 @@ def _webcam_frame(
     draw = ImageDraw.Draw(img)
     for _ in range(n_wanted):
         # Log-uniform-ish heights skewed to small: most squirrels are far from the camera.
-        u = float(rng.random()) ** 1.4
+        u = float(rng.random()) ** 1.1
         height_px = max(4.0, MIN_SQUIRREL_PX * (MAX_SQUIRREL_PX / MIN_SQUIRREL_PX) ** u * scale)
         motion = float(rng.uniform(0.08, 0.25)) if blur else 0.0
         sprite = squirrel_sprite(rng, height_px, ir_eyes=condition == "night", motion=motion)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import mlflow
 import pandas as pd
@@ -47,6 +48,12 @@ def test_two_cycles_end_to_end(tiny_repo):
     again = run(["dvc", "repro"], root)
     assert ran(again) == ["export-labels"], "a repeat repro must skip every stage whose inputs did not change"
     assert (root / "dvc.lock").read_text() == lock
+
+    # a lost backend state is refilled: rank (it pushes) is never restored from DVC's run-cache
+    shutil.rmtree(root / ".acorn/oracle")
+    (root / "data/queue.csv").unlink()
+    refill = run(["dvc", "repro"], root)
+    assert "rank" in ran(refill) and (root / ".acorn/oracle/tasks.json").exists()
 
     run(["acorn", "annotate"], root)
     second = run(["dvc", "repro"], root)

@@ -18,6 +18,10 @@ def get_backend(p: Params, root: Path = Path()) -> LabelingBackend:
         from acorn.labeling.oracle import DEFAULT_STATE_DIR, OracleBackend
 
         return OracleBackend(root / DEFAULT_STATE_DIR, root / paths.TRUTH)
+    if p.labeling.backend == "label-studio":
+        from acorn.labelstudio import LabelStudioBackend
+
+        return LabelStudioBackend.from_params(p, root)
     raise ValueError(
         f"params.yaml: labeling.backend must be one of {', '.join(BACKENDS)}; got {p.labeling.backend!r}"
     )

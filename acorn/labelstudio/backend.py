@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import pandas as pd
+from label_studio_sdk.core.api_error import ApiError
 
 from acorn.labeling.base import ANNOTATION_COLUMNS, LABEL_BOX_COLUMNS, QUEUE_COLUMNS, Pulled, PushResult
 from acorn.labelstudio.client import (
@@ -28,9 +29,10 @@ from acorn.labelstudio.client import (
     LabelStudioError,
     LabelStudioUnavailable,
     connect,
+    describe,
     resolve_connection,
 )
-from acorn.labelstudio.convert import boxes_to_results, latest_finished, results_to_boxes
+from acorn.labelstudio.convert import annotation_order, boxes_to_results, latest_finished, results_to_boxes
 from acorn.labelstudio.project import (
     DEFAULT_TITLE,
     ProjectSetup,
@@ -83,6 +85,10 @@ def _translate_errors(method: Callable[..., T]) -> Callable[..., T]:
     def wrapper(self: LabelStudioBackend, *args: Any, **kwargs: Any) -> T:
         try:
             return method(self, *args, **kwargs)
+        except ApiError as exc:
+            raise LabelStudioError(
+                f"Label Studio at {self.connection.url} failed during {method.__name__}: {describe(exc)}"
+            ) from exc
         except httpx.TransportError as exc:
             raise LabelStudioUnavailable(
                 f"lost Label Studio at {self.connection.url} during {method.__name__} ({exc}); "
@@ -289,6 +295,8 @@ class LabelStudioBackend:
                 }
             }
         )
+        if not any(not t.finished for t in found.values()):
+            return found  # nothing waiting: no task can need the new model's prediction
         for task in self._iter_tasks(project_id, fields="task_only", query=query):
             known = by_id.get(int(task.id))
             if known is not None:
@@ -330,10 +338,7 @@ class LabelStudioBackend:
                 problems.append(
                     f"tile {tile_id} has several tasks ({other_task.id}, {task.id}); the latest annotation is used"
                 )
-                if (str(ann.get("updated_at")), ann.get("id", 0)) <= (
-                    str(other_ann.get("updated_at")),
-                    other_ann.get("id", 0),
-                ):
+                if annotation_order(ann) <= annotation_order(other_ann):
                     continue
             chosen[tile_id] = (ann, task)
         for tile_id in sorted(chosen):

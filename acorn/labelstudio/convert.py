@@ -9,9 +9,11 @@ unit-tested without a server.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
@@ -184,6 +186,19 @@ def latest_finished(annotations: Iterable[Mapping[str, Any]]) -> Mapping[str, An
     finished = [a for a in annotations if not a.get("was_cancelled") and a.get("result") is not None]
     if not finished:
         return None
-    return max(
-        finished, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id", 0))
-    )
+    return max(finished, key=annotation_order)
+
+
+def annotation_order(annotation: Mapping[str, Any]) -> tuple[datetime, int]:
+    """Sort key "which annotation is newer": parsed time (not the string: ``...23Z`` and
+    ``...23.5Z`` sort wrongly as text), then id."""
+    stamp = annotation.get("updated_at") or annotation.get("created_at")
+    when = datetime.min.replace(tzinfo=UTC)
+    if isinstance(stamp, datetime):
+        when = stamp
+    elif stamp:
+        with contextlib.suppress(ValueError):
+            when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when, int(annotation.get("id") or 0)

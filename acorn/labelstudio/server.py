@@ -160,6 +160,11 @@ class LocalServer:
     def start(self, timeout: float = 240.0, install: bool = True) -> ServerStatus:
         """Start the server (no-op if it already runs) and wait until it answers and accepts the token."""
         current = self.status()
+        recorded = self._recorded_port()
+        if current.running and recorded is not None and recorded != self.port:
+            raise LabelStudioError(
+                f"Label Studio already runs on port {recorded} (pid {current.pid}); stop it first to use {self.port}"
+            )
         if current.running:
             if not current.healthy:
                 self._wait_healthy(timeout)

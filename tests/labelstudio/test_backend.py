@@ -224,3 +224,69 @@ def test_personal_access_token_and_bad_key(workspace):
     assert backend.pull().annotations.empty
     with pytest.raises(LabelStudioAuthError, match="refused the API key"):
         workspace.backend(api_key="0" * 40).pull()
+
+
+def test_ml_backend_connection_is_idempotent(workspace):
+    """Label Studio calls /health and /setup of the backend it connects; a stub answers both."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Stub(BaseHTTPRequestHandler):
+        def _answer(self, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):  # noqa: N802
+            self._answer({"status": "UP", "model_class": "stub"})
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._answer({"model_version": "stub-1"} if self.path.startswith("/setup") else {"results": []})
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        backend = workspace.backend(ml_backend_url=url, storage_path=None)
+        assert backend.setup().changed == ["project", "ml_backend"]
+        assert backend.setup().changed == []
+        [ml] = backend.client.ml.list(project=backend.project_id())
+        assert ml.url.rstrip("/") == url
+    finally:
+        httpd.shutdown()
+
+
+def test_cli_setup_and_annotate(workspace, monkeypatch):
+    from typer.testing import CliRunner
+
+    from acorn.labelstudio.cli import labelstudio_app
+
+    conn = workspace.server.connection()
+    monkeypatch.setenv("LABEL_STUDIO_URL", conn.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", conn.api_key)
+    monkeypatch.chdir(workspace.root)
+    (workspace.root / "params.yaml").write_text("classes: [squirrel, bird]\n")
+    runner = CliRunner()
+    args = ["setup", "--title", workspace.title, "--no-storage"]
+    first = runner.invoke(labelstudio_app, args)
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(labelstudio_app, args)
+    assert again.exit_code == 0 and "changed nothing" in again.output
+    backend = workspace.backend(storage_path=None)
+    backend.push(workspace.tiles(["c1", "c2"]), no_predictions())
+    workspace.write_truth("c1", "0 0.5 0.5 0.2 0.2\n")
+    workspace.write_truth("c2", "")
+    done = runner.invoke(labelstudio_app, ["annotate", "--title", workspace.title])
+    assert done.exit_code == 0 and "answered 2 tasks (1 negatives)" in done.output, done.output
+    pulled = backend.pull()
+    assert len(pulled.annotations) == 2 and len(pulled.boxes) == 1
+    assert conn.api_key not in first.output + again.output + done.output

@@ -109,3 +109,11 @@ def test_latest_finished_ignores_cancelled_and_takes_newest():
     assert latest_finished(anns)["id"] == 2
     assert latest_finished(anns[2:]) is None
     assert latest_finished([]) is None
+
+
+def test_latest_finished_compares_times_not_strings():
+    anns = [
+        {"id": 7, "result": [], "updated_at": "2026-01-01T00:00:23.5Z"},
+        {"id": 3, "result": [], "updated_at": "2026-01-01T00:00:23Z"},
+    ]
+    assert latest_finished(anns)["id"] == 7
