@@ -83,9 +83,10 @@ def annotate(
     setup_logging()
     p = load_params(params)
     if p.labeling.backend == "label-studio":
-        from acorn.labelstudio import LabelStudioBackend, simulate_annotations
+        from acorn.labeling import get_backend
+        from acorn.labelstudio import simulate_annotations
 
-        result = simulate_annotations(LabelStudioBackend.from_params(p, Path()), paths.TRUTH, limit=limit)
+        result = simulate_annotations(get_backend(p), paths.TRUTH, limit=limit)
         for problem in result.problems:
             log.warning("%s", problem)
         log.info("annotated %d tasks in Label Studio (%d negatives)", result.created, result.negatives)

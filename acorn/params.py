@@ -57,6 +57,9 @@ class RankParams:
 @dataclass(frozen=True)
 class LabelingParams:
     backend: str = "oracle"
+    project: str = "acorn"
+    document_root: str = ""
+    ml_backend_url: str = ""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,14 @@ def get_backend(p: Params, root: Path = Path()) -> LabelingBackend:
     if p.labeling.backend == "label-studio":
         from acorn.labelstudio import LabelStudioBackend
 
-        return LabelStudioBackend.from_params(p, root)
+        lab = p.labeling
+        return LabelStudioBackend.from_params(
+            p,
+            root,
+            title=lab.project,
+            document_root=lab.document_root or None,
+            ml_backend_url=lab.ml_backend_url or None,
+        )
     raise ValueError(
         f"params.yaml: labeling.backend must be one of {', '.join(BACKENDS)}; got {p.labeling.backend!r}"
     )

@@ -1,0 +1,69 @@
+"""Two full cycles of `dvc repro` against the real Label Studio server, with the simulated annotator."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+import yaml
+
+from acorn.labelstudio import LabelStudioBackend
+from tests.conftest import tool_env, write_params
+
+pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
+
+
+def test_two_cycles_through_label_studio(ls_server, tiny_template):
+    # the repository must sit under the server's local-files document root
+    root = ls_server.document_root / "e2e-repo"
+    shutil.copytree(tiny_template, root, symlinks=True)
+    write_params(
+        root,
+        {
+            "labeling": {
+                "backend": "label-studio",
+                "project": "e2e",
+                "document_root": str(ls_server.document_root),
+            }
+        },
+    )
+    conn = ls_server.connection()
+    env = {**tool_env(root), "LABEL_STUDIO_URL": conn.url, "LABEL_STUDIO_API_KEY": conn.api_key}
+
+    def run(*cmd: str) -> str:
+        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        return proc.stdout + proc.stderr
+
+    run("dvc", "repro")
+    queue = pd.read_csv(root / "data/queue.csv")
+    backend = LabelStudioBackend(
+        ["squirrel"],
+        repo_root=root,
+        url=conn.url,
+        api_key=conn.api_key,
+        title="e2e",
+        document_root=ls_server.document_root,
+    )
+    tasks = list(backend.client.tasks.list(project=backend.project_id()))
+    assert sorted(t.data["tile_id"] for t in tasks) == sorted(queue["tile_id"])
+
+    run("acorn", "annotate")
+    run("dvc", "repro")
+    labels = pd.read_csv(root / "data/labels/manifest.csv")
+    assert sorted(labels["tile_id"]) == sorted(queue["tile_id"])
+    assert labels["annotator"].notna().all() and labels["annotation_id"].is_unique
+    for t in labels["tile_id"]:
+        truth = (root / "data/tiles/truth" / f"{t}.txt").read_text().split()
+        got = (root / "data/labels" / f"{t}.txt").read_text().split()
+        assert len(got) == len(truth)
+    assert json.loads((root / "metrics/train.json").read_text())["cycle"] == 1
+    second_queue = pd.read_csv(root / "data/queue.csv")
+    tasks = list(backend.client.tasks.list(project=backend.project_id()))
+    ids = [t.data["tile_id"] for t in tasks]
+    assert len(ids) == len(set(ids)) == len(queue) + len(second_queue), "no task is duplicated across cycles"
+    assert "LABEL_STUDIO_API_KEY" not in yaml.safe_dump(yaml.safe_load((root / "params.yaml").read_text()))
+    assert conn.api_key not in (root / "dvc.lock").read_text()
