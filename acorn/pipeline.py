@@ -70,7 +70,7 @@ def train(p: Params, root: Path = Path()) -> dict:
             weights = base
         else:
             weights = training.train(
-                str(base), _labeled_dataset(p, labels, root, work), _train_config(p), work
+                str(base), _labeled_dataset(p, labels, root, work), train_config(p), work
             )
         test_yaml = training.folder_dataset(test_dir, p.classes, work / "test")
         scores = training.evaluate(weights, test_yaml, p.model.imgsz, work, device=p.model.device)
@@ -88,7 +88,8 @@ def train(p: Params, root: Path = Path()) -> dict:
     return metrics
 
 
-def _train_config(p: Params):
+def train_config(p: Params):
+    """The fine-tuning settings of the train stage (acorn simulate trains with the same)."""
     from acorn.training import TrainConfig
 
     t = p.train

@@ -825,6 +825,7 @@ def simulate_command(
 
     from acorn.cli import setup_logging
     from acorn.params import load_params
+    from acorn.pipeline import train_config
 
     setup_logging()
     p = load_params(params)
@@ -837,16 +838,10 @@ def simulate_command(
         full_epochs=full_epochs,
         base=base or p.model.base,
         budget=p.rank.budget if budget is None else budget,
-        train=TrainConfig(
+        train=dataclasses.replace(
+            train_config(p),
             epochs=t.epochs if epochs is None else epochs,
-            batch=t.batch,
             imgsz=p.model.imgsz if imgsz is None else imgsz,
-            lr0=t.lr0,
-            optimizer=t.optimizer,
-            freeze=t.freeze,
-            warmup_epochs=t.warmup_epochs,
-            workers=t.workers,
-            device=p.model.device,
         ),
         val_fraction=t.val_fraction,
         replay_data=t.replay_data,
