@@ -1,0 +1,69 @@
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from acorn.params import Params
+from acorn.ranking import build_queue
+
+
+def pool(n=12):
+    return pd.DataFrame(
+        {
+            "tile_id": [f"t{i:02d}" for i in range(n)],
+            "image": [f"images/t{i:02d}.jpg" for i in range(n)],
+            "width": 640,
+            "height": 540,
+            "n_boxes": [1] * (n - 2) + [0, 0],
+            "condition": ["day"] * (n - 3) + ["night"] * 3,
+            "model_version": "m-v3",
+            "embedding": list(np.random.default_rng(0).normal(size=(n, 4)).astype(np.float32)),
+        }
+    )
+
+
+def boxes(n=12):
+    # tile i has one box at confidence (i + 1) / 20: entropy rises towards 0.5
+    return pd.DataFrame(
+        {
+            "tile_id": [f"t{i:02d}" for i in range(n - 2)],
+            "class_id": 0,
+            "confidence": [(i + 1) / 20 for i in range(n - 2)],
+            "x1": 1.0,
+            "y1": 1.0,
+            "x2": 9.0,
+            "y2": 9.0,
+        }
+    )
+
+
+def params(**rank):
+    p = Params()
+    return dataclasses.replace(p, rank=dataclasses.replace(p.rank, **rank))
+
+
+def test_queue_follows_the_strategy_and_carries_what_labelers_need():
+    queue, summary = build_queue(
+        boxes(), pool(), params(strategy="entropy", aggregate="max", budget=3, balance_by=""), batch=4
+    )
+    assert queue["tile_id"].tolist() == ["t09", "t08", "t07"]  # confidences 0.5, 0.45, 0.4
+    assert queue["rank"].tolist() == [1, 2, 3] and queue["score"].is_monotonic_decreasing
+    assert (queue["batch"] == 4).all() and (queue["model_version"] == "m-v3").all()
+    assert queue["strategy_score"].iloc[0] == round(np.log(2), 6)
+    assert summary["queued_tiles"] == 3 and summary["pool_tiles"] == 12
+
+
+def test_balance_gives_rare_conditions_a_turn():
+    queue, _ = build_queue(
+        boxes(), pool(), params(strategy="entropy", aggregate="max", budget=4, balance_by="condition"), 1
+    )
+    conditions = pool().set_index("tile_id").loc[queue["tile_id"], "condition"].tolist()
+    assert conditions.count("night") == 2
+
+
+def test_empty_tiles_are_ranked_not_dropped():
+    queue, summary = build_queue(
+        boxes(), pool(), params(strategy="entropy", aggregate="max", budget=12, balance_by=""), 1
+    )
+    assert set(queue["tile_id"]) == set(pool()["tile_id"])
+    assert summary["queued_without_detections"] == 2
