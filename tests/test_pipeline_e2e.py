@@ -9,6 +9,7 @@ import mlflow
 import pandas as pd
 import pytest
 
+from acorn.params import load_params
 from tests.conftest import run
 
 pytestmark = pytest.mark.slow
@@ -93,4 +94,6 @@ def test_experiment_with_random_strategy(tiny_repo):
     )
     run(["dvc", "exp", "run", "-S", "rank.strategy=random"], tiny_repo)
     show = run(["dvc", "exp", "show", "--md", "--no-pager"], tiny_repo).stdout
-    assert "random" in show and "least_confidence" in show
+    default = load_params(tiny_repo / "params.yaml").rank.strategy
+    assert default != "random"
+    assert "random" in show and default in show

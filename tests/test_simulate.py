@@ -345,7 +345,7 @@ def tiny_raccoons(tmp_path_factory) -> tuple[Path, Path]:
         (folder / "images" / image.name).symlink_to(image)
         (folder / "labels" / f"{image.stem}.txt").symlink_to(RACCOON / "labels" / f"{image.stem}.txt")
     (folder / "classes.txt").write_text((RACCOON / "classes.txt").read_text())
-    (root / "params.yaml").write_text("classes: [raccoon]\ntrain: {batch: 8}\n")
+    (root / "params.yaml").write_text("classes: [raccoon]\ntrain: {batch: 8, replay_images: 0}\n")
 
     from ultralytics import YOLO  # offline: `import acorn` (above) set it up
 
