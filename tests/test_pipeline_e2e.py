@@ -86,6 +86,8 @@ def test_two_cycles_end_to_end(tiny_repo):
 
 
 def test_experiment_with_random_strategy(tiny_repo):
+    default = load_params(tiny_repo / "params.yaml").rank.strategy
+    assert default != "random"
     run(["dvc", "repro"], tiny_repo)
     run(["git", "add", "-A"], tiny_repo)
     run(
@@ -94,6 +96,4 @@ def test_experiment_with_random_strategy(tiny_repo):
     )
     run(["dvc", "exp", "run", "-S", "rank.strategy=random"], tiny_repo)
     show = run(["dvc", "exp", "show", "--md", "--no-pager"], tiny_repo).stdout
-    default = load_params(tiny_repo / "params.yaml").rank.strategy
-    assert default != "random"
     assert "random" in show and default in show
