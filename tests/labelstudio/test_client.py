@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from acorn.labeling.base import QUEUE_COLUMNS
 from acorn.labelstudio.backend import LabelStudioBackend
 from acorn.labelstudio.client import (
     LabelStudioAuthError,
@@ -63,17 +64,7 @@ def test_server_down_names_the_url_and_writes_nothing(tmp_path):
     backend = LabelStudioBackend(["squirrel"], repo_root=tmp_path, url=url, api_key="x" * 40)
     queue = pd.DataFrame(
         [["t1", 0, 1.0, 0.5, 1, "data/tiles/images/t1.jpg", 640, 540, "m1"]],
-        columns=[
-            "tile_id",
-            "rank",
-            "score",
-            "strategy_score",
-            "batch",
-            "image",
-            "width",
-            "height",
-            "model_version",
-        ],
+        columns=QUEUE_COLUMNS,
     )
     with pytest.raises(LabelStudioUnavailable, match=f"cannot reach Label Studio at {url}"):
         backend.push(
