@@ -203,9 +203,10 @@ def rank(p: Params, root: Path = Path()) -> pd.DataFrame:
     pool = pd.read_parquet(root / paths.PRED_TILES)
     labels = read_manifest(root / paths.LABELS)
     batch = int(labels["batch"].max()) + 1 if not labels.empty else 1
-    queue, summary = build_queue(boxes, pool, p, batch)
-    queue["image"] = [str(paths.TILES / i) for i in queue["image"]]
-    result = get_backend(p, root).push(queue, boxes[boxes["tile_id"].isin(queue["tile_id"])])
+    queue, waiting, summary = build_queue(boxes, pool, p, batch)
+    for table in (queue, waiting):
+        table["image"] = [str(paths.TILES / i) for i in table["image"]]
+    result = get_backend(p, root).push(queue, boxes, waiting)
     write_csv(queue, root / paths.QUEUE)
     write_json(root / paths.RANK_METRICS, summary)
     log.info(

@@ -12,11 +12,18 @@ import pandas as pd
 
 from acorn.labeling.base import QUEUE_COLUMNS
 from acorn.params import Params
-from acorn.strategies import get_strategy
+from acorn.strategies import get_strategy, rank
 
 
-def build_queue(boxes: pd.DataFrame, pool: pd.DataFrame, p: Params, batch: int) -> tuple[pd.DataFrame, dict]:
-    """Rank the unlabeled ``pool`` and return (queue, summary for metrics/rank.json)."""
+def build_queue(
+    boxes: pd.DataFrame, pool: pd.DataFrame, p: Params, batch: int
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Rank the unlabeled ``pool``: (queue, the rest of the pool ranked after it, summary).
+
+    ``score`` falls from 1 along the whole pool order (the batch first, then the rest by the
+    strategy's score), so a labeling tool sorting by it shows this batch first and tiles still
+    waiting from earlier batches after it.
+    """
     strategy = get_strategy(
         p.rank.strategy,
         aggregate=p.rank.aggregate,
@@ -28,22 +35,25 @@ def build_queue(boxes: pd.DataFrame, pool: pd.DataFrame, p: Params, batch: int) 
     groups = by_id[p.rank.balance_by] if p.rank.balance_by and p.rank.balance_by in by_id else None
     selected = strategy.select(boxes, pool, p.rank.budget, p.rank.seed, groups=groups, embeddings=embeddings)
     raw = strategy.score(boxes, pool, embeddings)
-    chosen = by_id.loc[selected]
-    n = len(selected)
-    queue = pd.DataFrame(
+    chosen = set(selected)
+    rest = [t for t in rank(raw, p.rank.seed) if t not in chosen]
+    order = [*selected, *rest]
+    table = pd.DataFrame(
         {
-            "tile_id": selected,
-            "rank": np.arange(1, n + 1),
-            "score": np.round(1.0 - np.arange(n) / max(n, 1), 6),
-            "strategy_score": raw.loc[selected].round(6).to_numpy(),
+            "tile_id": order,
+            "rank": np.arange(1, len(order) + 1),
+            "score": np.round(1.0 - np.arange(len(order)) / max(len(order), 1), 6),
+            "strategy_score": raw.loc[order].round(6).to_numpy(),
             "batch": batch,
-            "image": chosen["image"].to_numpy(),
-            "width": chosen["width"].to_numpy(),
-            "height": chosen["height"].to_numpy(),
-            "model_version": chosen["model_version"].to_numpy(),
+            "image": by_id.loc[order, "image"].to_numpy(),
+            "width": by_id.loc[order, "width"].to_numpy(),
+            "height": by_id.loc[order, "height"].to_numpy(),
+            "model_version": by_id.loc[order, "model_version"].to_numpy(),
         },
         columns=QUEUE_COLUMNS,
     )
+    n = len(selected)
+    queue, waiting = table.iloc[:n].reset_index(drop=True), table.iloc[n:].reset_index(drop=True)
     summary = {
         "batch": batch,
         "strategy": p.rank.strategy,
@@ -52,6 +62,8 @@ def build_queue(boxes: pd.DataFrame, pool: pd.DataFrame, p: Params, batch: int) 
         # the pool's mean uncertainty: falling towards the queue's means little is left to learn
         "pool_mean_score": round(float(raw.mean()), 6) if len(raw) else 0.0,
         "queue_mean_score": round(float(raw.loc[selected].mean()), 6) if n else 0.0,
-        "queued_without_detections": int((chosen["n_boxes"] == 0).sum()) if "n_boxes" in chosen else 0,
+        "queued_without_detections": int((by_id.loc[selected, "n_boxes"] == 0).sum())
+        if "n_boxes" in by_id
+        else 0,
     }
-    return queue, summary
+    return queue, waiting, summary

@@ -43,7 +43,7 @@ def params(**rank):
 
 
 def test_queue_follows_the_strategy_and_carries_what_labelers_need():
-    queue, summary = build_queue(
+    queue, _, summary = build_queue(
         boxes(), pool(), params(strategy="entropy", aggregate="max", budget=3, balance_by=""), batch=4
     )
     assert queue["tile_id"].tolist() == ["t09", "t08", "t07"]  # confidences 0.5, 0.45, 0.4
@@ -54,7 +54,7 @@ def test_queue_follows_the_strategy_and_carries_what_labelers_need():
 
 
 def test_balance_gives_rare_conditions_a_turn():
-    queue, _ = build_queue(
+    queue, _, _ = build_queue(
         boxes(), pool(), params(strategy="entropy", aggregate="max", budget=4, balance_by="condition"), 1
     )
     conditions = pool().set_index("tile_id").loc[queue["tile_id"], "condition"].tolist()
@@ -62,8 +62,18 @@ def test_balance_gives_rare_conditions_a_turn():
 
 
 def test_empty_tiles_are_ranked_not_dropped():
-    queue, summary = build_queue(
+    queue, _, summary = build_queue(
         boxes(), pool(), params(strategy="entropy", aggregate="max", budget=12, balance_by=""), 1
     )
     assert set(queue["tile_id"]) == set(pool()["tile_id"])
     assert summary["queued_without_detections"] == 2
+
+
+def test_the_rest_of_the_pool_ranks_after_the_batch():
+    queue, waiting, _ = build_queue(
+        boxes(), pool(), params(strategy="entropy", aggregate="max", budget=3, balance_by=""), 2
+    )
+    assert len(queue) + len(waiting) == 12 and not set(queue["tile_id"]) & set(waiting["tile_id"])
+    scores = pd.concat([queue["score"], waiting["score"]])
+    assert scores.is_monotonic_decreasing and scores.is_unique
+    assert waiting["tile_id"].iloc[0] == "t06"  # the next most uncertain after t09, t08, t07

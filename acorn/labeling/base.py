@@ -48,12 +48,17 @@ class Pulled:
 
 
 class LabelingBackend(Protocol):
-    def push(self, queue: pd.DataFrame, predictions: pd.DataFrame) -> PushResult:
+    def push(
+        self, queue: pd.DataFrame, predictions: pd.DataFrame, waiting: pd.DataFrame | None = None
+    ) -> PushResult:
         """Queue tiles for labeling with pre-annotations.
 
         ``queue`` has QUEUE_COLUMNS (``image`` is a path relative to the repository root);
         ``predictions`` are the per-box rows (``tile_id, class_id, confidence, x1..y2``) of
         the model that ranked them. Tiles already queued are updated, never duplicated.
+        ``waiting`` (same columns) ranks the rest of the pool below the queue: tiles queued in
+        an earlier cycle and still unlabeled get the new model's predictions from it; no new
+        task is made for them.
         """
         ...
 

@@ -33,7 +33,10 @@ class OracleBackend:
         path = self.state_dir / name
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
-    def push(self, queue: pd.DataFrame, predictions: pd.DataFrame) -> PushResult:
+    def push(
+        self, queue: pd.DataFrame, predictions: pd.DataFrame, waiting: pd.DataFrame | None = None
+    ) -> PushResult:
+        """``waiting`` is accepted for the contract; the oracle shows no pre-annotations to refresh."""
         tasks = self._load("tasks.json")
         result = PushResult()
         n_pred = predictions.groupby("tile_id").size() if not predictions.empty else pd.Series(dtype=int)

@@ -183,10 +183,15 @@ class LabelStudioBackend:
 
     # ---- push ---------------------------------------------------------------------------
     @_translate_errors
-    def push(self, queue: pd.DataFrame, predictions: pd.DataFrame) -> PushResult:
+    def push(
+        self, queue: pd.DataFrame, predictions: pd.DataFrame, waiting: pd.DataFrame | None = None
+    ) -> PushResult:
         """Queue tiles with pre-annotations; tiles already queued get the new prediction, never a second task.
 
-        Re-running a push with the same queue changes nothing (all ``unchanged``).
+        ``waiting``: the rest of the pool, ranked below the queue (same columns). Only tiles that
+        already have an unlabeled task use it: they get the new model's pre-annotation and a
+        score that places them after this batch. Re-running a push with the same queue changes
+        nothing (all ``unchanged``).
         """
         missing = [c for c in QUEUE_COLUMNS if c not in queue.columns]
         if missing:
@@ -211,7 +216,10 @@ class LabelStudioBackend:
 
         new_tasks: list[dict[str, Any]] = []
         new_predictions: list[dict[str, Any]] = []
-        for row in queue.itertuples(index=False):
+        rows = [(row, True) for row in queue.itertuples(index=False)]
+        if waiting is not None:
+            rows += [(row, False) for row in waiting.itertuples(index=False) if str(row.tile_id) in existing]
+        for row, queued in rows:
             tile_id = str(row.tile_id)
             width, height = int(row.width), int(row.height)
             tile_boxes = boxes_by_tile.get(tile_id)
@@ -234,7 +242,8 @@ class LabelStudioBackend:
             }
             task = existing.get(tile_id)
             if task is None:
-                new_tasks.append({"data": data, "predictions": [prediction]})
+                if queued:
+                    new_tasks.append({"data": data, "predictions": [prediction]})
                 continue
             if task.finished:
                 result.unchanged += 1  # labeled already; the next pull brings it in

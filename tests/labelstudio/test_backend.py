@@ -123,6 +123,20 @@ def test_push_twice_never_duplicates_and_requeued_tiles_get_new_predictions(work
     assert backend.push(q2, preds).unchanged == 3
 
 
+def test_waiting_tiles_from_earlier_batches_get_the_new_models_predictions(workspace):
+    backend = workspace.backend()
+    backend.push(workspace.tiles(["a", "b"], batch=1, model_version="m1"), no_predictions())
+    # cycle 2 queues c; a is still waiting and ranks after it, z was never queued
+    rest = workspace.tiles(["a", "z"], batch=2, model_version="m2").assign(score=[0.5, 0.25])
+    result = backend.push(workspace.tiles(["c"], batch=2, model_version="m2"), no_predictions(), rest)
+    assert (result.created, result.updated) == (1, 1)
+    tasks = workspace.tasks(backend)
+    assert sorted(tasks) == ["a", "b", "c"], "a waiting tile is refreshed, never created"
+    a_versions = {pr.model_version: pr.score for pr in tasks["a"].predictions}
+    assert a_versions["m2"] == pytest.approx(0.5) and tasks["a"].data["batch"] == 1
+    assert {pr.model_version for pr in tasks["b"].predictions} == {"m1"}
+
+
 def test_round_trip_push_annotate_pull_within_a_pixel(workspace):
     rng = np.random.default_rng(1)
     ids = [f"t{i}" for i in range(6)]
