@@ -75,20 +75,18 @@ def train_base_model(
     if not (source / "images").is_dir():
         raise FileNotFoundError(f"{source}/images: no close-up set; run `acorn demo-data` first")
     out = root / (out or Path(p.model.base))
-    images = sorted((source / "images").glob("*.jpg"))
-    import pandas as pd
-
-    ids = pd.Series([i.stem for i in images])
-    val = training.is_validation(ids, 0.2)
-    pairs = [(i, source / "labels" / f"{i.stem}.txt") for i in images]
+    pairs_by_id = {
+        i.stem: (i, source / "labels" / f"{i.stem}.txt") for i in sorted((source / "images").glob("*.jpg"))
+    }
+    train_ids, val_ids = training.split_labeled(list(pairs_by_id), 0.2)
     (root / paths.WORK).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root / paths.WORK, prefix="base-") as tmp:
         work = Path(tmp)
         data = training.write_dataset(
             work / "data",
             p.classes,
-            [pr for pr, v in zip(pairs, val, strict=True) if not v],
-            [pr for pr, v in zip(pairs, val, strict=True) if v],
+            [pairs_by_id[i] for i in train_ids],
+            [pairs_by_id[i] for i in val_ids],
         )
         config = training.TrainConfig(
             epochs=epochs or p.demo.base_epochs,

@@ -108,7 +108,7 @@ def train_config(p: Params):
 
 
 def _labeled_dataset(p: Params, labels: pd.DataFrame, root: Path, work: Path) -> Path:
-    from acorn.training import is_validation, replay_pairs, write_dataset
+    from acorn.training import replay_pairs, split_labeled, write_dataset
 
     manifest = pd.read_parquet(root / paths.TILE_MANIFEST, columns=["tile_id", "image"])
     images = manifest.set_index("tile_id")["image"]
@@ -117,13 +117,13 @@ def _labeled_dataset(p: Params, labels: pd.DataFrame, root: Path, work: Path) ->
         raise ValueError(
             f"{paths.LABELS}/manifest.csv: tile {missing.iloc[0]} is not in {paths.TILE_MANIFEST}"
         )
-    val_mask = is_validation(labels["tile_id"], p.train.val_fraction)
-    if not val_mask.any():  # ultralytics needs a validation split; borrow one tile
-        val_mask.iloc[0] = True
-    pairs = [(root / paths.TILES / images[t], root / paths.LABELS / f"{t}.txt") for t in labels["tile_id"]]
-    train_pairs = [pair for pair, v in zip(pairs, val_mask, strict=True) if not v]
-    val_pairs = [pair for pair, v in zip(pairs, val_mask, strict=True) if v]
-    train_pairs = (train_pairs or val_pairs) + replay_pairs(root / p.train.replay_data, p.train.replay_images)
+    train_ids, val_ids = split_labeled(list(labels["tile_id"]), p.train.val_fraction)
+
+    def pairs(ids: list[str]) -> list[tuple[Path, Path]]:
+        return [(root / paths.TILES / images[t], root / paths.LABELS / f"{t}.txt") for t in ids]
+
+    train_pairs = pairs(train_ids) + replay_pairs(root / p.train.replay_data, p.train.replay_images)
+    val_pairs = pairs(val_ids)
     return write_dataset(work / "data", p.classes, train_pairs, val_pairs)
 
 

@@ -34,7 +34,7 @@ import typer
 
 from acorn.atomic import atomic_path, copy_file, write_csv, write_json, write_text
 from acorn.tiling import IMAGE_SUFFIXES, frame_id_for
-from acorn.training import TrainConfig
+from acorn.training import TrainConfig, split_labeled
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -222,24 +222,6 @@ def markdown_table(df: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"
-
-
-def split_labeled(ids: Sequence[str], val_fraction: float) -> tuple[list[str], list[str]]:
-    """(train, val) as the train stage splits labels: a stable hash split, one val item at least.
-
-    ultralytics needs a validation split; with no val item one is borrowed, and with no train
-    item the val items train too (a first batch of one tile still trains).
-    """
-    from acorn.training import is_validation
-
-    ids = list(ids)
-    if not ids:
-        raise ValueError("nothing to train on: no labeled items")
-    val = is_validation(pd.Series(ids, dtype=str), val_fraction).to_numpy(copy=True)
-    if not val.any():
-        val[0] = True
-    val_ids = [t for t, v in zip(ids, val, strict=True) if v]
-    return [t for t, v in zip(ids, val, strict=True) if not v] or val_ids, val_ids
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,22 @@ def is_validation(tile_ids: pd.Series, fraction: float) -> pd.Series:
     """Stable split by a hash of the tile id: a tile never moves between train and val."""
     buckets = tile_ids.map(lambda t: int(hashlib.sha1(t.encode()).hexdigest()[:8], 16) % 10_000)
     return buckets < round(fraction * 10_000)
+
+
+def split_labeled(ids: Sequence[str], val_fraction: float) -> tuple[list[str], list[str]]:
+    """(train, val) by a stable hash of the id, with one val item at least (train stage, simulate).
+
+    ultralytics needs a validation split; with no val item one is borrowed, and with no train
+    item the val items train too (a first batch of one tile still trains).
+    """
+    ids = list(ids)
+    if not ids:
+        raise ValueError("nothing to train on: no labeled items")
+    val = is_validation(pd.Series(ids, dtype=str), val_fraction).to_numpy(copy=True)
+    if not val.any():
+        val[0] = True
+    val_ids = [t for t, v in zip(ids, val, strict=True) if v]
+    return [t for t, v in zip(ids, val, strict=True) if not v] or val_ids, val_ids
 
 
 def write_dataset(
