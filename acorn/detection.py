@@ -7,27 +7,75 @@ decides where images come from and where results go.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import pandas as pd
 
 from acorn.env import configure_ultralytics
+from acorn.errors import InputError
+
+if TYPE_CHECKING:
+    from acorn.params import Params
 
 BOX_TABLE_COLUMNS = ["tile_id", "class_id", "confidence", "x1", "y1", "x2", "y2"]
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
+    """How the predict stage, ``acorn serve`` and ``acorn simulate`` detect: built from params."""
+
     weights: str
-    imgsz: int = 320
-    device: str = "cpu"
-    conf_floor: float = 0.01
-    iou: float = 0.6
-    max_det: int = 100
-    batch: int = 8
+    imgsz: int
+    device: str
+    conf_floor: float
+    iou: float
+    max_det: int
+    batch: int
+
+    @classmethod
+    def from_params(cls, p: Params, weights: str | Path) -> DetectorConfig:
+        return cls(weights=str(weights), **detector_settings(p))
+
+
+def detector_settings(p: Params) -> dict:
+    """Everything but the weights: what a registered model needs to predict as the predict stage does."""
+    return {
+        "imgsz": p.model.imgsz,
+        "device": resolve_device(p.model.device),
+        "conf_floor": p.predict.conf_floor,
+        "iou": p.predict.iou,
+        "max_det": p.predict.max_det,
+        "batch": p.predict.batch,
+    }
+
+
+def resolve_device(device: str) -> str:
+    """``auto``: the first GPU when torch sees one, else the CPU; anything else as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def check_model_classes(weights: str | Path, classes: list[str], where: str = "model.base") -> None:
+    """A model trained on other classes would train or pre-annotate under the wrong names."""
+    configure_ultralytics()
+    from ultralytics import YOLO
+
+    path = Path(weights)
+    if not path.is_file():
+        raise InputError(f"{path}: model weights not found ({where})")
+    names = [str(n) for _, n in sorted(YOLO(str(path)).names.items())]
+    if names != list(classes):
+        raise InputError(
+            f"{path}: the model's classes {names} differ from params.yaml classes {list(classes)} "
+            f"({where}); set classes to the model's names, in order, or give a model trained on yours"
+        )
 
 
 @dataclass
@@ -44,7 +92,7 @@ class Detector:
         from ultralytics import YOLO
 
         if not Path(config.weights).is_file():
-            raise FileNotFoundError(f"{config.weights}: model weights not found")
+            raise InputError(f"{config.weights}: model weights not found")
         self.config = config
         self.model = YOLO(config.weights)
         self.class_names: dict[int, str] = dict(self.model.names)
@@ -133,6 +181,22 @@ def empty_box_table() -> pd.DataFrame:
             for c in BOX_TABLE_COLUMNS
         }
     )
+
+
+def predict_files(
+    detector: Detector, images: Sequence[Path], tile_ids: Sequence[str], chunk: int = 64
+) -> Iterator[Detections]:
+    """The one predict loop (predict stage, simulate): decode ``chunk`` images, detect, yield.
+
+    Memory holds one chunk of decoded images whatever the number of tiles, and the caller
+    decides where each part goes (a Parquet part file, a list).
+    """
+    if len(images) != len(tile_ids):
+        raise ValueError(f"{len(images)} images but {len(tile_ids)} tile ids")
+    chunk = max(chunk, detector.config.batch)
+    for start in range(0, len(images), chunk):
+        ids = list(tile_ids[start : start + chunk])
+        yield detector.predict(load_images(list(images[start : start + chunk])), ids)
 
 
 def load_images(paths: list[Path | BinaryIO]) -> list:

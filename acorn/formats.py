@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from acorn.errors import InputError
+
 BOX_COLUMNS = ["class_id", "x1", "y1", "x2", "y2"]
 
 
-class LabelFileError(ValueError):
+class LabelFileError(InputError):
     """A label file that cannot be read; the message names the file and line."""
 
 

@@ -1,163 +1,221 @@
-"""params.yaml -> typed, validated settings.
+"""params.yaml -> one typed, validated settings object: the only place a default is declared.
 
-A misspelt or mistyped knob is an error naming ``section.field`` and the file, not a silent
-default: an experiment that ignored its parameter is worse than one that did not run.
+Every library config (training, detection, strategies, simulation) is built from these sections,
+so a knob means the same thing in ``dvc repro``, ``acorn simulate`` and ``acorn serve``. A
+misspelt key, a wrong type or a value out of range is an error naming ``section.key``, the file
+and the allowed values when params load, not a silent default or a failure minutes later: an
+experiment that ignored its parameter is worse than one that did not run.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-from dataclasses import dataclass, field
+import warnings
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from acorn.errors import ParamsError
+
+STRATEGIES = (
+    "random",
+    "least_confidence",
+    "entropy",
+    "margin",
+    "fn_aware",
+    "disagreement",
+    "diversity",
+    "hybrid",
+)
+UNCERTAINTY_STRATEGIES = ("least_confidence", "entropy", "margin", "fn_aware", "disagreement")
+AGGREGATES = ("min", "mean", "max", "sum")
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+Count = Annotated[int, Field(ge=0)]
 
 
-class ParamsError(ValueError):
-    pass
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-@dataclass(frozen=True)
-class TileParams:
-    rows: int = 4
-    cols: int = 6
-    overlap: float = 0.0
-    min_visibility: float = 0.3
-    jpeg_quality: int = 90
-    workers: int = 2
+class TileParams(Section):
+    rows: PositiveInt = 4
+    cols: PositiveInt = 6
+    overlap: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    min_visibility: Annotated[float, Field(gt=0.0, le=1.0)] = 0.3
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
+    workers: Count = 2  # 0: one per CPU core
 
 
-@dataclass(frozen=True)
-class ModelParams:
-    base: str = "models/base.pt"
-    imgsz: int = 320
-    device: str = "cpu"
+class ModelParams(Section):
+    base: Annotated[str, Field(min_length=1)] = "models/base.pt"
+    imgsz: Annotated[int, Field(ge=32, multiple_of=32)] = 320
+    device: Annotated[str, Field(pattern=r"^(cpu|auto|mps|cuda(:\d+)?|\d+(,\d+)*)$")] = "cpu"
 
 
-@dataclass(frozen=True)
-class PredictParams:
-    conf_floor: float = 0.01
-    iou: float = 0.6
-    max_det: int = 100
-    batch: int = 8
+class PredictParams(Section):
+    conf_floor: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.01
+    iou: Annotated[float, Field(gt=0.0, le=1.0)] = 0.6
+    max_det: PositiveInt = 100
+    batch: PositiveInt = 8
 
 
-@dataclass(frozen=True)
-class RankParams:
-    strategy: str = "entropy"
-    aggregate: str = "max"
-    threshold: float = 0.25
-    budget: int = 50
+class RankParams(Section):
+    strategy: Literal[STRATEGIES] = "entropy"
+    aggregate: Literal[AGGREGATES] = "max"
+    threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
+    budget: PositiveInt = 50
     balance_by: str = "condition"
     seed: int = 0
+    band: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.4
+    t_low: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    t_high: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    uncertainty: Literal[UNCERTAINTY_STRATEGIES] = "entropy"
+    shortlist_factor: Annotated[float, Field(ge=1.0)] = 10.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RankParams:
+        if self.t_low >= self.t_high:
+            raise ValueError(f"t_low ({self.t_low}) must be below t_high ({self.t_high})")
+        uses_aggregate = self.strategy if self.strategy != "hybrid" else self.uncertainty
+        if uses_aggregate == "least_confidence" and self.aggregate == "sum":
+            raise ValueError("aggregate 'sum' does not apply to least_confidence (min, mean or max)")
+        return self
 
 
-@dataclass(frozen=True)
-class LabelingParams:
-    backend: str = "oracle"
-    project: str = "acorn"
+class LabelingParams(Section):
+    backend: Literal["oracle", "label-studio"] = "oracle"
+    project: Annotated[str, Field(min_length=1)] = "acorn"
     document_root: str = ""
     ml_backend_url: str = ""
 
 
-@dataclass(frozen=True)
-class TrainParams:
-    epochs: int = 8
-    batch: int = 16
-    lr0: float = 0.01
-    optimizer: str = "SGD"
-    freeze: int = 10
-    warmup_epochs: float = 0.0
-    replay_data: str = "data/source"
-    replay_images: int = 100
-    val_fraction: float = 0.2
+class TrainParams(Section):
+    epochs: PositiveInt = 8
+    batch: PositiveInt = 16
+    lr0: Annotated[float, Field(gt=0.0, le=1.0)] = 0.01
+    optimizer: Literal["SGD", "Adam", "AdamW", "auto"] = "SGD"
+    freeze: Count = 10
+    warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
+    replay_data: Annotated[str, Field(min_length=1)] = "data/replay"
+    replay_images: Count = 100
+    val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
     seed: int = 0
-    workers: int = 0
+    workers: Count = 0
 
 
-@dataclass(frozen=True)
-class TestParams:
-    data: str = "data/testset"
+class TestParams(Section):
+    __test__ = False  # not a pytest test class
+    data: Annotated[str, Field(min_length=1)] = "data/testset"
 
 
-@dataclass(frozen=True)
-class RegisterParams:
-    model_name: str = "acorn-detector"
-    metric: str = "map50"
+class RegisterParams(Section):
+    model_name: Annotated[str, Field(min_length=1)] = "acorn-detector"
+    metric: Literal["map50", "map50_95", "precision", "recall"] = "map50"
 
 
-@dataclass(frozen=True)
-class DemoParams:
-    frames: int = 24
-    test_frames: int = 20
-    source_images: int = 300
-    width: int = 3840
-    height: int = 2160
+class DemoParams(Section):
+    frames: PositiveInt = 24
+    test_frames: PositiveInt = 20
+    source_images: PositiveInt = 300
+    width: PositiveInt = 3840
+    height: PositiveInt = 2160
     seed: int = 0
-    base_epochs: int = 15
-    cycles: int = 3
+    base_epochs: PositiveInt = 15
+    base_patience: PositiveInt = 10
+    cycles: Count = 3
 
 
-@dataclass(frozen=True)
-class Params:
-    classes: list[str] = field(default_factory=lambda: ["squirrel"])
-    tile: TileParams = field(default_factory=TileParams)
-    model: ModelParams = field(default_factory=ModelParams)
-    predict: PredictParams = field(default_factory=PredictParams)
-    rank: RankParams = field(default_factory=RankParams)
-    labeling: LabelingParams = field(default_factory=LabelingParams)
-    train: TrainParams = field(default_factory=TrainParams)
-    test: TestParams = field(default_factory=TestParams)
-    register: RegisterParams = field(default_factory=RegisterParams)
-    demo: DemoParams = field(default_factory=DemoParams)
+with warnings.catch_warnings():
+    # ``register`` is also ABCMeta.register; the field wins on instances, which is all we use
+    warnings.filterwarnings("ignore", message='Field name "register"')
+
+    class Params(Section):
+        classes: Annotated[list[str], Field(min_length=1)] = ["squirrel"]
+        tile: TileParams = TileParams()
+        model: ModelParams = ModelParams()
+        predict: PredictParams = PredictParams()
+        rank: RankParams = RankParams()
+        labeling: LabelingParams = LabelingParams()
+        train: TrainParams = TrainParams()
+        test: TestParams = TestParams()
+        register: RegisterParams = RegisterParams()
+        demo: DemoParams = DemoParams()
+
+        @field_validator("classes")
+        @classmethod
+        def _names(cls, value: list[str]) -> list[str]:
+            if not all(name.strip() for name in value):
+                raise ValueError("class names must be non-empty")
+            if len(set(value)) != len(value):
+                raise ValueError(f"class names must be unique; got {value}")
+            return value
+
+        def with_overrides(self, overrides: dict[str, Any], source: str = "command line") -> Params:
+            """A copy with ``{"train.epochs": 30}``-style values applied and validated again."""
+            data = self.model_dump()
+            for key, value in overrides.items():
+                *sections, name = key.split(".")
+                target = data
+                for section in sections:
+                    if not isinstance(target.get(section), dict):
+                        raise ParamsError(f"{source}: unknown parameter {key}")
+                    target = target[section]
+                if name not in target:
+                    raise ParamsError(f"{source}: unknown parameter {key}")
+                target[name] = value
+            return parse_params(data, source)
+
+
+def parse_params(data: Any, source: str = "params.yaml") -> Params:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: the top level must be a mapping of sections")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        raise ParamsError(_describe(exc, source)) from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as exc:
-        raise ParamsError(f"{path}: not found (run from the repository root)") from exc
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found (run from the repository root)") from None
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
-    params = _build(Params, data, str(path), "")
-    if not params.classes or not all(isinstance(c, str) and c for c in params.classes):
-        raise ParamsError(f"{path}: classes must be a non-empty list of names")
-    return params
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(data, str(path))
 
 
-def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
-    if not isinstance(data, dict):
-        raise ParamsError(f"{source}: {prefix.rstrip('.') or 'top level'} must be a mapping")
-    hints = get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ParamsError(
-            f"{source}: unknown parameter {prefix}{unknown[0]} (known: {', '.join(sorted(known))})"
-        )
-    values = {}
-    for name, value in data.items():
-        hint = hints[name]
-        where = f"{prefix}{name}"
-        if dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, value, source, where + ".")
-        else:
-            values[name] = _check(hint, value, source, where)
-    return cls(**values)
+def parse_override(text: str) -> tuple[str, Any]:
+    """``section.key=value`` (the value read as YAML, as ``dvc exp run -S`` does)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ParamsError(f"override {text!r}: expected section.key=value")
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
 
 
-def _check(hint: Any, value: Any, source: str, where: str) -> Any:
-    if isinstance(hint, types.GenericAlias):  # list[str]
-        if not isinstance(value, list):
-            raise ParamsError(f"{source}: {where} must be a list, got {value!r}")
-        return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is str and value is None:
-        return ""
-    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise ParamsError(f"{source}: {where} must be {hint.__name__}, got {value!r}")
-    return value
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "top level"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown parameter {where}{_known(error['loc'])}")
+            continue
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{source}: {where}: {message} (got {error['input']!r})")
+    return "\n".join(lines)
+
+
+def _known(loc: tuple) -> str:
+    model: Any = Params
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not isinstance(field.annotation, type):
+            return ""
+        model = field.annotation
+    return f" (known: {', '.join(model.model_fields)})"

@@ -16,6 +16,8 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from acorn.errors import AcornError
+
 EXPERIMENT = "acorn"
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -66,6 +68,7 @@ class RegistryRecord:
     metric: str
     value: float
     champion_version: int
+    champion_model_version: str  # the label of the champion, which predicts and pre-annotates
     gain: float  # metric minus the previous champion's: near zero for a few cycles, stop labeling
     tracking_uri: str
 
@@ -81,7 +84,7 @@ def register(
     """Log ``weights`` as a new version of ``name``; make it challenger, and champion if it wins."""
     client = configure_mlflow(root)
     if metric not in metrics:
-        raise KeyError(f"register.metric {metric!r} is not among the train metrics {sorted(metrics)}")
+        raise AcornError(f"register.metric {metric!r} is not among the train metrics {sorted(metrics)}")
     # its warnings here (cloudpickled python_model, no signature) are expected, not actionable
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     with mlflow.start_run(run_name=f"cycle-{metrics.get('cycle', 0)}") as run:
@@ -113,9 +116,30 @@ def register(
         metric=metric,
         value=value,
         champion_version=champion,
+        champion_model_version=model_version_label(name, champion),
         gain=round(value - previous, 6),
         tracking_uri=redacted(tracking_uri(root)),
     )
+
+
+def download_weights(name: str, version: int, dest: Path, root: Path = Path()) -> Path:
+    """The weights file of registered ``version``, written atomically to ``dest``."""
+    import tempfile
+
+    from acorn.atomic import copy_file
+
+    uri = tracking_uri(root)
+    with tempfile.TemporaryDirectory(prefix="acorn-weights-") as tmp:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}", dst_path=tmp, tracking_uri=uri, registry_uri=uri
+            )
+        )
+        found = [p for p in (local / "artifacts").rglob("*.pt")]
+        if len(found) != 1:
+            raise RuntimeError(f"models:/{name}/{version} holds {len(found)} .pt artifacts, expected one")
+        copy_file(found[0], dest)
+    return dest
 
 
 def model_version_label(name: str, version: int) -> str:

@@ -30,6 +30,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from acorn.errors import AcornError
+
 AGGREGATES = ("min", "mean", "max", "sum")
 # Where each parameter lives in params.yaml, so an error names the knob the user can edit.
 _FIELDS = {"conf_floor": "predict.conf_floor"}
@@ -37,7 +39,7 @@ _FIELDS = {"conf_floor": "predict.conf_floor"}
 _DIST_BLOCK = 1 << 24
 
 
-class StrategyError(ValueError):
+class StrategyError(AcornError):
     """A bad strategy parameter or input table; the message names the offending field."""
 
 
@@ -153,7 +155,7 @@ def _groups_array(groups: pd.Series | None, tile_ids: pd.Index) -> np.ndarray | 
 # Ranking and batch selection
 
 
-def rank(scores: pd.Series, seed: int) -> list[str]:
+def order_by_score(scores: pd.Series, seed: int) -> list[str]:
     """Tile ids by score, highest first; equal scores in a seeded random order, not tile-id order."""
     if not scores.index.is_unique:
         raise StrategyError("scores must be indexed by unique tile_id")
@@ -172,7 +174,7 @@ def select_batch(scores: pd.Series, budget: int, seed: int, groups: pd.Series | 
     holding the overall best tile goes first, and an exhausted group drops out of the rotation.
     """
     _check_count("budget", budget)
-    order = pd.Index(rank(scores, seed))
+    order = pd.Index(order_by_score(scores, seed))
     group = _groups_array(groups, order)
     if group is None:
         return order[:budget].tolist()

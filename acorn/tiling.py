@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from acorn.errors import InputError
 from acorn.formats import BOX_COLUMNS, empty_boxes
 
 
@@ -134,14 +135,14 @@ def tile_frame(job: TileJob) -> list[dict]:
         with Image.open(job.frame_path) as img:
             image = ImageOps.exif_transpose(img).convert("RGB")
     except Exception as exc:  # PIL raises many types for bad files; name the file
-        raise ValueError(f"{job.frame_path}: cannot read image ({exc})") from exc
+        raise InputError(f"{job.frame_path}: cannot read image ({exc})") from exc
     width, height = image.size
     boxes = None
     if job.label_path is not None:
         boxes = read_yolo_labels(job.label_path, width, height)
         unknown = sorted(set(boxes["class_id"]) - set(job.class_map))
         if unknown:
-            raise ValueError(f"{job.label_path}: class id {unknown[0]} is not in classes.txt")
+            raise InputError(f"{job.label_path}: class id {unknown[0]} is not in classes.txt")
         boxes["class_id"] = boxes["class_id"].map(job.class_map).astype("int64")
     rows = []
     for w in job.grid.windows(width, height).itertuples(index=False):
@@ -196,7 +197,7 @@ def tile_dataset(
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     images_dir = raw_dir / "images"
     if not images_dir.is_dir():
-        raise FileNotFoundError(f"{images_dir}: no images folder (expected YOLO layout: images/, labels/)")
+        raise InputError(f"{images_dir}: no images folder (expected YOLO layout: images/, labels/)")
     class_map = _class_map(raw_dir, classes)
     signature = f"{grid.rows}x{grid.cols}:o{grid.overlap}:v{min_visibility}:q{jpeg_quality}"
     manifest_path = out_dir / "manifest.parquet"
@@ -204,11 +205,11 @@ def tile_dataset(
 
     frames = sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not frames:
-        raise FileNotFoundError(f"{images_dir}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise InputError(f"{images_dir}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     frame_ids = [frame_id_for(p, images_dir) for p in frames]
     duplicates = pd.Series(frame_ids)[pd.Series(frame_ids).duplicated()]
     if not duplicates.empty:
-        raise ValueError(
+        raise InputError(
             f"{images_dir}: two images share the frame id {duplicates.iloc[0]!r} (same name, other suffix)"
         )
     shas = [file_sha1(p) for p in tqdm(frames, desc="hash frames", unit="frame", leave=False)]
@@ -270,24 +271,64 @@ def _class_map(raw_dir: Path, classes: list[str]) -> dict[int, int]:
     raw_names = read_classes(names_file)
     missing = [n for n in raw_names if n not in classes]
     if missing:
-        raise ValueError(f"{names_file}: class {missing[0]!r} is not in params classes {classes}")
+        raise InputError(f"{names_file}: class {missing[0]!r} is not in params classes {classes}")
     return {i: classes.index(n) for i, n in enumerate(raw_names)}
 
 
+# what tiling itself records per tile; every other manifest column comes from metadata.csv
+TILE_COLUMNS = [
+    "tile_id",
+    "frame_id",
+    "row",
+    "col",
+    "x0",
+    "y0",
+    "width",
+    "height",
+    "image",
+    "frame_sha1",
+    "n_truth",
+    "signature",
+]
+
+
 def _finish_manifest(kept: pd.DataFrame, new_rows: list[dict], signature: str, raw_dir: Path) -> pd.DataFrame:
+    """Kept and new tile rows, with metadata.csv joined afresh: new frames get theirs, edits land."""
     new = pd.DataFrame(new_rows)
     if not new.empty:
         new["signature"] = signature
-    manifest = pd.concat([df for df in (kept, new) if not df.empty], ignore_index=True)
-    manifest = manifest.drop(columns=[c for c in manifest.columns if c.startswith("meta_")], errors="ignore")
+    parts = [df[[c for c in TILE_COLUMNS if c in df]] for df in (kept, new) if not df.empty]
+    manifest = pd.concat(parts, ignore_index=True)
     metadata = raw_dir / "metadata.csv"
     if metadata.exists():
-        meta = pd.read_csv(metadata, dtype={"frame_id": str})
-        if "frame_id" not in meta:
-            raise ValueError(f"{metadata}: needs a frame_id column")
-        extra = [c for c in meta.columns if c != "frame_id" and c not in manifest.columns]
-        manifest = manifest.merge(meta[["frame_id", *extra]], on="frame_id", how="left")
+        manifest = manifest.merge(read_metadata(metadata, manifest["frame_id"]), on="frame_id", how="left")
     return manifest.sort_values(["frame_id", "row", "col"], ignore_index=True)
+
+
+def read_metadata(path: Path, frame_ids: pd.Series) -> pd.DataFrame:
+    """metadata.csv: one row per frame, keyed by ``frame_id``; gaps and strays are reported."""
+    import logging
+
+    log = logging.getLogger("acorn")
+    meta = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if "frame_id" not in meta:
+        raise InputError(f"{path}: needs a frame_id column (the frame's file name without suffix)")
+    clash = sorted(set(meta.columns) & set(TILE_COLUMNS) - {"frame_id"})
+    if clash:
+        raise InputError(f"{path}: column {clash[0]!r} is a tile manifest column; rename it")
+    repeated = meta["frame_id"][meta["frame_id"].duplicated()]
+    if not repeated.empty:
+        raise InputError(f"{path}: frame {repeated.iloc[0]!r} has two rows")
+    frames = set(frame_ids)
+    missing = frames - set(meta["frame_id"])
+    if missing:
+        log.warning(
+            "%s: %d frames have no row (e.g. %s); their metadata is empty", path, len(missing), min(missing)
+        )
+    stray = set(meta["frame_id"]) - frames
+    if stray:
+        log.warning("%s: %d rows name no frame (e.g. %s); ignored", path, len(stray), min(stray))
+    return meta[meta["frame_id"].isin(frames)]
 
 
 def _remove_tiles(out_dir: Path, tile_ids: pd.Series) -> None:

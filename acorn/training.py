@@ -10,30 +10,57 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import yaml
 
 from acorn.env import configure_ultralytics
+from acorn.errors import InputError
+
+if TYPE_CHECKING:
+    from acorn.params import Params
 
 log = logging.getLogger("acorn")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 5
-    batch: int = 16
-    imgsz: int = 320
-    lr0: float = 0.01
-    optimizer: str = "SGD"
-    freeze: int = 0
-    warmup_epochs: float = 0.0
-    seed: int = 0
-    workers: int = 0
-    device: str = "cpu"
+    """What ultralytics' trainer is given; built from params (``from_params``), never defaulted here."""
+
+    epochs: int
+    batch: int
+    imgsz: int
+    lr0: float
+    optimizer: str
+    freeze: int
+    warmup_epochs: float
+    seed: int
+    workers: int
+    device: str
+
+    @classmethod
+    def from_params(cls, p: Params, **changes) -> TrainConfig:
+        """The train stage's fine-tuning settings; ``changes`` for what a caller varies (seed, epochs)."""
+        from acorn.detection import resolve_device
+
+        t = p.train
+        config = cls(
+            epochs=t.epochs,
+            batch=t.batch,
+            imgsz=p.model.imgsz,
+            lr0=t.lr0,
+            optimizer=t.optimizer,
+            freeze=t.freeze,
+            warmup_epochs=t.warmup_epochs,
+            seed=t.seed,
+            workers=t.workers,
+            device=resolve_device(p.model.device),
+        )
+        return replace(config, **changes)
 
 
 @dataclass(frozen=True)
@@ -61,7 +88,7 @@ def split_labeled(ids: Sequence[str], val_fraction: float) -> tuple[list[str], l
     """
     ids = list(ids)
     if not ids:
-        raise ValueError("nothing to train on: no labeled items")
+        raise InputError("nothing to train on: no labeled items")
     val = is_validation(pd.Series(ids, dtype=str), val_fraction).to_numpy(copy=True)
     if not val.any():
         val[0] = True
@@ -83,25 +110,40 @@ def write_dataset(
     return _data_yaml(workdir, classes, train="train/images", val="val/images")
 
 
-def replay_pairs(folder: Path, count: int) -> list[tuple[Path, Path]]:
+def labeled_dataset(
+    ids: Sequence[str],
+    pair_of: Callable[[str], tuple[Path, Path]],
+    classes: list[str],
+    val_fraction: float,
+    workdir: Path,
+    replay: Sequence[tuple[Path, Path]] = (),
+) -> Path:
+    """The one way a training set is laid out (train stage, simulate, base model): a stable split of
+    ``ids`` into train / val, ``replay`` pairs added to train only; returns data.yaml."""
+    train_ids, val_ids = split_labeled(ids, val_fraction)
+    train_pairs = [pair_of(i) for i in train_ids] + list(replay)
+    return write_dataset(workdir, classes, train_pairs, [pair_of(i) for i in val_ids])
+
+
+def replay_pairs(folder: str | Path, count: int) -> list[tuple[Path, Path]]:
     """A fixed subset of the base model's own domain, mixed into every fine-tune.
 
     A cycle's labels are a few dozen tiles, mostly empty: alone they teach the detector that
     nothing is a squirrel. Replaying what it already knew makes fine-tuning add, not replace.
+    Optional: no folder (``train.replay_data: ''``) or a folder with no images means no replay.
     """
-    if count <= 0:
+    if count <= 0 or not str(folder):
         return []
     folder = Path(folder)
     images = sorted((folder / "images").glob("*")) if (folder / "images").is_dir() else []
     if not images:
-        raise FileNotFoundError(
-            f"{folder}/images: no replay images (params train.replay_data; replay_images: 0 for none)"
-        )
+        log.info("no replay images in %s/images: fine-tuning on the labeled tiles alone", folder)
+        return []
     pairs = []
     for image in images[:count]:
         label = folder / "labels" / f"{image.stem}.txt"
         if not label.exists():
-            raise FileNotFoundError(f"{label}: replay image {image.name} has no label file")
+            raise InputError(f"{label}: replay image {image.name} has no label file (train.replay_data)")
         pairs.append((image, label))
     return pairs
 
@@ -125,7 +167,7 @@ def _data_yaml(workdir: Path, classes: list[str], train: str, val: str) -> Path:
 
 
 def train(
-    start: str, data_yaml: Path, config: TrainConfig, workdir: Path, keep: str = "last", **overrides
+    start: str | Path, data_yaml: Path, config: TrainConfig, workdir: Path, keep: str = "last", **overrides
 ) -> Path:
     """Train from ``start`` (a .pt to fine-tune or a .yaml for random init); return the weights.
 
@@ -135,7 +177,7 @@ def train(
     configure_ultralytics()
     from ultralytics import YOLO
 
-    model = YOLO(start)
+    model = YOLO(str(start))
     model.add_callback("on_fit_epoch_end", _log_epoch)
     model.train(
         data=str(data_yaml),

@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from acorn.formats import format_yolo  # noqa: E402
-from acorn.labelstudio.annotator import simulate_annotations  # noqa: E402
-from acorn.labelstudio.backend import LabelStudioBackend  # noqa: E402
-from acorn.labelstudio.server import LocalServer, free_port  # noqa: E402
+from acorn.labeling.labelstudio.annotator import simulate_annotations  # noqa: E402
+from acorn.labeling.labelstudio.backend import LabelStudioBackend  # noqa: E402
+from acorn.labeling.labelstudio.server import LocalServer, free_port  # noqa: E402
 
 W, H = 640, 540
 

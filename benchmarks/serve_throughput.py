@@ -29,7 +29,7 @@ MODEL_NAME = "bench-detector"
 
 def make_tiles(work: Path, n_tiles: int, p) -> list[Path]:
     """Synthetic 4K webcam frames cut with the pipeline's grid: the tiles the predict stage sees."""
-    from acorn.demo import make_webcam_set
+    from acorn.demo.synth import make_webcam_set
     from acorn.tiling import TileGrid, tile_dataset
 
     per_frame = p.tile.rows * p.tile.cols

@@ -1,10 +1,40 @@
-"""register: models/model.pt + metrics/train.json -> an MLflow model version, models/registry.json.
+"""register: models/model.pt + metrics/train.json -> an MLflow model version, models/champion.pt.
 
-Alias challenger always, champion only if it beats the current one (acorn.registry).
+Alias challenger always, champion only if it beats the current one; models/champion.pt is the
+champion's weights, which predict and the pre-annotations use (acorn.registry).
 """
 
-from acorn.cli import run_stage
-from acorn.pipeline import register
+import json
+import logging
+
+from acorn import paths
+from acorn.atomic import copy_file, write_json
+from acorn.detection import detector_settings
+from acorn.entrypoint import run_stage
+from acorn.params import Params
+from acorn.registry import download_weights, record_dict, register
+
+log = logging.getLogger("acorn")
+
+
+def register_model(p: Params) -> None:
+    metrics = json.loads(paths.TRAIN_METRICS.read_text(encoding="utf-8"))
+    previous = json.loads(paths.REGISTRY.read_text(encoding="utf-8")) if paths.REGISTRY.is_file() else {}
+    record = register(paths.MODEL, metrics, p.register.model_name, p.register.metric, detector_settings(p))
+    if record.champion_version == record.version:
+        copy_file(paths.MODEL, paths.CHAMPION)
+    elif previous.get("champion_version") != record.champion_version or not paths.CHAMPION.is_file():
+        download_weights(record.name, record.champion_version, paths.CHAMPION)
+    write_json(paths.REGISTRY, record_dict(record))
+    log.info(
+        "registered %s version %d (%s %.3f); champion is version %d",
+        record.name,
+        record.version,
+        record.metric,
+        record.value,
+        record.champion_version,
+    )
+
 
 if __name__ == "__main__":
-    run_stage(register)
+    run_stage(register_model)

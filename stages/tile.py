@@ -1,10 +1,31 @@
-"""tile: data/raw frames (+ frame-level boxes) -> data/tiles: tiles, clipped truth labels, manifest.
+"""tile: data/raw frames (+ frame-level boxes, metadata.csv) -> data/tiles: tiles, truth, manifest.
 
-Only new or changed frames are tiled (acorn.tiling).
+Only new or changed frames cost work; metadata is joined afresh every run (acorn.tiling).
 """
 
-from acorn.cli import run_stage
-from acorn.pipeline import tile
+import logging
+
+from acorn import paths
+from acorn.entrypoint import run_stage
+from acorn.params import Params
+from acorn.tiling import TileGrid, tile_dataset
+
+log = logging.getLogger("acorn")
+
+
+def tile(p: Params) -> None:
+    t = p.tile
+    manifest = tile_dataset(
+        paths.RAW,
+        paths.TILES,
+        TileGrid(t.rows, t.cols, t.overlap),
+        p.classes,
+        min_visibility=t.min_visibility,
+        jpeg_quality=t.jpeg_quality,
+        workers=t.workers,
+    )
+    log.info("%d tiles from %d frames in %s", len(manifest), manifest["frame_id"].nunique(), paths.TILES)
+
 
 if __name__ == "__main__":
     run_stage(tile)

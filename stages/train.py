@@ -1,11 +1,71 @@
-"""train: data/labels + data/tiles + models/base.pt -> models/model.pt, metrics/train.json.
+"""train: data/labels + data/tiles + the base model -> models/model.pt, metrics/train.json.
 
-Fine-tunes the base model on the labeled tiles and evaluates on the fixed test set;
-cycle 0 (no labels) evaluates the base model (acorn.training).
+Fine-tunes the base model on the labeled tiles (plus the replay set, if any) and scores the fixed
+test set; cycle 0, with no labels, scores the base model itself (acorn.training).
 """
 
-from acorn.cli import run_stage
-from acorn.pipeline import train
+import logging
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from acorn import paths, training
+from acorn.atomic import copy_file, write_json
+from acorn.detection import check_model_classes
+from acorn.entrypoint import run_stage
+from acorn.errors import InputError
+from acorn.labeling.export import read_manifest
+from acorn.params import Params
+
+log = logging.getLogger("acorn")
+
+
+def train(p: Params) -> None:
+    labels = read_manifest(paths.LABELS)
+    base, test_dir = Path(p.model.base), Path(p.test.data)
+    check_model_classes(base, p.classes)
+    if not (test_dir / "images").is_dir():
+        raise InputError(f"{test_dir}/images: test set missing (test.data; YOLO layout images/, labels/)")
+    paths.WORK.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=paths.WORK, prefix="train-") as tmp:
+        work = Path(tmp)
+        weights = base
+        if labels.empty:
+            log.info("cycle 0: no labels yet, scoring the base model %s", base)
+        else:
+            images = pd.read_parquet(paths.TILE_MANIFEST, columns=["tile_id", "image"]).set_index("tile_id")
+            unknown = labels.loc[~labels["tile_id"].isin(images.index), "tile_id"]
+            if not unknown.empty:
+                raise InputError(
+                    f"{paths.LABELS}/manifest.csv: tile {unknown.iloc[0]} is not in {paths.TILE_MANIFEST}"
+                )
+            data = training.labeled_dataset(
+                labels["tile_id"],
+                lambda t: (paths.TILES / images.at[t, "image"], paths.LABELS / f"{t}.txt"),
+                p.classes,
+                p.train.val_fraction,
+                work / "data",
+                replay=training.replay_pairs(p.train.replay_data, p.train.replay_images),
+            )
+            weights = training.train(base, data, training.TrainConfig.from_params(p), work)
+        test_yaml = training.folder_dataset(test_dir, p.classes, work / "test")
+        scores = training.evaluate(
+            weights, test_yaml, p.model.imgsz, work, device=training.TrainConfig.from_params(p).device
+        )
+        copy_file(weights, paths.MODEL)
+    cycle = int(labels["batch"].max()) if not labels.empty else 0
+    write_json(
+        paths.TRAIN_METRICS,
+        {
+            "cycle": cycle,
+            "labeled_tiles": len(labels),
+            "labeled_boxes": int(labels["n_boxes"].sum()),
+            **scores.as_dict(),
+        },
+    )
+    log.info("cycle %d: map50 %.3f on %s with %d labeled tiles", cycle, scores.map50, test_dir, len(labels))
+
 
 if __name__ == "__main__":
     run_stage(train)

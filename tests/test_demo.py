@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from acorn import demo
+from acorn.demo import synth as demo
 
 W, H = 640, 360
 

@@ -13,8 +13,8 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from acorn import simulate as sim
 from acorn.atomic import write_csv, write_json
+from acorn.simulate import run as sim
 from acorn.strategies import StrategyError
 from acorn.training import TrainConfig
 from tests.conftest import SHARED_DATA

@@ -15,7 +15,7 @@ from acorn.strategies import (
     cold_start,
     get_strategy,
     k_center_greedy,
-    rank,
+    order_by_score,
     select_batch,
 )
 
@@ -117,7 +117,7 @@ def test_fn_aware_weights_candidates_just_below_threshold():
     got = scores_of(get_strategy("fn_aware", threshold=0.25, band=0.4), boxes)
     assert_scores(got, {"a": 0.0, "b": 0.4 + 0.8, "c": 0.96, "d": 0.0})
     # the tile that looks empty at the threshold outranks the one with a confident detection
-    assert rank(pd.Series(got), seed=0)[:2] == ["b", "c"]
+    assert order_by_score(pd.Series(got), seed=0)[:2] == ["b", "c"]
 
 
 @pytest.mark.parametrize(
@@ -177,22 +177,22 @@ def test_bad_tables_are_rejected():
 
 
 def test_rank_orders_by_score_descending():
-    assert rank(pd.Series({"a": 0.1, "b": 0.9, "c": 0.5}), seed=0) == ["b", "c", "a"]
+    assert order_by_score(pd.Series({"a": 0.1, "b": 0.9, "c": 0.5}), seed=0) == ["b", "c", "a"]
 
 
 def test_rank_ties_are_seeded_not_tile_id_ordered():
     ids = [f"t{i:03d}" for i in range(100)]
     scores = pd.Series(0.5, index=ids)
-    first = rank(scores, seed=0)
-    assert first == rank(scores, seed=0)
+    first = order_by_score(scores, seed=0)
+    assert first == order_by_score(scores, seed=0)
     assert first != ids
-    assert first != rank(scores, seed=1)
-    assert len({rank(scores, seed=s)[0] for s in range(20)}) > 5
+    assert first != order_by_score(scores, seed=1)
+    assert len({order_by_score(scores, seed=s)[0] for s in range(20)}) > 5
 
 
 def test_rank_rejects_nan():
     with pytest.raises(StrategyError, match="'b'"):
-        rank(pd.Series({"a": 0.1, "b": float("nan")}), seed=0)
+        order_by_score(pd.Series({"a": 0.1, "b": float("nan")}), seed=0)
 
 
 def test_select_batch_budget():

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from acorn.errors import InputError
 from acorn.formats import read_yolo_labels
 from acorn.tiling import TileGrid, clip_boxes, tile_dataset, tile_id
 
@@ -111,7 +112,7 @@ def test_tile_dataset_names_the_bad_label_file(tmp_path):
 def test_tile_dataset_rejects_unknown_class_name(tmp_path):
     _frames(tmp_path / "raw", 1)
     (tmp_path / "raw" / "classes.txt").write_text("raccoon\n")
-    with pytest.raises(ValueError, match="classes.txt.*raccoon"):
+    with pytest.raises(InputError, match="classes.txt.*raccoon"):
         tile_dataset(tmp_path / "raw", tmp_path / "tiles", TileGrid(2, 2), ["squirrel"], workers=1)
 
 

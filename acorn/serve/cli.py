@@ -27,13 +27,11 @@ def serve(
     and follows the alias without a restart. Env: LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY (to fetch
     uploaded images), ACORN_SERVE_TOKEN or ACORN_SERVE_BASIC_AUTH=user:pass (to require auth).
     """
-    from acorn.cli import setup_logging
     from acorn.params import load_params
     from acorn.serve.app import create_app
     from acorn.serve.config import ServeConfig
     from acorn.serve.server import run
 
-    setup_logging()
     config = ServeConfig.from_params(
         load_params(params),
         Path(),

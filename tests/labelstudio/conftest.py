@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from acorn.labelstudio.backend import LabelStudioBackend
-from acorn.labelstudio.server import LocalServer, free_port
+from acorn.labeling.labelstudio.backend import LabelStudioBackend
+from acorn.labeling.labelstudio.server import LocalServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ["squirrel", "bird"]

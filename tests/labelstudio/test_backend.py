@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from acorn.formats import format_yolo
-from acorn.labelstudio.annotator import simulate_annotations
-from acorn.labelstudio.backend import LabelStudioBackend
-from acorn.labelstudio.client import LabelStudioAuthError
-from acorn.labelstudio.convert import label_config
-from acorn.labelstudio.project import ensure_project
+from acorn.labeling.labelstudio.annotator import simulate_annotations
+from acorn.labeling.labelstudio.backend import LabelStudioBackend
+from acorn.labeling.labelstudio.client import LabelStudioAuthError
+from acorn.labeling.labelstudio.convert import label_config
+from acorn.labeling.labelstudio.project import ensure_project
 
 from .conftest import CLASSES, H, W, no_predictions
 
@@ -282,7 +282,7 @@ def test_ml_backend_connection_is_idempotent(workspace):
 def test_cli_setup_and_annotate(workspace, monkeypatch):
     from typer.testing import CliRunner
 
-    from acorn.labelstudio.cli import labelstudio_app
+    from acorn.labeling.labelstudio.cli import labelstudio_app
 
     conn = workspace.server.connection()
     monkeypatch.setenv("LABEL_STUDIO_URL", conn.url)

@@ -6,16 +6,16 @@ import pandas as pd
 import pytest
 
 from acorn.labeling.base import QUEUE_COLUMNS
-from acorn.labelstudio.backend import LabelStudioBackend
-from acorn.labelstudio.client import (
+from acorn.labeling.labelstudio.backend import LabelStudioBackend
+from acorn.labeling.labelstudio.client import (
     LabelStudioAuthError,
     LabelStudioUnavailable,
     read_dotenv,
     resolve_connection,
     update_dotenv,
 )
-from acorn.labelstudio.project import local_files_url
-from acorn.labelstudio.server import free_port
+from acorn.labeling.labelstudio.project import local_files_url
+from acorn.labeling.labelstudio.server import free_port
 
 
 def test_update_dotenv_keeps_other_lines(tmp_path):

@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from acorn.labelstudio.convert import boxes_to_results, label_config, latest_finished, results_to_boxes
+from acorn.labeling.labelstudio.convert import (
+    boxes_to_results,
+    label_config,
+    latest_finished,
+    results_to_boxes,
+)
 
 CLASSES = ["squirrel", "bird"]
 IDS = {c: i for i, c in enumerate(CLASSES)}

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from acorn.labelstudio import LabelStudioBackend
+from acorn.labeling.labelstudio import LabelStudioBackend
 from tests.conftest import tool_env, write_params
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]

@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 
 from acorn.detection import load_images
-from acorn.labelstudio.backend import LabelStudioBackend
-from acorn.labelstudio.server import LocalServer
+from acorn.labeling.labelstudio.backend import LabelStudioBackend
+from acorn.labeling.labelstudio.server import LocalServer
 from acorn.registry import champion_version, model_version_label
 from acorn.serve import ServeConfig, ServerThread, create_app
 from acorn.serve.champion import Champion

@@ -18,7 +18,7 @@ from acorn.serve.champion import Champion
 from acorn.serve.config import ServeConfig
 
 MODEL = "toy-detector"
-SETTINGS = {"imgsz": 96, "batch": 4, "conf_floor": 0.01, "max_det": 100}
+SETTINGS = {"imgsz": 96, "device": "cpu", "batch": 4, "conf_floor": 0.01, "iou": 0.6, "max_det": 100}
 SCALE_BIAS = (1.0, -1.0, -3.0)  # class 0 at strides 8, 16, 32: sigmoid ~0.73, ~0.27, ~0.05
 
 

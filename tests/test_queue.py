@@ -1,10 +1,9 @@
-import dataclasses
 
 import numpy as np
 import pandas as pd
 
 from acorn.params import Params
-from acorn.ranking import build_queue
+from acorn.queue import build_queue
 
 
 def pool(n=12):
@@ -38,8 +37,7 @@ def boxes(n=12):
 
 
 def params(**rank):
-    p = Params()
-    return dataclasses.replace(p, rank=dataclasses.replace(p.rank, **rank))
+    return Params().with_overrides({f"rank.{k}": v for k, v in rank.items()})
 
 
 def test_queue_follows_the_strategy_and_carries_what_labelers_need():

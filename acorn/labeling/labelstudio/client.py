@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from acorn.atomic import atomic_path
+from acorn.errors import AcornError
 
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
@@ -28,7 +29,7 @@ KEY_VAR = "LABEL_STUDIO_API_KEY"
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
-class LabelStudioError(RuntimeError):
+class LabelStudioError(AcornError):
     """A Label Studio call failed; the message names the server and what to do."""
 
 

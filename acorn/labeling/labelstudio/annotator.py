@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from acorn.formats import LabelFileError, read_yolo_labels
-from acorn.labelstudio.backend import LabelStudioBackend, _translate_errors
-from acorn.labelstudio.convert import boxes_to_results
+from acorn.labeling.labelstudio.backend import LabelStudioBackend, _translate_errors
+from acorn.labeling.labelstudio.convert import boxes_to_results
 
 
 @dataclass

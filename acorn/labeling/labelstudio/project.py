@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from label_studio_sdk.core.api_error import ApiError
 
-from acorn.labelstudio.client import LabelStudioError, describe
-from acorn.labelstudio.convert import label_config
+from acorn.labeling.labelstudio.client import LabelStudioError, describe
+from acorn.labeling.labelstudio.convert import label_config
 
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio

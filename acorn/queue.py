@@ -12,11 +12,40 @@ import pandas as pd
 
 from acorn.labeling.base import QUEUE_COLUMNS
 from acorn.params import Params
-from acorn.strategies import get_strategy, rank
+from acorn.strategies import STRATEGIES, Strategy, StrategyError, get_strategy, order_by_score
+
+
+def strategy_for(p: Params, name: str | None = None) -> Strategy:
+    """The strategy ``rank.*`` describes; ``name`` (``entropy`` or ``entropy:mean``) overrides
+    ``rank.strategy`` and, after a colon, ``rank.aggregate`` (how ``acorn simulate`` compares)."""
+    r = p.rank
+    strategy, _, aggregate = (name or r.strategy).partition(":")
+    if (
+        aggregate
+        and strategy in STRATEGIES
+        and strategy != "hybrid"
+        and not hasattr(STRATEGIES[strategy], "aggregate")
+    ):
+        raise StrategyError(f"strategy {name!r}: {strategy} has no aggregate to set")
+    return get_strategy(
+        strategy,
+        aggregate=aggregate or r.aggregate,
+        threshold=r.threshold,
+        conf_floor=p.predict.conf_floor,
+        band=r.band,
+        t_low=r.t_low,
+        t_high=r.t_high,
+        uncertainty=r.uncertainty,
+        shortlist_factor=r.shortlist_factor,
+    )
 
 
 def build_queue(
-    boxes: pd.DataFrame, pool: pd.DataFrame, p: Params, batch: int
+    boxes: pd.DataFrame,
+    pool: pd.DataFrame,
+    p: Params,
+    batch: int,
+    labeled_embeddings: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Rank the unlabeled ``pool``: (queue, the rest of the pool ranked after it, summary).
 
@@ -24,19 +53,22 @@ def build_queue(
     strategy's score), so a labeling tool sorting by it shows this batch first and tiles still
     waiting from earlier batches after it.
     """
-    strategy = get_strategy(
-        p.rank.strategy,
-        aggregate=p.rank.aggregate,
-        threshold=p.rank.threshold,
-        conf_floor=p.predict.conf_floor,
-    )
+    strategy = strategy_for(p)
     embeddings = np.stack(pool["embedding"].to_numpy()) if "embedding" in pool and len(pool) else None
     by_id = pool.set_index("tile_id")
     groups = by_id[p.rank.balance_by] if p.rank.balance_by and p.rank.balance_by in by_id else None
-    selected = strategy.select(boxes, pool, p.rank.budget, p.rank.seed, groups=groups, embeddings=embeddings)
-    raw = strategy.score(boxes, pool, embeddings)
+    selected = strategy.select(
+        boxes,
+        pool,
+        p.rank.budget,
+        p.rank.seed,
+        groups=groups,
+        embeddings=embeddings,
+        labeled_embeddings=labeled_embeddings,
+    )
+    raw = strategy.score(boxes, pool, embeddings, labeled_embeddings)
     chosen = set(selected)
-    rest = [t for t in rank(raw, p.rank.seed) if t not in chosen]
+    rest = [t for t in order_by_score(raw, p.rank.seed) if t not in chosen]
     order = [*selected, *rest]
     table = pd.DataFrame(
         {

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from acorn.labeling.base import QUEUE_COLUMNS, Pulled
+from acorn.labeling.export import read_manifest, write_labels
 from acorn.labeling.oracle import OracleBackend
-from acorn.labels import read_manifest, write_labels
 
 
 def queue(tile_ids, batch=1, model_version="m-v1"):

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from acorn.labelstudio.client import LabelStudioError
+from acorn.labeling.labelstudio.client import LabelStudioError
 
 labelstudio_app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -31,7 +31,7 @@ def start(
     timeout: Annotated[float, typer.Option(help="seconds to wait for /health")] = 240.0,
 ) -> None:
     """Start the local server (installing it into .acorn/labelstudio/venv on first use); writes .env."""
-    from acorn.labelstudio.server import LocalServer
+    from acorn.labeling.labelstudio.server import LocalServer
 
     server = LocalServer.for_repo(Path(), port)
     first = not server.credentials_file.exists()
@@ -54,7 +54,7 @@ def start(
 @labelstudio_app.command()
 def stop() -> None:
     """Stop the local server by the pid in .acorn/labelstudio/server.pid."""
-    from acorn.labelstudio.server import LocalServer
+    from acorn.labeling.labelstudio.server import LocalServer
 
     server = LocalServer.for_repo(Path())
     typer.echo("stopped" if server.stop() else "not running")
@@ -63,7 +63,7 @@ def stop() -> None:
 @labelstudio_app.command()
 def status() -> None:
     """Is the local server running and answering? Exit code 0 only if it is."""
-    from acorn.labelstudio.server import LocalServer
+    from acorn.labeling.labelstudio.server import LocalServer
 
     server = LocalServer.for_repo(Path())
     st = server.status()
@@ -88,7 +88,7 @@ def setup(
     ] = None,
 ) -> None:
     """Create or align the project (labels from params classes, storage, ML backend); safe to re-run."""
-    from acorn.labelstudio.backend import LabelStudioBackend
+    from acorn.labeling.labelstudio.backend import LabelStudioBackend
     from acorn.params import load_params
 
     p = load_params(params)
@@ -114,8 +114,8 @@ def annotate(
     title: Annotated[str, typer.Option(help="project title")] = "acorn",
 ) -> None:
     """Simulated annotator: answer waiting tasks from ground truth through the API, as the admin user."""
-    from acorn.labelstudio.annotator import simulate_annotations
-    from acorn.labelstudio.backend import LabelStudioBackend
+    from acorn.labeling.labelstudio.annotator import simulate_annotations
+    from acorn.labeling.labelstudio.backend import LabelStudioBackend
     from acorn.params import load_params
 
     p = load_params(params)

@@ -24,7 +24,7 @@ import pandas as pd
 from label_studio_sdk.core.api_error import ApiError
 
 from acorn.labeling.base import ANNOTATION_COLUMNS, LABEL_BOX_COLUMNS, QUEUE_COLUMNS, Pulled, PushResult
-from acorn.labelstudio.client import (
+from acorn.labeling.labelstudio.client import (
     Connection,
     LabelStudioError,
     LabelStudioUnavailable,
@@ -32,8 +32,13 @@ from acorn.labelstudio.client import (
     describe,
     resolve_connection,
 )
-from acorn.labelstudio.convert import annotation_order, boxes_to_results, latest_finished, results_to_boxes
-from acorn.labelstudio.project import (
+from acorn.labeling.labelstudio.convert import (
+    annotation_order,
+    boxes_to_results,
+    latest_finished,
+    results_to_boxes,
+)
+from acorn.labeling.labelstudio.project import (
     DEFAULT_TITLE,
     ProjectSetup,
     ProjectSpec,

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from acorn.atomic import atomic_path, write_text
-from acorn.labelstudio.client import (
+from acorn.labeling.labelstudio.client import (
     KEY_VAR,
     URL_VAR,
     Connection,

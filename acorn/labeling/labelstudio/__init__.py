@@ -1,8 +1,8 @@
 """Label Studio as acorn's labeling backend: a local server, project set-up, push/pull, a simulated annotator."""
 
-from acorn.labelstudio.annotator import AnnotateResult, simulate_annotations
-from acorn.labelstudio.backend import LabelStudioBackend
-from acorn.labelstudio.client import (
+from acorn.labeling.labelstudio.annotator import AnnotateResult, simulate_annotations
+from acorn.labeling.labelstudio.backend import LabelStudioBackend
+from acorn.labeling.labelstudio.client import (
     Connection,
     LabelStudioAuthError,
     LabelStudioError,
@@ -10,8 +10,8 @@ from acorn.labelstudio.client import (
     connect,
     resolve_connection,
 )
-from acorn.labelstudio.project import ProjectSetup, ProjectSpec, ensure_project
-from acorn.labelstudio.server import LocalServer, ServerStatus
+from acorn.labeling.labelstudio.project import ProjectSetup, ProjectSpec, ensure_project
+from acorn.labeling.labelstudio.server import LocalServer, ServerStatus
 
 __all__ = [
     "AnnotateResult",

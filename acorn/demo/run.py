@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from acorn import paths
-from acorn.atomic import copy_file, replace_dir, write_json
+from acorn.atomic import replace_dir, write_json
 from acorn.params import Params
 
 log = logging.getLogger("acorn")
@@ -25,11 +25,16 @@ STAMP = Path("data/.demo-data.json")
 
 def make_demo_data(p: Params, root: Path = Path()) -> None:
     """Write data/raw (unlabeled pool with hidden truth), data/testset (tiles) and data/source."""
-    from acorn.demo import make_closeup_set, make_webcam_set
+    from acorn.demo.synth import make_closeup_set, make_webcam_set
     from acorn.tiling import TileGrid, tile_dataset
 
     d = p.demo
-    wanted = {"demo": d.__dict__, "tile": p.tile.__dict__, "classes": p.classes}
+    wanted = {
+        "demo": d.model_dump(exclude={"base_epochs", "base_patience", "cycles"}),
+        "tile": p.tile.model_dump(),
+        "classes": p.classes,
+        "replay": [p.train.replay_data, p.train.replay_images],
+    }
     stamp = root / STAMP
     if stamp.exists() and json.loads(stamp.read_text()) == wanted:
         log.info("demo data already matches params (%s); nothing to do", STAMP)
@@ -59,51 +64,27 @@ def make_demo_data(p: Params, root: Path = Path()) -> None:
         (testset / "classes.txt").write_text("\n".join(p.classes) + "\n")
         log.info("close-up source set: %d images", d.source_images)
         make_closeup_set(work / "source", d.source_images, seed=d.seed + 20_000, prefix="closeup")
-        for name, target in (("raw", paths.RAW), ("testset", Path(p.test.data)), ("source", paths.SOURCE)):
+        _replay_subset(work / "source", work / "replay", count=p.train.replay_images)
+        targets = (
+            ("raw", paths.RAW),
+            ("testset", Path(p.test.data)),
+            ("source", paths.SOURCE),
+            ("replay/images", Path(p.train.replay_data) / "images"),
+            ("replay/labels", Path(p.train.replay_data) / "labels"),
+        )
+        for name, target in targets:  # replay's own folder holds a README kept in git
             (root / target).parent.mkdir(parents=True, exist_ok=True)
             replace_dir(work / name, root / target)
     write_json(stamp, wanted)
 
 
-def train_base_model(
-    p: Params, root: Path = Path(), epochs: int | None = None, out: Path | None = None
-) -> Path:
-    """Random init (``yolov8n.yaml``) -> a detector good on close-ups: the recipe in DESIGN.md."""
-    from acorn import training
-
-    source = root / paths.SOURCE
-    if not (source / "images").is_dir():
-        raise FileNotFoundError(f"{source}/images: no close-up set; run `acorn demo-data` first")
-    out = root / (out or Path(p.model.base))
-    pairs_by_id = {
-        i.stem: (i, source / "labels" / f"{i.stem}.txt") for i in sorted((source / "images").glob("*.jpg"))
-    }
-    train_ids, val_ids = training.split_labeled(list(pairs_by_id), 0.2)
-    (root / paths.WORK).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root / paths.WORK, prefix="base-") as tmp:
-        work = Path(tmp)
-        data = training.write_dataset(
-            work / "data",
-            p.classes,
-            [pairs_by_id[i] for i in train_ids],
-            [pairs_by_id[i] for i in val_ids],
-        )
-        config = training.TrainConfig(
-            epochs=epochs or p.demo.base_epochs,
-            batch=16,
-            imgsz=p.model.imgsz,
-            lr0=0.02,
-            optimizer="SGD",
-            seed=p.demo.seed,
-            workers=0,
-            device=p.model.device,
-        )
-        best = training.train(
-            "yolov8n.yaml", data, config, work, keep="best", mosaic=0.0, close_mosaic=0, cache=True
-        )
-        copy_file(best, out)
-    log.info("base model written to %s", out)
-    return out
+def _replay_subset(source: Path, out: Path, count: int) -> None:
+    """The first ``count`` close-ups (images + labels), replayed in every fine-tune."""
+    for sub in ("images", "labels"):
+        (out / sub).mkdir(parents=True)
+    for image in sorted((source / "images").glob("*.jpg"))[:count]:
+        shutil.copy2(image, out / "images" / image.name)
+        shutil.copy2(source / "labels" / f"{image.stem}.txt", out / "labels" / f"{image.stem}.txt")
 
 
 def run_demo(p: Params, root: Path = Path(), cycles: int | None = None) -> list[dict]:
@@ -111,6 +92,7 @@ def run_demo(p: Params, root: Path = Path(), cycles: int | None = None) -> list[
     from rich.console import Console
     from rich.table import Table
 
+    from acorn.demo.base_model import train_base_model
     from acorn.labeling.oracle import DEFAULT_STATE_DIR, OracleBackend
 
     make_demo_data(p, root)

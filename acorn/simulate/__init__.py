@@ -1,0 +1,1 @@
+"""Learning curves per query strategy, measured with an oracle: ``acorn simulate``."""
