@@ -10,12 +10,15 @@ import logging
 import tempfile
 from pathlib import Path
 
+import pandas as pd
+
 from acorn import paths
-from acorn.atomic import copy_file
+from acorn.atomic import copy_file, write_csv
 from acorn.errors import InputError
 from acorn.params import Params
 
 log = logging.getLogger("acorn")
+BASE_REPORT = Path("reports/base-model")  # the base model's training curve, kept in git
 
 
 def train_base_model(
@@ -58,5 +61,52 @@ def train_base_model(
             patience=patience or p.demo.base_patience,
         )
         copy_file(best, out)
-    log.info("base model written to %s", out)
+        curve = _training_curve(work / "train" / "results.csv")
+    write_csv(curve, root / BASE_REPORT / "curve.csv")
+    plot_curve(curve, root / BASE_REPORT / "curve.png")
+    log.info(
+        "base model written to %s after %d epochs (best close-up val map50 %.3f); curve in %s",
+        out,
+        len(curve),
+        curve["val_map50"].max(),
+        BASE_REPORT,
+    )
     return out
+
+
+def _training_curve(results_csv: Path) -> pd.DataFrame:
+    """ultralytics' per-epoch results -> epoch, val map50, val map50-95 (its column names are padded)."""
+    raw = pd.read_csv(results_csv)
+    raw.columns = [c.strip() for c in raw.columns]
+    return pd.DataFrame(
+        {
+            "epoch": raw["epoch"].astype(int),
+            "val_map50": raw["metrics/mAP50(B)"].round(4),
+            "val_map50_95": raw["metrics/mAP50-95(B)"].round(4),
+        }
+    )
+
+
+def plot_curve(curve: pd.DataFrame, path: Path) -> None:
+    """Close-up validation map50 per epoch: shows the base model trained until it plateaued."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from acorn.atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(curve["epoch"], curve["val_map50"], label="map50")
+    ax.plot(curve["epoch"], curve["val_map50_95"], label="map50-95")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("close-up validation score")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("base model from random init (yolov8n.yaml), early stopping")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
