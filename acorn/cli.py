@@ -47,7 +47,8 @@ def train_base(
     params: ParamsOption = Path("params.yaml"),
     epochs: Annotated[int | None, typer.Option(help="at most this many (default: demo.base_epochs)")] = None,
     patience: Annotated[
-        int | None, typer.Option(help="stop after this many epochs without gain (default: demo.base_patience)")
+        int | None,
+        typer.Option(help="stop after this many epochs without gain (default: demo.base_patience)"),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="default: model.base")] = None,
 ) -> None:
@@ -102,6 +103,15 @@ def doctor(params: ParamsOption = Path("params.yaml")) -> None:
 
     if not run_checks(params, Path()):
         sys.exit(1)
+
+
+@app.command()
+def status(params: ParamsOption = Path("params.yaml")) -> None:
+    """Where the loop stands: cycle, labels, tasks waiting, champion, what to run next (read-only)."""
+    from acorn.status import status_lines
+
+    for line in status_lines(load_params(params), Path()):
+        typer.echo(line)
 
 
 app.command("serve")(serve_command)

@@ -61,6 +61,7 @@ def train(p: Params) -> None:
             "cycle": cycle,
             "labeled_tiles": len(labels),
             "labeled_boxes": int(labels["n_boxes"].sum()),
+            "labeled_tiles_with_objects": int((labels["n_boxes"] > 0).sum()),
             **scores.as_dict(),
         },
     )

@@ -108,15 +108,19 @@ def run_demo(p: Params, root: Path = Path(), cycles: int | None = None) -> list[
         metrics = json.loads((root / paths.TRAIN_METRICS).read_text())
         record = json.loads((root / paths.REGISTRY).read_text())
         rows.append({**metrics, "version": record["version"], "champion": record["champion_version"]})
-    table = Table(title="acorn demo: what each labeled batch bought")
-    for col in ("cycle", "labeled tiles", "map50", "map50-95", "model version", "champion"):
+    table = Table(title="acorn demo: what each labeled batch bought (test set scores)")
+    columns = ("cycle", "labeled tiles", "with objects", "map50", "map50-95", "precision", "recall")
+    for col in (*columns, "model version", "champion"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
             str(r["cycle"]),
             str(r["labeled_tiles"]),
+            str(r.get("labeled_tiles_with_objects", "")),
             f"{r['map50']:.3f}",
             f"{r['map50_95']:.3f}",
+            f"{r['precision']:.3f}",
+            f"{r['recall']:.3f}",
             str(r["version"]),
             str(r["champion"]),
         )
