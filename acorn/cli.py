@@ -105,6 +105,27 @@ def doctor(params: ParamsOption = Path("params.yaml")) -> None:
         sys.exit(1)
 
 
+PushOption = Annotated[bool, typer.Option("--push", help="also `dvc push` the cycle's data to the remote")]
+
+
+@app.command()
+def commit(params: ParamsOption = Path("params.yaml"), push: PushOption = False) -> None:
+    """Commit this cycle (dvc.lock, params, metrics, queue, registry record, reports) with a summary."""
+    from acorn.cycle import commit_cycle
+
+    commit_cycle(Path(), load_params(params).classes[0], push=push)
+
+
+@app.command()
+def cycle(params: ParamsOption = Path("params.yaml"), push: PushOption = False) -> None:
+    """One labeling cycle: `dvc repro`, then `acorn commit` (one commit per cycle)."""
+    from acorn.cycle import commit_cycle
+
+    p = load_params(params)
+    subprocess.run(["dvc", "repro"], check=True)
+    commit_cycle(Path(), p.classes[0], push=push)
+
+
 @app.command()
 def status(params: ParamsOption = Path("params.yaml")) -> None:
     """Where the loop stands: cycle, labels, tasks waiting, champion, what to run next (read-only)."""

@@ -92,6 +92,7 @@ def run_demo(p: Params, root: Path = Path(), cycles: int | None = None) -> list[
     from rich.console import Console
     from rich.table import Table
 
+    from acorn.cycle import commit_cycle
     from acorn.demo.base_model import train_base_model
     from acorn.labeling.oracle import DEFAULT_STATE_DIR, OracleBackend
 
@@ -100,11 +101,14 @@ def run_demo(p: Params, root: Path = Path(), cycles: int | None = None) -> list[
         train_base_model(p, root)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     oracle = OracleBackend(root / DEFAULT_STATE_DIR, root / paths.TRUTH)
+    commits = _in_git_work_tree(root)
     rows = []
     for cycle in range((cycles if cycles is not None else p.demo.cycles) + 1):
         if cycle:
             log.info("oracle labeled %d tiles", oracle.annotate())
         subprocess.run(["dvc", "repro"], cwd=root, env=env, check=True)
+        if commits:
+            commit_cycle(root, p.classes[0])
         metrics = json.loads((root / paths.TRAIN_METRICS).read_text())
         record = json.loads((root / paths.REGISTRY).read_text())
         rows.append({**metrics, "version": record["version"], "champion": record["champion_version"]})
@@ -126,3 +130,19 @@ def run_demo(p: Params, root: Path = Path(), cycles: int | None = None) -> list[
         )
     Console().print(table)
     return rows
+
+
+def _in_git_work_tree(root: Path) -> bool:
+    """The demo commits each cycle (``acorn commit``) when it runs in a git repository; a machine
+    with no git identity gets the demo's own, so the commit cannot fail on it."""
+    inside = subprocess.run(
+        ["git", "rev-parse", "--is-inside-work-tree"], cwd=root, capture_output=True, text=True
+    )
+    if inside.returncode != 0:
+        return False
+    email = subprocess.run(["git", "config", "user.email"], cwd=root, capture_output=True, text=True)
+    if not email.stdout.strip():
+        for role in ("AUTHOR", "COMMITTER"):
+            os.environ.setdefault(f"GIT_{role}_NAME", "acorn demo")
+            os.environ.setdefault(f"GIT_{role}_EMAIL", "acorn-demo@localhost")
+    return True
