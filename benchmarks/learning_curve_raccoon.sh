@@ -2,8 +2,11 @@
 # Learning curves on real photos (../shared/data/raccoon, 200 images, 20% held out as the test set):
 # random vs least-confidence vs hybrid, 10 images per cycle, 5 cycles, 2 seeds, 3 epochs at 224 px,
 # fine-tuned each cycle from models/base.pt (the demo's squirrel detector: a domain gap, as in the
-# real use). Small on purpose (~5 CPU-minutes): it proves the command end to end; the
-# numbers mean little at this budget. Re-running resumes; extra arguments override, e.g. --cycles 8.
+# real use); every other setting is params.yaml's. Small on purpose (~5 CPU-minutes): it proves the
+# command end to end; the numbers mean little at this budget. Every raccoon photo holds a raccoon,
+# so hit rates are 1 and there are no empty test images for the false-alarm rate. Re-running
+# resumes (a folder written by an older acorn is refused: delete it first); extra arguments
+# override, e.g. --cycles 8, -S train.freeze=0, or --screen for the first batches' hit rates only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec nice acorn simulate \

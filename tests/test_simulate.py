@@ -1,10 +1,12 @@
-"""acorn simulate: the pure curve logic without training, then one tiny real simulation that resumes."""
+"""acorn simulate: the pure curve logic, the driver with a stand-in model (selection, pairing,
+screening, resume), and one tiny real simulation that trains YOLO and resumes."""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -13,22 +15,35 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
+import acorn.detection
+import acorn.training
 from acorn.atomic import write_csv, write_json
+from acorn.errors import InputError, ParamsError
+from acorn.params import Params
+from acorn.simulate import curves as cv
+from acorn.simulate import pools, report
 from acorn.simulate import run as sim
-from acorn.strategies import StrategyError
-from acorn.training import TrainConfig
+from acorn.simulate.cli import load_settings, simulate_command
+from acorn.strategies import Random, StrategyError
 from tests.conftest import SHARED_DATA
 
 RACCOON = SHARED_DATA / "raccoon"
 
 
 def curves_frame(rows: list[tuple]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=sim.CURVE_COLUMNS)
+    """Rows of (strategy, seed, cycle, labeled, map50, map50_95[, false_alarm_rate])."""
+    return pd.DataFrame([(*r, np.nan)[:7] for r in rows], columns=cv.CURVE_COLUMNS)
 
 
 def selections_frame(batches: dict[tuple[str, int, int], list[str]]) -> pd.DataFrame:
     rows = [(s, seed, c, r, t) for (s, seed, c), ids in batches.items() for r, t in enumerate(ids, start=1)]
-    return pd.DataFrame(rows, columns=sim.SELECTION_COLUMNS)
+    return pd.DataFrame(rows, columns=cv.SELECTION_COLUMNS)
+
+
+def settings(**overrides: object) -> Params:
+    """Params for the driver tests: no replay, no balancing; ``rank__budget=2`` sets rank.budget."""
+    base = {"train.replay_images": 0, "rank.balance_by": ""}
+    return Params().with_overrides(base | {k.replace("__", "."): v for k, v in overrides.items()})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -37,25 +52,25 @@ def selections_frame(batches: dict[tuple[str, int, int], list[str]]) -> pd.DataF
 
 def test_area_under_curve_is_the_trapezoid_divided_by_the_range():
     # (0 + 0.5) / 2 * 10 + 0.5 * 10 = 7.5 over a range of 20
-    assert sim.area_under_curve([0, 10, 20], [0.0, 0.5, 0.5]) == pytest.approx(0.375)
-    assert sim.area_under_curve([20, 0, 10], [0.5, 0.0, 0.5]) == pytest.approx(0.375)  # order-free
+    assert cv.area_under_curve([0, 10, 20], [0.0, 0.5, 0.5]) == pytest.approx(0.375)
+    assert cv.area_under_curve([20, 0, 10], [0.5, 0.0, 0.5]) == pytest.approx(0.375)  # order-free
     # the same shape over another range gives the same number: comparable across budgets
-    assert sim.area_under_curve([0, 100, 200], [0.0, 0.5, 0.5]) == pytest.approx(0.375)
-    assert sim.area_under_curve([50], [0.3]) == pytest.approx(0.3)
+    assert cv.area_under_curve([0, 100, 200], [0.0, 0.5, 0.5]) == pytest.approx(0.375)
+    assert cv.area_under_curve([50], [0.3]) == pytest.approx(0.3)
 
 
 def test_area_under_curve_rejects_empty_or_mismatched_input():
     with pytest.raises(ValueError):
-        sim.area_under_curve([], [])
+        cv.area_under_curve([], [])
     with pytest.raises(ValueError):
-        sim.area_under_curve([0, 10], [0.1])
+        cv.area_under_curve([0, 10], [0.1])
 
 
 def test_labels_to_reach_is_the_first_batch_boundary_at_or_above_target():
-    assert sim.labels_to_reach([0, 10, 20, 30], [0.1, 0.4, 0.6, 0.5], 0.5) == 20
-    assert sim.labels_to_reach([30, 20, 10], [0.9, 0.5, 0.1], 0.5) == 20  # unsorted input
-    assert sim.labels_to_reach([0, 10], [0.1, 0.5], 0.5) == 10  # reaching exactly counts
-    assert sim.labels_to_reach([0, 10], [0.1, 0.49], 0.5) is None
+    assert cv.labels_to_reach([0, 10, 20, 30], [0.1, 0.4, 0.6, 0.5], 0.5) == 20
+    assert cv.labels_to_reach([30, 20, 10], [0.9, 0.5, 0.1], 0.5) == 20  # unsorted input
+    assert cv.labels_to_reach([0, 10], [0.1, 0.5], 0.5) == 10  # reaching exactly counts
+    assert cv.labels_to_reach([0, 10], [0.1, 0.49], 0.5) is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -63,20 +78,20 @@ def test_labels_to_reach_is_the_first_batch_boundary_at_or_above_target():
 
 CURVES = curves_frame(
     [
-        ("random", 0, 0, 0, 0.1, 0.05),
-        ("random", 0, 1, 10, 0.3, 0.1),
-        ("random", 1, 0, 0, 0.1, 0.05),
-        ("random", 1, 1, 10, 0.5, 0.2),
-        ("entropy", 0, 0, 0, 0.1, 0.05),
-        ("entropy", 0, 1, 10, 0.7, 0.3),
-        ("entropy", 1, 0, 0, 0.1, 0.05),
-        ("entropy", 1, 1, 10, 0.9, 0.4),
+        ("random", 0, 0, 0, 0.1, 0.05, 0.4),
+        ("random", 0, 1, 10, 0.3, 0.1, 0.2),
+        ("random", 1, 0, 0, 0.1, 0.05, 0.4),
+        ("random", 1, 1, 10, 0.5, 0.2, 0.3),
+        ("entropy", 0, 0, 0, 0.1, 0.05, 0.4),
+        ("entropy", 0, 1, 10, 0.7, 0.3, 0.5),
+        ("entropy", 1, 0, 0, 0.1, 0.05, 0.4),
+        ("entropy", 1, 1, 10, 0.9, 0.4, 0.6),
     ]
 )
 
 
 def test_summarize_curves_gives_mean_and_spread_over_seeds_in_input_order():
-    summary = sim.summarize_curves(CURVES)
+    summary = cv.summarize_curves(CURVES)
     assert summary["strategy"].tolist() == ["random", "random", "entropy", "entropy"]
     row = summary[(summary["strategy"] == "random") & (summary["cycle"] == 1)].iloc[0]
     assert row["labeled_tiles"] == 10 and row["seeds"] == 2
@@ -84,10 +99,32 @@ def test_summarize_curves_gives_mean_and_spread_over_seeds_in_input_order():
     assert row["map50_std"] == pytest.approx(round(math.sqrt(0.02), 4))
     assert (row["map50_min"], row["map50_max"]) == pytest.approx((0.3, 0.5))
     assert row["map50_95_mean"] == pytest.approx(0.15)
+    assert row["false_alarm_mean"] == pytest.approx(0.25)
+
+
+def test_run_table_has_auc_labels_last_false_alarm_and_pooled_hit_rate_per_run():
+    hits = pd.DataFrame(
+        {
+            "strategy": ["entropy", "entropy", "random"],
+            "seed": [0, 0, 0],
+            "cycle": [1, 2, 1],
+            "picked": [10, 30, 10],
+            "hits": [5, 3, 1],
+            "hit_rate": [0.5, 0.1, 0.1],
+        }
+    )
+    runs = cv.run_table(CURVES, 0.6, hits).set_index(["strategy", "seed"])
+    assert runs.loc[("random", 1), "auc"] == pytest.approx(0.3)  # (0.1 + 0.5) / 2
+    assert runs.loc[("entropy", 1), "labels"] == 10 and np.isnan(runs.loc[("random", 0), "labels"])
+    assert runs.loc[("entropy", 1), "false_alarm"] == pytest.approx(0.6)  # the last cycle's
+    # pooled, not the mean of the cycles' rates: (5 + 3) / (10 + 30) = 0.2, not 0.3
+    assert runs.loc[("entropy", 0), "hit_rate"] == pytest.approx(0.2)
+    assert np.isnan(runs.loc[("entropy", 1), "hit_rate"])  # no selections recorded for it
+    assert cv.run_table(CURVES, None)["hit_rate"].isna().all()
 
 
 def test_strategy_table_aggregates_auc_and_labels_to_target_per_strategy():
-    table = sim.strategy_table(CURVES, target_map50=0.6).set_index("strategy")
+    table = cv.strategy_table(cv.run_table(CURVES, target_map50=0.6)).set_index("strategy")
     # random: AUC (0.1 + 0.3) / 2 = 0.2 and (0.1 + 0.5) / 2 = 0.3; never reaches 0.6
     assert table.loc["random", "auc_mean"] == pytest.approx(0.25)
     assert (table.loc["random", "auc_min"], table.loc["random", "auc_max"]) == pytest.approx((0.2, 0.3))
@@ -95,25 +132,135 @@ def test_strategy_table_aggregates_auc_and_labels_to_target_per_strategy():
     assert table.loc["entropy", "auc_mean"] == pytest.approx(0.45)
     assert table.loc["entropy", "reached"] == 2 and table.loc["entropy", "labels_max"] == 10
 
-    partial = sim.strategy_table(CURVES, target_map50=0.8).set_index("strategy")
+    partial = cv.strategy_table(cv.run_table(CURVES, target_map50=0.8)).set_index("strategy")
     assert partial.loc["entropy", "reached"] == 1  # only seed 1 got to 0.9
-    assert sim.strategy_table(CURVES, target_map50=None)["reached"].tolist() == [0, 0]
+    assert cv.strategy_table(cv.run_table(CURVES, target_map50=None))["reached"].tolist() == [0, 0]
 
 
 def test_format_strategy_table_says_not_reached_and_partial_seeds():
-    shown = sim.format_strategy_table(sim.strategy_table(CURVES, 0.8), has_target=True)
+    shown = cv.format_strategy_table(cv.strategy_table(cv.run_table(CURVES, 0.8)), has_target=True)
     labels = dict(zip(shown["strategy"], shown.iloc[:, 3], strict=True))
     assert labels["random"] == "not reached"
     assert labels["entropy"] == "10 [10, 10] in 1/2 seeds"
-    full = sim.format_strategy_table(sim.strategy_table(CURVES, 0.6), has_target=True)
+    full = cv.format_strategy_table(cv.strategy_table(cv.run_table(CURVES, 0.6)), has_target=True)
     assert full.iloc[1, 3] == "10 [10, 10]"
     assert full.iloc[0, 2] == "0.250 ± 0.071 [0.200, 0.300]"
-    assert sim.format_strategy_table(sim.strategy_table(CURVES, None), False).iloc[0, 3].startswith("n/a")
+    no_target = cv.format_strategy_table(cv.strategy_table(cv.run_table(CURVES, None)), False)
+    assert no_target.iloc[0, 3].startswith("n/a")
 
 
-def test_markdown_table():
-    text = sim.markdown_table(pd.DataFrame({"a": ["x"], "b": [0.12345], "c": [float("nan")]}))
-    assert text == "| a | b | c |\n|---|---|---|\n| x | 0.123 |  |\n"
+def test_markdown_table_blanks_nan_and_rounds_floats():
+    text = report.markdown_table(pd.DataFrame({"a": ["x", "y"], "b": [0.12345, float("nan")], "c": [1, 2]}))
+    lines = text.splitlines()
+    assert [cell.strip() for cell in lines[0].strip("|").split("|")] == ["a", "b", "c"]
+    assert [cell.strip() for cell in lines[2].strip("|").split("|")] == ["x", "0.123", "1"]
+    assert [cell.strip() for cell in lines[3].strip("|").split("|")] == ["y", "", "2"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Hit rate, false alarms, paired differences: numbers worked out by hand
+
+
+def test_hit_rates_count_batch_items_holding_an_object():
+    objects = pd.Series({"a": 0, "b": 2, "c": 1, "d": 0, "e": 0})
+    selections = selections_frame(
+        {("entropy", 0, 1): ["a", "b"], ("entropy", 0, 2): ["c", "d", "e"], ("random", 1, 1): ["d", "e"]}
+    )
+    hits = cv.hit_rates(selections, objects)
+    assert hits[["strategy", "seed", "cycle", "picked", "hits"]].values.tolist() == [
+        ["entropy", 0, 1, 2, 1],
+        ["entropy", 0, 2, 3, 1],
+        ["random", 1, 1, 2, 0],
+    ]
+    assert hits["hit_rate"].tolist() == pytest.approx([0.5, 1 / 3, 0.0])
+    by_cycle = cv.hit_rate_by_cycle(hits)
+    assert by_cycle.columns.tolist() == ["strategy", "cycle 1", "cycle 2"]
+    assert by_cycle["strategy"].tolist() == ["entropy", "random"]
+    assert by_cycle["cycle 1"].tolist() == pytest.approx([0.5, 0.0])
+    assert np.isnan(by_cycle.loc[1, "cycle 2"])
+    with pytest.raises(InputError, match="'zz'"):
+        cv.hit_rates(selections_frame({("random", 0, 1): ["zz"]}), objects)
+
+
+def test_false_alarm_rate_is_the_share_of_empty_images_with_a_box_at_the_threshold():
+    boxes = pd.DataFrame(
+        {"tile_id": ["e1", "e1", "e2", "e3", "pos"], "confidence": [0.1, 0.3, 0.25, 0.2, 0.9]}
+    )
+    # e1 (0.3) and e2 (exactly 0.25) are flagged; e3 (0.2) and e4 (no box) are not; pos is not empty
+    assert cv.false_alarm_rate(boxes, ["e1", "e2", "e3", "e4"], 0.25) == pytest.approx(0.5)
+    assert cv.false_alarm_rate(boxes, ["e3", "e4"], 0.25) == 0.0
+    assert np.isnan(cv.false_alarm_rate(boxes, [], 0.25))
+
+
+def test_bootstrap_interval_of_a_mean_by_hand():
+    # two values: resampled means are -0.1, 0 and 0.1 with probabilities 1/4, 1/2, 1/4
+    assert cv.bootstrap_interval([-0.1, 0.1]) == pytest.approx((-0.1, 0.1))
+    assert cv.bootstrap_interval([0.05, 0.05]) == pytest.approx((0.05, 0.05))
+    # three values: P(mean = 0.1) = 1/27 < 5%, P(mean <= 0.1333) = 4/27 > 5%: the 5% point is 0.1333
+    low, high = cv.bootstrap_interval([0.1, 0.2, 0.6])
+    assert low == pytest.approx(0.4 / 3, abs=1e-9)
+    assert high == pytest.approx(1.4 / 3, abs=1e-9)  # mirror: (0.6 + 0.6 + 0.2) / 3
+    assert cv.bootstrap_interval([0.1, 0.2, 0.6]) == (low, high)  # seeded
+    assert all(np.isnan(cv.bootstrap_interval([0.3])))  # one seed: no spread to speak of
+
+
+def test_paired_difference_pairs_runs_by_seed():
+    runs = pd.DataFrame(
+        {
+            "strategy": ["random"] * 3 + ["entropy"] * 3 + ["margin"] * 2,
+            "seed": [0, 1, 2, 0, 1, 2, 0, 7],
+            # entropy is always 0.1 above random in the same seed, though seeds differ by 0.3
+            "auc": [0.1, 0.4, 0.7, 0.2, 0.5, 0.8, 0.3, 0.9],
+        }
+    )
+    paired = cv.paired_difference(runs, "auc").set_index("strategy")
+    assert paired.loc["entropy", "paired"] == 3
+    assert paired.loc["entropy", ["diff", "low", "high"]].tolist() == pytest.approx([0.1, 0.1, 0.1])
+    assert paired.loc["margin", "paired"] == 1  # seed 7 has no random run to pair with
+    assert paired.loc["margin", "diff"] == pytest.approx(0.2) and np.isnan(paired.loc["margin", "low"])
+    assert paired.loc["random", "paired"] == 0 and np.isnan(paired.loc["random", "diff"])
+    no_baseline = cv.paired_difference(runs[runs["strategy"] != "random"], "auc")
+    assert no_baseline["diff"].isna().all()
+
+
+def test_comparison_table_and_its_cells():
+    runs = pd.DataFrame(
+        {
+            "strategy": ["random", "random", "entropy", "entropy"],
+            "seed": [0, 1, 0, 1],
+            "auc": [0.2, 0.3, 0.3, 0.5],
+            "labels": [np.nan, np.nan, 20.0, 30.0],
+            "hit_rate": [0.1, 0.2, 0.5, 0.6],
+            "false_alarm": [0.2, 0.2, 0.5, 0.3],
+        }
+    )
+    table = cv.comparison_table(runs).set_index("strategy")
+    e = table.loc["entropy"]
+    assert (e["seeds"], e["auc"], e["reached"], e["labels_mean"]) == pytest.approx((2, 0.4, 2, 25))
+    assert e["hit_rate"] == pytest.approx(0.55) and e["false_alarm"] == pytest.approx(0.4)
+    # per-seed differences 0.1 and 0.2: interval [0.1, 0.2]; false alarms +0.3 and +0.1: [0.1, 0.3]
+    assert e[["auc_diff", "auc_low", "auc_high"]].tolist() == pytest.approx([0.15, 0.1, 0.2])
+    assert e[["false_alarm_diff", "false_alarm_low", "false_alarm_high"]].tolist() == pytest.approx(
+        [0.2, 0.1, 0.3]
+    )
+    shown = cv.format_comparison(table.reset_index(), has_target=True).set_index("strategy")
+    assert shown.loc["entropy", "AUC − random [90% CI]"] == "+0.150 [+0.100, +0.200]"
+    assert shown.loc["entropy", "verdict"] == "better"
+    assert shown.loc["entropy", "false alarms − random [90% CI]"] == "+0.200 [+0.100, +0.300] (more)"
+    assert shown.loc["entropy", "labels to target"] == "25"
+    assert shown.loc["random", "labels to target"] == "not reached"
+    assert shown.loc["random", "AUC − random [90% CI]"] == "" and shown.loc["random", "verdict"] == ""
+    assert (shown.loc["random", "hit rate"], shown.loc["random", "false alarms, last model"]) == (
+        "0.15",
+        "0.20",
+    )
+
+
+def test_verdict_needs_the_whole_interval_on_one_side():
+    low = pd.Series([0.01, -0.2, -0.1, np.nan])
+    high = pd.Series([0.2, -0.01, 0.1, np.nan])
+    assert cv.verdict(low, high).tolist() == ["better", "worse", "within noise", ""]
+    assert cv.verdict(low, high, higher_is_better=False).tolist() == ["worse", "better", "within noise", ""]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,12 +272,12 @@ def test_replay_rebuilds_the_labeled_set_in_selection_order():
         {("entropy", 0, 2): ["c", "d"], ("entropy", 0, 1): ["b", "a"], ("random", 0, 1): ["z"]}
     )
     curves = curves_frame([("entropy", 0, 0, 0, 0.1, 0.0), ("entropy", 0, 1, 2, 0.2, 0.1)])
-    replay = sim.replay_run(curves, selections.sample(frac=1, random_state=0), "entropy", 0)
+    replay = cv.replay_run(curves, selections.sample(frac=1, random_state=0), "entropy", 0)
     assert replay.done == {0, 1}
     assert replay.batches == {1: ["b", "a"], 2: ["c", "d"]}  # cycle 2 selected, not yet evaluated
     assert replay.labeled_before(1) == []
     assert replay.labeled_before(3) == ["b", "a", "c", "d"]
-    empty = sim.replay_run(curves, selections, "entropy", 5)
+    empty = cv.replay_run(curves, selections, "entropy", 5)
     assert empty.done == frozenset() and empty.batches == {}
 
 
@@ -145,38 +292,39 @@ def test_replay_rebuilds_the_labeled_set_in_selection_order():
     ],
 )
 def test_replay_refuses_inconsistent_records(batches, rows, message):
-    with pytest.raises(ValueError, match=message):
-        sim.replay_run(curves_frame(rows), selections_frame(batches), "s", 0)
+    with pytest.raises(InputError, match=message):
+        cv.replay_run(curves_frame(rows), selections_frame(batches), "s", 0)
 
 
-def test_split_labeled_mirrors_the_train_stage():
+def test_the_labeled_split_the_simulation_trains_on_is_the_train_stages():
     ids = [f"tile{i}" for i in range(50)]
-    train, val = sim.split_labeled(ids, 0.2)
+    train, val = acorn.training.split_labeled(ids, 0.2)
     assert val and train and set(train).isdisjoint(val) and sorted(train + val) == sorted(ids)
-    assert sim.split_labeled(ids, 0.2) == (train, val)  # stable
-    assert sim.split_labeled(["only"], 0.2) == (["only"], ["only"])  # one tile still trains
-    with pytest.raises(ValueError):
-        sim.split_labeled([], 0.2)
+    assert acorn.training.split_labeled(ids, 0.2) == (train, val)  # stable
+    assert acorn.training.split_labeled(["only"], 0.2) == (["only"], ["only"])  # one tile still trains
+    with pytest.raises(InputError):
+        acorn.training.split_labeled([], 0.2)
 
 
 # ---------------------------------------------------------------------------------------------
 # Pools
 
 
-def yolo_folder(root: Path, n: int, labeled: bool = True) -> Path:
+def yolo_folder(root: Path, n: int, labeled: bool = True, prefix: str = "img") -> Path:
+    """``n`` images; every fourth has no label file (no objects), the others one box."""
     (root / "images").mkdir(parents=True)
     (root / "labels").mkdir()
     for i in range(n):
-        Image.new("RGB", (48, 32), (i * 7 % 255, 90, 30)).save(root / "images" / f"img{i:02d}.jpg")
-        if labeled and i % 4:  # every fourth image has no label file: an image without objects
-            (root / "labels" / f"img{i:02d}.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+        Image.new("RGB", (48, 32), (i * 7 % 255, 90, 30)).save(root / "images" / f"{prefix}{i:02d}.jpg")
+        if labeled and i % 4:
+            (root / "labels" / f"{prefix}{i:02d}.txt").write_text("0 0.5 0.5 0.25 0.25\n")
     (root / "classes.txt").write_text("raccoon\n")
     return root
 
 
 def test_folder_pool_holds_out_a_stable_test_set(tmp_path):
     folder = yolo_folder(tmp_path / "set", 40)
-    pool = sim.folder_pool(folder, ["squirrel"], 0.25)
+    pool = pools.folder_pool(folder, ["squirrel"], 0.25)
     assert pool.classes == ["raccoon"]  # the folder's own names
     assert len(pool.items) + len(pool.test) == 40 and len(pool.test) > 0
     assert set(pool.items["image"]).isdisjoint(pool.test["image"])
@@ -184,20 +332,29 @@ def test_folder_pool_holds_out_a_stable_test_set(tmp_path):
     if not no_label.empty:
         assert no_label["truth"].iloc[0] == ""
     assert (pool.items.loc[pool.items["truth"] != "", "truth"].map(lambda t: Path(t).is_file())).all()
-    again = sim.folder_pool(folder, ["squirrel"], 0.25)
+    assert (pool.objects == (pool.items.set_index("tile_id")["truth"] != "").astype(int)).all()
+    assert pool.test["objects"].sum() == (pool.test["truth"] != "").sum()
+    again = pools.folder_pool(folder, ["squirrel"], 0.25)
     assert again.test["image"].tolist() == pool.test["image"].tolist()
-    separate = sim.folder_pool(folder, ["squirrel"], 0.25, test_dir=yolo_folder(tmp_path / "test", 3))
+    separate = pools.folder_pool(folder, ["squirrel"], 0.25, test_dir=yolo_folder(tmp_path / "test", 3))
     assert len(separate.items) == 40 and len(separate.test) == 3
-    with pytest.raises(ValueError, match="test fraction"):
-        sim.folder_pool(folder, ["squirrel"], 1.0)
+    with pytest.raises(ParamsError, match="test-fraction"):
+        pools.folder_pool(folder, ["squirrel"], 1.0)
+
+
+def test_count_objects_counts_boxes_per_label_file(tmp_path):
+    (tmp_path / "two.txt").write_text("0 0.5 0.5 0.1 0.1\n\n0 0.2 0.2 0.1 0.1\n")
+    (tmp_path / "none.txt").write_text("")
+    truth = pd.Series([str(tmp_path / "two.txt"), str(tmp_path / "none.txt"), ""])
+    assert pools.count_objects(truth).tolist() == [2, 0, 0]
 
 
 def test_folder_pool_refuses_two_images_with_one_name(tmp_path):
     folder = yolo_folder(tmp_path / "set", 8)
     (folder / "images" / "sub").mkdir()
     Image.new("RGB", (8, 8)).save(folder / "images" / "sub" / "img01.jpg")
-    with pytest.raises(ValueError, match="img01.jpg"):
-        sim.folder_pool(folder, ["raccoon"], 0.01)
+    with pytest.raises(InputError, match="img01.jpg"):
+        pools.folder_pool(folder, ["raccoon"], 0.01)
 
 
 def test_tiled_pool_keeps_tiles_with_truth(tmp_path):
@@ -207,73 +364,298 @@ def test_tiled_pool_keeps_tiles_with_truth(tmp_path):
         {
             "tile_id": ["f1_r0c0", "f1_r0c1", "f2_r0c0"],
             "image": ["images/f1_r0c0.jpg", "images/f1_r0c1.jpg", "images/f2_r0c0.jpg"],
-            "n_truth": [1, 0, -1],  # f2 had no labels: no truth, not in the pool
+            "n_truth": [2, 0, -1],  # f2 had no labels: no truth, not in the pool
             "condition": ["day", "night", "day"],
         }
     )
     manifest.to_parquet(tiles / "manifest.parquet")
-    pool = sim.open_pool(tiles, ["squirrel"], yolo_folder(tmp_path / "test", 2), 0.2)
+    pool = pools.open_pool(tiles, ["squirrel"], yolo_folder(tmp_path / "test", 2), 0.2)
     assert pool.items["tile_id"].tolist() == ["f1_r0c0", "f1_r0c1"]
     assert pool.items["image"].iloc[0] == str(tiles / "images/f1_r0c0.jpg")
     assert pool.items["truth"].iloc[1] == str(tiles / "truth/f1_r0c1.txt")
     assert pool.items["condition"].tolist() == ["day", "night"]  # metadata for balance_by
-    with pytest.raises(ValueError, match="tiled pool"):
-        sim.open_pool(tiles, ["squirrel"], None, 0.2)
-    with pytest.raises(FileNotFoundError, match="images"):
-        sim.open_pool(tmp_path / "nothing", ["squirrel"], None, 0.2)
+    assert pool.objects.to_dict() == {"f1_r0c0": 2, "f1_r0c1": 0}
+    with pytest.raises(InputError, match="tiled pool"):
+        pools.open_pool(tiles, ["squirrel"], None, 0.2)
+    with pytest.raises(InputError, match="images"):
+        pools.open_pool(tmp_path / "nothing", ["squirrel"], None, 0.2)
 
 
 # ---------------------------------------------------------------------------------------------
-# Configuration and resume without training
+# Settings: params sections, flags, -S
 
 
 def test_config_validates_and_its_identity_ignores_what_may_grow():
+    p = settings()
     with pytest.raises(StrategyError):
-        sim.SimulateConfig(strategies=("random", "nope"))
-    with pytest.raises(ValueError, match="seeds"):
-        sim.SimulateConfig(seeds=0)
-    with pytest.raises(ValueError, match="repeats"):
-        sim.SimulateConfig(strategies=("random", "random"))
-    small = sim.SimulateConfig(strategies=("random",), seeds=1, cycles=1)
-    assert small.identity() == sim.SimulateConfig().identity()
-    assert sim.SimulateConfig(budget=7).identity() != small.identity()
-    assert sim.SimulateConfig(base="yolov8n.yaml").cold and not small.cold
+        sim.SimulateConfig(p, strategies=("random", "nope"))
+    with pytest.raises(ParamsError, match="seeds"):
+        sim.SimulateConfig(p, seeds=0)
+    with pytest.raises(ParamsError, match="repeats"):
+        sim.SimulateConfig(p, strategies=("random", "random"))
+    with pytest.raises(ParamsError, match="target"):
+        sim.SimulateConfig(p, target=1.5)
+    small = sim.SimulateConfig(p, strategies=("random",), seeds=1, cycles=1, target=0.5, full_epochs=3)
+    assert small.identity() == sim.SimulateConfig(p).identity()
+    # what the simulation replaces (rank.strategy, the seeds) or never reads (labeling) is not identity
+    other = settings(rank__strategy="random", rank__seed=4, train__seed=9, labeling__project="x")
+    assert sim.SimulateConfig(other).identity() == small.identity()
+    budget = sim.SimulateConfig(settings(rank__budget=7)).identity()
+    assert {k for k in budget if budget[k] != small.identity()[k]} == {"rank.budget"}
+    assert sim.SimulateConfig(settings(model__base="yolov8n.yaml")).cold and not small.cold
+    assert small.budget == 50 and small.train_config(seed=3).seed == 3
+    assert small.train_config(seed=3, epochs=2).epochs == 2 and small.train_config(0).epochs == 8
 
 
 def test_a_strategy_entry_may_set_its_own_aggregate():
     config = sim.SimulateConfig(
-        strategies=("least_confidence:min", "entropy", "hybrid:mean"), aggregate="max"
+        settings(rank__aggregate="max"), strategies=("least_confidence:min", "entropy", "hybrid:mean")
     )
     assert config.strategy("least_confidence:min").aggregate == "min"
     assert config.strategy("entropy").aggregate == "max"
     assert config.strategy("hybrid:mean").uncertainty.aggregate == "mean"
-    with pytest.raises(ValueError, match="no aggregate"):
-        sim.SimulateConfig(strategies=("fn_aware:max",))
+    with pytest.raises(StrategyError, match="no aggregate"):
+        sim.SimulateConfig(settings(), strategies=("fn_aware:max",))
     with pytest.raises(StrategyError, match="aggregate"):
-        sim.SimulateConfig(strategies=("least_confidence:sum",))
+        sim.SimulateConfig(settings(), strategies=("least_confidence:sum",))
 
 
-def finished_folder(tmp_path: Path) -> tuple[sim.Pool, sim.SimulateConfig, Path]:
-    """An output folder whose every row is done, written by hand: a re-run must train nothing."""
-    pool = sim.folder_pool(yolo_folder(tmp_path / "set", 20), ["raccoon"], 0.2)
+def test_flags_and_set_override_params_sections(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("classes: [raccoon]\ntrain: {epochs: 5, lr0: 0.02}\n")
+    p, overrides = load_settings(
+        path, {"budget": 7, "epochs": None, "imgsz": 64}, ["train.lr0=0.05", "rank.aggregate=mean"]
+    )
+    assert (p.rank.budget, p.train.epochs, p.model.imgsz, p.train.lr0) == (7, 5, 64, 0.05)
+    assert p.rank.aggregate == "mean" and p.classes == ["raccoon"]
+    assert overrides == {"rank.budget": 7, "model.imgsz": 64, "train.lr0": 0.05, "rank.aggregate": "mean"}
+    assert load_settings(path, {"epochs": 3}, ["train.epochs=3"])[0].train.epochs == 3  # agreeing twice
+    with pytest.raises(ParamsError, match="--epochs"):
+        load_settings(path, {"epochs": 3}, ["train.epochs=4"])
+    with pytest.raises(ParamsError, match="train.epoch"):
+        load_settings(path, {}, ["train.epoch=4"])
+    with pytest.raises(ParamsError, match="train.epochs"):
+        load_settings(path, {}, ["train.epochs=0"])
+    with pytest.raises(ParamsError, match="section.key=value"):
+        load_settings(path, {}, ["train.epochs"])
+
+
+def test_the_command_registers_and_documents_its_options():
+    app = typer.Typer()
+    app.command("simulate")(simulate_command)
+    app.command("other")(lambda: None)  # a second command keeps typer from flattening the app
+    result = CliRunner().invoke(app, ["simulate", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for option in ("--pool", "--strategies", "--seeds", "--cycles", "--budget", "--epochs", "--out"):
+        assert option in result.output
+    assert "--set" in result.output and "-S" in result.output and "--screen" in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver with a stand-in model: what it selects, pairs and writes, without YOLO
+
+
+class FakeModel:
+    """Stands in for ultralytics: embeddings and box confidences by image name, training that only
+    records what it was asked, and a fixed test score."""
+
+    def __init__(
+        self, embeddings: dict[str, list[float]] | None = None, boxes: dict[str, list[float]] | None = None
+    ):
+        self.embeddings, self.boxes = embeddings or {}, boxes or {}
+        self.trained: list[tuple[int, int]] = []  # (seed, epochs) per training
+        self.detectors: list[str] = []  # the weights of each detector built
+        self.predicted: list[list[str]] = []  # the ids of each predict_files call
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> FakeModel:
+        monkeypatch.setattr(acorn.training, "train", self.train)
+        monkeypatch.setattr(acorn.training, "evaluate", self.evaluate)
+        monkeypatch.setattr(acorn.detection, "Detector", self.detector)
+        monkeypatch.setattr(acorn.detection, "predict_files", self.predict_files)
+        return self
+
+    def train(self, start, data_yaml, config, workdir, **_kwargs) -> Path:
+        self.trained.append((config.seed, config.epochs))
+        weights = workdir / "train" / "weights" / "last.pt"
+        weights.parent.mkdir(parents=True)
+        weights.write_bytes(b"fake")
+        return weights
+
+    def evaluate(self, *_args, **_kwargs) -> acorn.training.EvalMetrics:
+        return acorn.training.EvalMetrics(map50=0.5, map50_95=0.25, precision=0.5, recall=0.5)
+
+    def detector(self, config) -> SimpleNamespace:
+        self.detectors.append(Path(config.weights).name)
+        return SimpleNamespace(config=config)
+
+    def predict_files(self, _detector, images, tile_ids, chunk=64):
+        self.predicted.append(list(tile_ids))
+        names = [Path(i).stem for i in images]
+        conf = [(t, c) for t, n in zip(tile_ids, names, strict=True) for c in self.boxes.get(n, [])]
+        boxes = pd.DataFrame(conf, columns=["tile_id", "confidence"]).assign(
+            class_id=0, x1=0.0, y1=0.0, x2=1.0, y2=1.0
+        )
+        emb = [np.asarray(self.embeddings.get(n, [0.0, 0.0]), dtype=np.float32) for n in names]
+        yield acorn.detection.Detections(
+            boxes=boxes, tiles=pd.DataFrame({"tile_id": list(tile_ids), "embedding": emb})
+        )
+
+
+def fake_base(tmp_path: Path) -> Path:
     base = tmp_path / "base.pt"
     base.write_bytes(b"not read: only hashed")
-    config = sim.SimulateConfig(strategies=("random", "entropy"), seeds=1, cycles=1, budget=2, base=str(base))
+    return base
+
+
+@pytest.mark.parametrize("strategy", ["diversity", "hybrid"])
+def test_diversity_sees_what_is_already_labeled(tmp_path, monkeypatch, strategy):
+    """Labeled items img00 and img01 sit at the origin; img02 sits between them. Without the labeled
+    items' embeddings k-center starts from the pool's most typical item, img02, right next to
+    them; with them it takes the two far items."""
+    model = FakeModel(
+        embeddings={
+            "img00": [0, 0],
+            "img01": [0.2, 0],
+            "img02": [0.1, 0],
+            "img03": [10, 0],
+            "img04": [0, 10],
+        }
+    ).install(monkeypatch)
+    pool = pools.folder_pool(
+        yolo_folder(tmp_path / "pool", 5), ["raccoon"], 0.2, yolo_folder(tmp_path / "t", 2, prefix="t")
+    )
+    config = sim.SimulateConfig(
+        settings(rank__budget=2, model__base=str(fake_base(tmp_path))),
+        strategies=(strategy,),
+        seeds=1,
+        cycles=2,
+    )
     out = tmp_path / "out"
-    ids = pool.items["tile_id"].tolist()
+    out.mkdir()
+    write_csv(selections_frame({(strategy, 0, 1): ["img00", "img01"]}), out / cv.SELECTIONS)
+    sim.simulate(pool, config, out)
+    picks = pd.read_csv(out / cv.SELECTIONS)
+    assert picks.loc[picks["cycle"] == 2, "tile_id"].tolist() == ["img04", "img03"]
+    # the cycle-1 model predicted the whole pool: labeled items for their embeddings too
+    assert any(sorted(ids) == [f"img{i:02d}" for i in range(5)] for ids in model.predicted)
+
+
+def test_runs_of_one_seed_are_paired_across_strategies(tmp_path, monkeypatch):
+    model = FakeModel(boxes={"img01": [0.5], "img03": [0.3]}).install(monkeypatch)
+    pool = pools.folder_pool(
+        yolo_folder(tmp_path / "pool", 8), ["raccoon"], 0.2, yolo_folder(tmp_path / "t", 4, prefix="t")
+    )
+    p = settings(rank__budget=2, model__base=str(fake_base(tmp_path)), train__seed=5)
+    config = sim.SimulateConfig(
+        p, strategies=("random", "entropy", "diversity"), seeds=2, cycles=2, full_epochs=3
+    )
+    result = sim.simulate(pool, config, tmp_path / "out")
+
+    # every run starts from the one base model: its test score, evaluated once, is every cycle-0 row
+    zero = result.curves[result.curves["cycle"] == 0]
+    assert len(zero) == 6 and zero[["map50", "map50_95"]].drop_duplicates().shape[0] == 1
+    assert model.detectors.count("base.pt") == 2  # base: the pool once, its empty test images once
+    # run s fine-tunes with seed s whatever the strategy (train.seed is not read); reference: seed 0
+    assert model.trained == [(s, 8) for _ in range(3) for s in (0, 0, 1, 1)] + [(0, 3)]
+    # random's batch is the seeded order every strategy breaks its ties with
+    picks = pd.read_csv(tmp_path / "out" / cv.SELECTIONS)
+    for seed in (0, 1):
+        expected = Random().select(None, pool.items[["tile_id"]], 2, sim.selection_seed(seed, 1))
+        first = picks[(picks["strategy"] == "random") & (picks["seed"] == seed) & (picks["cycle"] == 1)]
+        assert first["tile_id"].tolist() == expected
+    # the false-alarm rate is measured on the test set's empty images (t00: the only one of 4)
+    assert result.curves["false_alarm_rate"].eq(0.0).all()
+
+
+def test_a_cold_start_gives_every_strategy_the_same_first_batch(tmp_path, monkeypatch):
+    FakeModel().install(monkeypatch)
+    pool = pools.folder_pool(
+        yolo_folder(tmp_path / "pool", 12), ["raccoon"], 0.2, yolo_folder(tmp_path / "t", 2, prefix="t")
+    )
+    config = sim.SimulateConfig(
+        settings(rank__budget=3, model__base="yolov8n.yaml"),
+        strategies=("entropy", "diversity"),
+        seeds=2,
+        cycles=1,
+    )
+    sim.simulate(pool, config, tmp_path / "out")
+    picks = pd.read_csv(tmp_path / "out" / cv.SELECTIONS)
+    batches = picks.groupby(["seed", "strategy"])["tile_id"].agg(tuple).unstack("strategy")
+    assert (batches["entropy"] == batches["diversity"]).all()  # paired within a seed
+    assert batches.loc[0, "entropy"] != batches.loc[1, "entropy"]  # and seeds differ
+
+
+def test_screen_measures_first_batch_hit_rates_without_training(tmp_path, monkeypatch):
+    # img00 and img04 are empty (no label file). Entropy (max) picks the boxes nearest 0.5: img00
+    # (0.5) and img01 (0.45), one hit in two; least_confidence (min) the faintest: img03 (0.3) and
+    # img01 (0.45), two hits in two
+    model = FakeModel(boxes={"img00": [0.5], "img01": [0.45], "img02": [0.99], "img03": [0.3]}).install(
+        monkeypatch
+    )
+    pool = pools.folder_pool(
+        yolo_folder(tmp_path / "pool", 8), ["raccoon"], 0.2, yolo_folder(tmp_path / "t", 2, prefix="t")
+    )
+    config = sim.SimulateConfig(
+        settings(rank__budget=2, model__base=str(fake_base(tmp_path))),
+        strategies=("random", "entropy:max", "least_confidence:min"),
+        seeds=2,
+    )
+    found = sim.screen(pool, config, tmp_path / "out")
+    runs = found.runs.set_index(["strategy", "seed"])
+    assert runs.loc[("entropy:max", 0), ["picked", "hits"]].tolist() == [2, 1]
+    assert runs.loc[("least_confidence:min", 1), "hit_rate"] == 1.0
+    assert found.table["strategy"].tolist()[0] == "least_confidence:min"  # best first
+    assert found.base_rate == pytest.approx(6 / 8)
+    assert model.trained == [] and model.detectors == ["base.pt"]  # one predict pass, shared
+    assert pd.read_csv(tmp_path / "out" / sim.SCREEN).shape == (6, 5)
+    assert "0.750" in (tmp_path / "out" / report.SCREEN_REPORT).read_text()
+    assert not (tmp_path / "out" / sim.CONFIG).exists()
+    cold = sim.SimulateConfig(settings(model__base="yolov8n.yaml"), strategies=("random",))
+    with pytest.raises(ParamsError, match="screening"):
+        sim.screen(pool, cold, tmp_path / "out")
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume without training
+
+
+def finished_folder(tmp_path: Path) -> tuple[pools.Pool, sim.SimulateConfig, Path]:
+    """An output folder whose every row is done, written by hand: a re-run must train nothing.
+
+    Two seeds; entropy's AUC is 0.1 (seed 0) and 0.2 (seed 1) above random's, its last model flags
+    0.5 of the empty test images against random's 0.2; entropy's batches hold objects, random's not.
+    """
+    pool = pools.folder_pool(
+        yolo_folder(tmp_path / "set", 20), ["raccoon"], 0.2, yolo_folder(tmp_path / "t", 4, prefix="t")
+    )
+    config = sim.SimulateConfig(
+        settings(rank__budget=2, model__base=str(fake_base(tmp_path))),
+        strategies=("random", "entropy"),
+        seeds=2,
+        cycles=1,
+    )
+    out = tmp_path / "out"
     sim._Simulation(pool, config, out)._check_config()  # writes config.json
     rows = [
-        (s, 0, c, 2 * c, 0.1 + 0.3 * c + 0.1 * (s == "entropy"), 0.1)
-        for s in config.strategies
-        for c in (0, 1)
+        ("random", 0, 0, 0, 0.1, 0.1, 0.2),
+        ("random", 0, 1, 2, 0.4, 0.1, 0.2),
+        ("random", 1, 0, 0, 0.1, 0.1, 0.2),
+        ("random", 1, 1, 2, 0.2, 0.1, 0.2),
+        ("entropy", 0, 0, 0, 0.1, 0.1, 0.2),
+        ("entropy", 0, 1, 2, 0.6, 0.1, 0.5),
+        ("entropy", 1, 0, 0, 0.1, 0.1, 0.2),
+        ("entropy", 1, 1, 2, 0.6, 0.1, 0.5),
     ]
-    write_csv(curves_frame(rows), out / sim.CURVES)
-    write_csv(
-        selections_frame({("random", 0, 1): ids[:2], ("entropy", 0, 1): ids[2:4]}), out / sim.SELECTIONS
-    )
+    write_csv(curves_frame(rows), out / cv.CURVES)
+    batches = {
+        ("random", 0, 1): ["img00", "img04"],
+        ("random", 1, 1): ["img08", "img12"],
+        ("entropy", 0, 1): ["img01", "img02"],
+        ("entropy", 1, 1): ["img03", "img05"],
+    }
+    write_csv(selections_frame(batches), out / cv.SELECTIONS)
     write_json(
-        out / sim.REFERENCE,
-        {"labeled_tiles": len(ids), "epochs": 5, "seed": 0, "map50": 0.5, "map50_95": 0.2},
+        out / sim.REFERENCE, {"labeled_tiles": 20, "epochs": 8, "seed": 0, "map50": 0.6, "map50_95": 0.2}
     )
     return pool, config, out
 
@@ -284,9 +666,6 @@ def fail(*_args, **_kwargs):
 
 @pytest.fixture
 def no_work(monkeypatch):
-    import acorn.detection
-    import acorn.training
-
     for module, name in (
         (acorn.training, "train"),
         (acorn.training, "evaluate"),
@@ -297,35 +676,37 @@ def no_work(monkeypatch):
 
 def test_a_finished_folder_is_summarised_without_any_work(tmp_path, no_work):
     pool, config, out = finished_folder(tmp_path)
-    before = (out / sim.CURVES).read_bytes()
+    before = (out / cv.CURVES).read_bytes()
     result = sim.simulate(pool, config, out)
-    assert (out / sim.CURVES).read_bytes() == before
+    assert (out / cv.CURVES).read_bytes() == before
+    # target 0.95 * 0.6 = 0.57: entropy reached 0.6 at 2 tiles in both seeds, random never did
     table = result.strategies.set_index("strategy")
-    # target 0.95 * 0.5 = 0.475: entropy reached 0.5 at 2 tiles, random (0.4) did not
     assert table.loc["entropy", "labels_mean"] == 2 and table.loc["random", "reached"] == 0
-    assert (out / sim.PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    report = (out / sim.REPORT).read_text()
-    assert "not reached" in report and "| entropy | 1 |" in report
+    # AUC: random (0.1 + 0.4) / 2 = 0.25 and 0.15; entropy 0.35 and 0.35: differences 0.1 and 0.2
+    e = result.comparison.set_index("strategy").loc["entropy"]
+    assert e[["auc_diff", "auc_low", "auc_high"]].tolist() == pytest.approx([0.15, 0.1, 0.2])
+    assert e["false_alarm_diff"] == pytest.approx(0.3) and e["hit_rate"] == 1.0
+    assert result.comparison.set_index("strategy").loc["random", "hit_rate"] == 0.0
+    assert pd.read_csv(out / sim.HIT_RATES)["hit_rate"].tolist() == [0.0, 0.0, 1.0, 1.0]
+    assert (out / report.PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (out / report.REPORT).read_text()
+    assert "not reached" in text and "+0.150 [+0.100, +0.200]" in text and "better" in text
+    assert "+0.300 [+0.300, +0.300] (more)" in text and "base rate" in text
+    hit_section = text.split("## Hit rate per cycle")[1].split("##")[0]
+    lines = [line for line in hit_section.splitlines() if line.startswith("|")]
+    rows = [[c.strip() for c in line.split("|")[1:3]] for line in lines[2:]]
+    assert rows == [["random", "0.000"], ["entropy", "1.000"]]
     assert pd.read_csv(out / sim.SUMMARY)["strategy"].tolist() == ["random", "random", "entropy", "entropy"]
+    assert pd.read_csv(out / sim.COMPARISON)["strategy"].tolist() == ["random", "entropy"]
 
 
 def test_a_folder_made_with_other_settings_is_refused(tmp_path, no_work):
     pool, config, out = finished_folder(tmp_path)
-    import dataclasses
-
-    changed = dataclasses.replace(config, budget=3, train=TrainConfig(epochs=9))
-    with pytest.raises(ValueError, match="budget, train differ"):
-        sim.simulate(pool, changed, out)
-
-
-def test_the_command_registers_and_documents_its_options():
-    app = typer.Typer()
-    app.command("simulate")(sim.simulate_command)
-    app.command("other")(lambda: None)  # a second command keeps typer from flattening the app
-    result = CliRunner().invoke(app, ["simulate", "--help"])
-    assert result.exit_code == 0, result.output
-    for option in ("--pool", "--strategies", "--seeds", "--cycles", "--budget", "--epochs", "--out"):
-        assert option in result.output
+    p = config.params.with_overrides({"rank.budget": 3, "train.lr0": 0.02})
+    with pytest.raises(ParamsError, match=r"rank\.budget, train\.lr0 differ"):
+        sim.simulate(pool, sim.SimulateConfig(p, strategies=config.strategies, seeds=2, cycles=1), out)
+    # what may grow does not count: more seeds and cycles resume the same folder
+    sim._Simulation(pool, sim.SimulateConfig(config.params, seeds=5, cycles=9), out)._check_config()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,41 +714,41 @@ def test_the_command_registers_and_documents_its_options():
 
 
 @pytest.fixture(scope="module")
-def tiny_raccoons(tmp_path_factory) -> tuple[Path, Path]:
-    """30 real raccoon photos (symlinked), a params.yaml, and an untrained yolov8n saved as base."""
+def tiny_raccoons(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """30 real raccoon photos as the pool, 8 more as the test set (4 of them labeled empty, for the
+    false-alarm rate), a params.yaml, and an untrained yolov8n saved as base."""
     if not (RACCOON / "images").is_dir():
         pytest.skip(f"{RACCOON} is not here")
     root = tmp_path_factory.mktemp("simulate")
-    folder = root / "raccoon"
-    (folder / "images").mkdir(parents=True)
-    (folder / "labels").mkdir()
-    for image in sorted((RACCOON / "images").glob("*.jpg"))[:30]:
-        (folder / "images" / image.name).symlink_to(image)
-        (folder / "labels" / f"{image.stem}.txt").symlink_to(RACCOON / "labels" / f"{image.stem}.txt")
-    (folder / "classes.txt").write_text((RACCOON / "classes.txt").read_text())
+    images = sorted((RACCOON / "images").glob("*.jpg"))
+    for name, chosen in (("raccoon", images[:30]), ("test", images[30:38])):
+        folder = root / name
+        (folder / "images").mkdir(parents=True)
+        (folder / "labels").mkdir()
+        for i, image in enumerate(chosen):
+            (folder / "images" / image.name).symlink_to(image)
+            label = folder / "labels" / f"{image.stem}.txt"
+            if name == "test" and i % 2:
+                label.write_text("")
+            else:
+                label.symlink_to(RACCOON / "labels" / f"{image.stem}.txt")
+        (folder / "classes.txt").write_text((RACCOON / "classes.txt").read_text())
     (root / "params.yaml").write_text("classes: [raccoon]\ntrain: {batch: 8, replay_images: 0}\n")
 
     from ultralytics import YOLO  # offline: `import acorn` (above) set it up
 
     YOLO("yolov8n.yaml").save(root / "base.pt")
-    return root, folder
+    return root, root / "raccoon", root / "test"
 
 
-def run_cli(root: Path, folder: Path, cycles: int) -> None:
+def run_cli(root: Path, folder: Path, test: Path, cycles: int) -> None:
     app = typer.Typer()
-    app.command("simulate")(sim.simulate_command)
+    app.command("simulate")(simulate_command)
     app.command("other")(lambda: None)
-    args = [
-        "simulate",
-        "--params",
-        str(root / "params.yaml"),
-        "--pool",
-        str(folder),
-        "--base",
-        str(root / "base.pt"),
-    ]
-    args += ["--strategies", "random,hybrid", "--seeds", "2", "--cycles", str(cycles), "--budget", "4"]
-    args += ["--epochs", "1", "--imgsz", "64", "--out", str(root / "out")]
+    args = ["simulate", "--params", str(root / "params.yaml"), "--pool", str(folder), "--test", str(test)]
+    args += ["--base", str(root / "base.pt"), "--strategies", "random,hybrid", "--seeds", "2"]
+    args += ["--cycles", str(cycles), "--budget", "4", "--epochs", "1", "-S", "model.imgsz=64"]
+    args += ["--out", str(root / "out")]
     result = CliRunner().invoke(app, args)
     if result.exception is not None:
         raise result.exception
@@ -376,23 +757,21 @@ def run_cli(root: Path, folder: Path, cycles: int) -> None:
 
 @pytest.mark.slow
 def test_tiny_simulation_writes_curves_and_resumes_without_redoing_work(tiny_raccoons, monkeypatch):
-    import acorn.detection
-    import acorn.training
-
-    root, folder = tiny_raccoons
+    root, folder, test = tiny_raccoons
     out = root / "out"
-    pool_size = len(sim.folder_pool(folder, ["raccoon"], 0.2).items)
 
-    run_cli(root, folder, cycles=2)
-    curves = pd.read_csv(out / sim.CURVES)
+    run_cli(root, folder, test, cycles=2)
+    curves = pd.read_csv(out / cv.CURVES)
     assert len(curves) == 2 * 2 * 3  # strategies x seeds x cycles 0, 1, 2
     assert curves.groupby("cycle")["labeled_tiles"].unique().map(list).to_dict() == {0: [0], 1: [4], 2: [8]}
     assert curves["map50"].between(0, 1).all() and curves["map50_95"].between(0, 1).all()
-    selections = pd.read_csv(out / sim.SELECTIONS)
+    assert curves["false_alarm_rate"].between(0, 1).all()  # measured on the 4 empty test images
+    selections = pd.read_csv(out / cv.SELECTIONS)
     for _, run in selections.groupby(["strategy", "seed"]):
         assert run["cycle"].tolist() == [1] * 4 + [2] * 4 and run["tile_id"].is_unique  # never twice
     reference = json.loads((out / sim.REFERENCE).read_text())
-    assert reference["labeled_tiles"] == pool_size and reference["epochs"] == 1
+    assert reference["labeled_tiles"] == 30 and reference["epochs"] == 1
+    assert json.loads((out / sim.CONFIG).read_text())["model.imgsz"] == 64
     assert sorted(p.name for p in (out / "models").iterdir()) == [
         f"{s}-s{seed}-c2.pt" for s in ("hybrid", "random") for seed in (0, 1)
     ]
@@ -401,58 +780,85 @@ def test_tiny_simulation_writes_curves_and_resumes_without_redoing_work(tiny_rac
         [s, c] for s in ("random", "hybrid") for c in range(3)
     ]
     assert (summary["seeds"] == 2).all()
-    assert (out / sim.PLOT).stat().st_size > 1000 and "| hybrid | 2 |" in (out / sim.REPORT).read_text()
+    assert pd.read_csv(out / sim.HIT_RATES)["hit_rate"].eq(1.0).all()  # every pool photo has a raccoon
+    assert (out / report.PLOT).stat().st_size > 1000 and "hybrid" in (out / report.REPORT).read_text()
 
     # a re-run does nothing at all: no training, evaluation or prediction, rows unchanged
-    before = {name: (out / name).read_bytes() for name in (sim.CURVES, sim.SELECTIONS, sim.REFERENCE)}
-    real_train, real_evaluate = acorn.training.train, acorn.training.evaluate
+    before = {name: (out / name).read_bytes() for name in (cv.CURVES, cv.SELECTIONS, sim.REFERENCE)}
+    real_train, real_predict = acorn.training.train, acorn.detection.predict_files
     for module, name in (
         (acorn.training, "train"),
         (acorn.training, "evaluate"),
         (acorn.detection, "Detector"),
     ):
         monkeypatch.setattr(module, name, fail)
-    run_cli(root, folder, cycles=2)
+    run_cli(root, folder, test, cycles=2)
     assert {name: (out / name).read_bytes() for name in before} == before
 
     # killed after selecting cycle 2 but before its row: the recorded batch is trained, not re-selected
-    trained = []
+    monkeypatch.undo()
+    trained, predicted = [], []
     monkeypatch.setattr(acorn.training, "train", lambda *a, **k: trained.append(a) or real_train(*a, **k))
-    monkeypatch.setattr(acorn.training, "evaluate", real_evaluate)
+    monkeypatch.setattr(
+        acorn.detection,
+        "predict_files",
+        lambda d, images, ids, **k: predicted.extend(ids) or real_predict(d, images, ids, **k),
+    )
 
     def cycle2(df: pd.DataFrame, strategy: str, seed: int) -> pd.Series:
         return (df["strategy"] == strategy) & (df["seed"] == seed) & (df["cycle"] == 2)
 
-    write_csv(curves[~cycle2(curves, "hybrid", 1)], out / sim.CURVES)
-    run_cli(root, folder, cycles=2)  # Detector still fails: nothing is predicted
+    write_csv(curves[~cycle2(curves, "hybrid", 1)], out / cv.CURVES)
+    run_cli(root, folder, test, cycles=2)
     assert len(trained) == 1
-    assert (out / sim.SELECTIONS).read_bytes() == before[sim.SELECTIONS]
-    resumed = pd.read_csv(out / sim.CURVES)
+    pool_ids = set(pools.folder_pool(folder, ["raccoon"], 0.2, test).items["tile_id"])
+    assert predicted and pool_ids.isdisjoint(predicted)  # the test set's empty images only
+    assert (out / cv.SELECTIONS).read_bytes() == before[cv.SELECTIONS]
+    resumed = pd.read_csv(out / cv.CURVES)
     assert len(resumed) == len(curves) and resumed[cycle2(resumed, "hybrid", 1)][
         "labeled_tiles"
     ].tolist() == [8]
 
     # killed before selecting cycle 2: random re-selects the same seeded batch; hybrid needs its
     # cycle-1 model, no longer kept (only a run's latest is), so it is retrained from the replay
-    monkeypatch.undo()
     trained.clear()
-    monkeypatch.setattr(acorn.training, "train", lambda *a, **k: trained.append(a) or real_train(*a, **k))
     redo = cycle2(curves, "random", 0) | cycle2(curves, "hybrid", 0)
-    write_csv(curves[~redo], out / sim.CURVES)
+    write_csv(curves[~redo], out / cv.CURVES)
     write_csv(
-        selections[~(cycle2(selections, "random", 0) | cycle2(selections, "hybrid", 0))], out / sim.SELECTIONS
+        selections[~(cycle2(selections, "random", 0) | cycle2(selections, "hybrid", 0))], out / cv.SELECTIONS
     )
-    run_cli(root, folder, cycles=2)
+    run_cli(root, folder, test, cycles=2)
     assert len(trained) == 3  # random cycle 2, hybrid's cycle-1 model again, hybrid cycle 2
-    again = pd.read_csv(out / sim.SELECTIONS)
+    again = pd.read_csv(out / cv.SELECTIONS)
     assert (
         again[cycle2(again, "random", 0)]["tile_id"].tolist()
         == selections[cycle2(selections, "random", 0)]["tile_id"].tolist()
     )
     hybrid = again[(again["strategy"] == "hybrid") & (again["seed"] == 0)]
     assert len(hybrid) == 8 and hybrid["tile_id"].is_unique
-    final = pd.read_csv(out / sim.CURVES)
+    final = pd.read_csv(out / cv.CURVES)
     assert len(final) == len(curves) and (final.loc[final["cycle"] == 2, "labeled_tiles"] == 8).all()
     assert sorted(p.name for p in (out / "models").iterdir()) == [
         f"{s}-s{seed}-c2.pt" for s in ("hybrid", "random") for seed in (0, 1)
     ]
+
+    # the screen: every strategy's first batch from the base model, no training
+    trained.clear()
+    app = typer.Typer()
+    app.command("simulate")(simulate_command)
+    app.command("other")(lambda: None)
+    args = ["simulate", "--params", str(root / "params.yaml"), "--pool", str(folder), "--test", str(test)]
+    args += [
+        "--base",
+        str(root / "base.pt"),
+        "--screen",
+        "--seeds",
+        "1",
+        "--budget",
+        "4",
+        "-S",
+        "model.imgsz=64",
+    ]
+    result = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert trained == [] and len(pd.read_csv(out / sim.SCREEN)) == len(sim.SCREEN_STRATEGIES)

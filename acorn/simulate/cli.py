@@ -1,27 +1,56 @@
-"""``acorn simulate``: the command line of the learning-curve benchmark (acorn.simulate.run)."""
+"""``acorn simulate``: the command line of the learning-curve benchmark (acorn.simulate.run).
+
+Settings are params.yaml's, as ``dvc repro`` reads them: the convenience flags (--budget, --epochs,
+--imgsz, --base, --test) and ``-S section.key=value`` (as ``dvc exp run -S``) override sections of
+it; the other flags (--pool, --strategies, --seeds, --cycles, ...) are what only a benchmark has.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import pandas as pd
 import typer
 
-from acorn.simulate.run import (
-    DEFAULT_STRATEGIES,
-    PLOT,
-    REPORT,
-    SimulateConfig,
-    format_strategy_table,
-    open_pool,
-    simulate,
-)
+from acorn.errors import ParamsError
+from acorn.params import Params, load_params, parse_override
+from acorn.simulate.curves import format_comparison
+from acorn.simulate.pools import open_pool
+from acorn.simulate.report import PLOT, REPORT, SCREEN_REPORT
+from acorn.simulate.run import DEFAULT_STRATEGIES, SCREEN_STRATEGIES, SimulateConfig, screen, simulate
 
 log = logging.getLogger("acorn")
 
+# The convenience flags and the params key each one sets.
+FLAG_KEYS = {
+    "budget": "rank.budget",
+    "epochs": "train.epochs",
+    "imgsz": "model.imgsz",
+    "base": "model.base",
+    "test": "test.data",
+}
 
+
+def load_settings(params: Path, flags: dict[str, Any], sets: Sequence[str]) -> tuple[Params, dict[str, Any]]:
+    """params.yaml with the flags given (``FLAG_KEYS``; None = not given) and ``-S`` overrides
+    applied and validated as params.yaml is; also returns the overrides, by key.
+
+    A key set both by its flag and by ``-S`` to another value is an error: which one wins would be
+    a guess, and a benchmark that silently ran other settings is worse than none.
+    """
+    overrides = {FLAG_KEYS[name]: value for name, value in flags.items() if value is not None}
+    given_by = {FLAG_KEYS[name]: f"--{name}" for name in flags}
+    for text in sets:
+        key, value = parse_override(text)
+        if key in overrides and overrides[key] != value:
+            raise ParamsError(
+                f"-S {text} contradicts {given_by.get(key, '-S')} {overrides[key]} (give {key} once)"
+            )
+        overrides[key] = value
+    return load_params(params).with_overrides(overrides), overrides
 
 
 def simulate_command(
@@ -35,74 +64,83 @@ def simulate_command(
     test: Annotated[
         Path | None,
         typer.Option(
-            help="YOLO test folder (default: test.data for a tiled pool; held out of a YOLO folder)"
+            help="YOLO test folder: sets test.data (a YOLO-folder pool holds out a share without it)"
         ),
     ] = None,
     test_fraction: Annotated[float, typer.Option(help="share of a YOLO folder held out as test set")] = 0.2,
     strategies: Annotated[
-        str, typer.Option(help="comma-separated; name:aggregate overrides rank.aggregate for one")
-    ] = ",".join(DEFAULT_STRATEGIES),
-    seeds: Annotated[int, typer.Option(help="runs per strategy (seeds 0..n-1)")] = 3,
-    cycles: Annotated[int, typer.Option(help="labeling cycles per run")] = 5,
-    budget: Annotated[int | None, typer.Option(help="items labeled per cycle (default rank.budget)")] = None,
+        str | None,
+        typer.Option(
+            help="comma-separated; name:aggregate overrides rank.aggregate for one "
+            f"(default: {','.join(DEFAULT_STRATEGIES)}; with --screen: {','.join(SCREEN_STRATEGIES)})"
+        ),
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="runs per strategy (seeds 0..n-1)")] = SimulateConfig.seeds,
+    cycles: Annotated[int, typer.Option(help="labeling cycles per run")] = SimulateConfig.cycles,
+    budget: Annotated[int | None, typer.Option(help="items labeled per cycle: sets rank.budget")] = None,
     epochs: Annotated[
-        int | None, typer.Option(help="fine-tuning epochs per cycle (default train.epochs)")
+        int | None, typer.Option(help="fine-tuning epochs per cycle: sets train.epochs")
     ] = None,
     full_epochs: Annotated[
-        int | None, typer.Option(help="epochs of the whole-pool reference model (default: --epochs)")
-    ] = None,
-    imgsz: Annotated[
-        int | None, typer.Option(help="train / predict / test size (default model.imgsz)")
-    ] = None,
+        int | None, typer.Option(help="epochs of the whole-pool reference model (default train.epochs)")
+    ] = SimulateConfig.full_epochs,
+    imgsz: Annotated[int | None, typer.Option(help="train / predict / test size: sets model.imgsz")] = None,
     base: Annotated[
-        str | None, typer.Option(help="base .pt, or a .yaml for a cold start (default model.base)")
+        str | None, typer.Option(help="base .pt, or a .yaml for a cold start: sets model.base")
     ] = None,
-    target: Annotated[float, typer.Option(help="fraction of the whole-pool map50 to reach")] = 0.95,
+    target: Annotated[
+        float, typer.Option(help="fraction of the whole-pool map50 to reach")
+    ] = SimulateConfig.target,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", "-S", help="section.key=value over params.yaml (repeatable), as dvc exp run -S"
+        ),
+    ] = None,
+    screen_only: Annotated[
+        bool,
+        typer.Option(
+            "--screen", help="only each strategy's first-batch hit rate from the base model (no training)"
+        ),
+    ] = False,
     out: Annotated[Path, typer.Option(help="output folder; a re-run resumes it")] = Path("reports/simulate"),
 ) -> None:
     """Learning curves per strategy with an oracle: N cycles x seeds, resumable; tables, plot, report."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from acorn.params import load_params
-    from acorn.training import TrainConfig
-
-    p = load_params(params)
-    t = p.train
+    flags = {"budget": budget, "epochs": epochs, "imgsz": imgsz, "base": base, "test": test and str(test)}
+    p, overrides = load_settings(params, flags, set_ or [])
+    names = strategies.split(",") if strategies else SCREEN_STRATEGIES if screen_only else DEFAULT_STRATEGIES
     config = SimulateConfig(
-        strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
+        params=p,
+        strategies=tuple(s.strip() for s in names if s.strip()),
         seeds=seeds,
         cycles=cycles,
         target=target,
         full_epochs=full_epochs,
-        base=base or p.model.base,
-        budget=p.rank.budget if budget is None else budget,
-        train=dataclasses.replace(
-            TrainConfig.from_params(p),
-            epochs=t.epochs if epochs is None else epochs,
-            imgsz=p.model.imgsz if imgsz is None else imgsz,
-        ),
-        val_fraction=t.val_fraction,
-        replay_data=t.replay_data,
-        replay_images=t.replay_images,
-        conf_floor=p.predict.conf_floor,
-        iou=p.predict.iou,
-        max_det=p.predict.max_det,
-        predict_batch=p.predict.batch,
-        aggregate=p.rank.aggregate,
-        threshold=p.rank.threshold,
-        balance_by=p.rank.balance_by,
     )
     tiled = (pool / "manifest.parquet").is_file()
-    source = open_pool(pool, p.classes, test or (Path(p.test.data) if tiled else None), test_fraction)
+    test_dir = Path(p.test.data) if tiled or "test.data" in overrides else None
+    source = open_pool(pool, p.classes, test_dir, test_fraction)
+    if screen_only:
+        found = screen(source, config, out)
+        _print(found.table, f"first batch hit rate; the pool's base rate {found.base_rate:.3f}")
+        log.info("screen.csv and %s in %s", SCREEN_REPORT, found.out)
+        return
     result = simulate(source, config, out)
-
-    has_target = result.reference["map50"] > 0
-    table = Table(title=f"whole pool map50 {result.reference['map50']:.3f}; target {target:.0%} of it")
-    shown = format_strategy_table(result.strategies, has_target)
-    for column in shown.columns:
-        table.add_column(column)
-    for row in shown.itertuples(index=False):
-        table.add_row(*row)
-    Console().print(table)
+    target_map50 = "no target" if result.target is None else f"target {result.target:.3f}"
+    _print(
+        format_comparison(result.comparison, result.target is not None),
+        f"whole pool map50 {result.reference['map50']:.3f}; {target_map50}",
+    )
     log.info("curves, summaries, %s and %s in %s", PLOT, REPORT, result.out)
+
+
+def _print(table: pd.DataFrame, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    shown = Table(title=title)
+    for column in table.columns:
+        shown.add_column(str(column))
+    for row in table.itertuples(index=False):
+        shown.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+    Console().print(shown)

@@ -1,0 +1,391 @@
+"""The pure part of the benchmark: recorded runs in, curve metrics and paired comparisons out.
+
+No model, no file: DataFrames of the rows a simulation wrote (``curves.csv``, ``selections.csv``)
+and the pool's ground-truth counts. Replaying the recorded selections is what makes a run
+resumable; the rest turns learning curves into numbers that rank strategies, and says whether a
+difference is larger than what the seeds alone would give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from acorn.errors import InputError
+
+CURVE_COLUMNS = ["strategy", "seed", "cycle", "labeled_tiles", "map50", "map50_95", "false_alarm_rate"]
+SELECTION_COLUMNS = ["strategy", "seed", "cycle", "rank", "tile_id"]
+CURVES, SELECTIONS = "curves.csv", "selections.csv"
+BASELINE = "random"
+LEVEL = 0.9  # two-sided coverage of the bootstrap interval of a paired difference
+RESAMPLES = 10_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Replaying selections (resume)
+
+
+@dataclass
+class Replay:
+    """One (strategy, seed) run as recorded: finished cycles and the batch picked in each cycle.
+
+    A batch may exist without its row (the run was stopped between selecting and evaluating):
+    the resumed run then trains on that recorded batch instead of selecting again. The running
+    simulation adds each new batch to ``batches``, so later cycles see every label so far.
+    """
+
+    done: frozenset[int]
+    batches: dict[int, list[str]]
+
+    def labeled_before(self, cycle: int) -> list[str]:
+        """Every item labeled in the cycles before ``cycle``, in selection order."""
+        return [t for c in sorted(self.batches) if c < cycle for t in self.batches[c]]
+
+
+def replay_run(curves: pd.DataFrame, selections: pd.DataFrame, strategy: str, seed: int) -> Replay:
+    """Rebuild a run's state from its rows and its recorded selections, checking they agree.
+
+    A hand-edited or mixed-up output folder must fail loudly: a labeled set that does not match its
+    row would silently put a wrong point on the learning curve.
+    """
+    rows = curves[(curves["strategy"] == strategy) & (curves["seed"] == seed)]
+    picks = selections[(selections["strategy"] == strategy) & (selections["seed"] == seed)]
+    picks = picks.sort_values(["cycle", "rank"])
+    batches = {int(c): g["tile_id"].astype(str).tolist() for c, g in picks.groupby("cycle", sort=True)}
+    where = f"{strategy} seed {seed}"
+    if sorted(batches) != list(range(1, len(batches) + 1)):
+        raise InputError(
+            f"{SELECTIONS}: {where} has batches for cycles {sorted(batches)}, expected 1, 2, ..."
+        )
+    every = pd.Series([t for b in batches.values() for t in b], dtype=str)
+    if every.duplicated().any():
+        raise InputError(f"{SELECTIONS}: {where} selects {every[every.duplicated()].iloc[0]!r} twice")
+    if rows["cycle"].duplicated().any():
+        raise InputError(f"{CURVES}: {where} has a cycle twice")
+    replay = Replay(done=frozenset(int(c) for c in rows["cycle"]), batches=batches)
+    for cycle, labeled in zip(rows["cycle"], rows["labeled_tiles"], strict=True):
+        if cycle and cycle not in batches:
+            raise InputError(f"{CURVES}: {where} cycle {cycle} has a row but no batch in {SELECTIONS}")
+        if len(replay.labeled_before(int(cycle) + 1)) != labeled:
+            raise InputError(
+                f"{CURVES}: {where} cycle {cycle} says {labeled} labeled tiles; {SELECTIONS} replays "
+                f"{len(replay.labeled_before(int(cycle) + 1))}"
+            )
+    return replay
+
+
+# ---------------------------------------------------------------------------------------------
+# One learning curve
+
+
+def area_under_curve(labeled: Sequence[float], map50: Sequence[float]) -> float:
+    """Trapezoid area under map50 over labeled tiles, divided by the range of labeled tiles.
+
+    Normalising makes it the curve's mean map50 over the labeling budget (in [0, 1]), so one number
+    ranks strategies by how early they get good, not only where they end. One point: its map50.
+    """
+    x = np.asarray(labeled, dtype=np.float64)
+    y = np.asarray(map50, dtype=np.float64)
+    if len(x) == 0 or len(x) != len(y):
+        raise ValueError(f"need as many map50 values as labeled counts (> 0); got {len(x)} and {len(y)}")
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    width = x[-1] - x[0]
+    return float(y.mean()) if width == 0 else float(np.trapezoid(y, x) / width)
+
+
+def labels_to_reach(labeled: Sequence[float], map50: Sequence[float], target: float) -> int | None:
+    """The fewest labeled tiles at which map50 reached ``target``; None when it never did.
+
+    No interpolation between cycles: labels come in batches, so the honest answer is the batch
+    boundary at which the target was first met.
+    """
+    for x, y in sorted(zip(labeled, map50, strict=True)):
+        if y >= target:
+            return int(x)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# What a batch holds, what a model flags: measured from ground truth and predictions, no training
+
+
+def hit_rates(selections: pd.DataFrame, objects: pd.Series) -> pd.DataFrame:
+    """Per (strategy, seed, cycle): items picked, ``hits`` (picked items holding at least one
+    ground-truth object) and ``hit_rate`` = hits / picked.
+
+    With ~10% of tiles holding an object, a batch that finds more of them is the first thing a
+    strategy can buy, and it is known the moment the batch is picked: no model needs training.
+    ``objects`` is the number of ground-truth boxes per item, indexed by ``tile_id``.
+    """
+    counts = selections["tile_id"].astype(str).map(objects)
+    if counts.isna().any():
+        missing = selections["tile_id"][counts.isna()].iloc[0]
+        raise InputError(f"{SELECTIONS}: {missing!r} is not an item of this pool")
+    table = (
+        selections.assign(hit=counts.to_numpy() > 0)
+        .groupby(["strategy", "seed", "cycle"], sort=False)
+        .agg(picked=("tile_id", "size"), hits=("hit", "sum"))
+        .reset_index()
+    )
+    return table.assign(hit_rate=table["hits"] / table["picked"])
+
+
+def hit_rate_by_cycle(hits: pd.DataFrame) -> pd.DataFrame:
+    """Mean hit rate over seeds, one row per strategy and one column per cycle (input order kept)."""
+    mean = hits.groupby(["strategy", "cycle"], sort=False)["hit_rate"].mean().unstack("cycle")
+    mean.columns = [f"cycle {c}" for c in mean.columns]
+    return mean.reindex(hits["strategy"].unique()).rename_axis("strategy").reset_index()
+
+
+def false_alarm_rate(boxes: pd.DataFrame, empty_ids: Sequence[str], threshold: float) -> float:
+    """Share of ``empty_ids`` (images without any object) with a detection at or above ``threshold``.
+
+    The test set is mostly background, and a strategy that hunts positives can teach the detector
+    to fire everywhere: each flagged empty image is one a person opens for nothing. NaN when there
+    is no empty image to measure on.
+    """
+    if not len(empty_ids):
+        return float("nan")
+    flagged = boxes.loc[boxes["confidence"] >= threshold, "tile_id"].unique()
+    return float(pd.Index(empty_ids).isin(flagged).mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# Summaries over seeds
+
+
+def summarize_curves(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy and cycle: labeled tiles; map50 mean, std (over seeds), min and max; mean
+    map50-95 and mean false-alarm rate on empty test images."""
+    grouped = curves.groupby(["strategy", "cycle"], sort=False)
+    summary = grouped.agg(
+        labeled_tiles=("labeled_tiles", "max"),
+        seeds=("seed", "nunique"),
+        map50_mean=("map50", "mean"),
+        map50_std=("map50", "std"),
+        map50_min=("map50", "min"),
+        map50_max=("map50", "max"),
+        map50_95_mean=("map50_95", "mean"),
+        false_alarm_mean=("false_alarm_rate", "mean"),
+    ).reset_index()
+    return summary.round(4)
+
+
+RUN_COLUMNS = ["strategy", "seed", "auc", "labels", "hit_rate", "false_alarm"]
+
+
+def run_table(
+    curves: pd.DataFrame, target_map50: float | None, hits: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per (strategy, seed) run: the numbers strategies are compared on.
+
+    ``auc`` (area_under_curve), ``labels`` (labels_to_reach the target; NaN when never or without a
+    target), ``hit_rate`` (all hits over all picked items of the run, from ``hit_rates``; NaN
+    without) and ``false_alarm`` (the false-alarm rate of the run's last model: the one a user
+    would keep).
+    """
+    rows = []
+    for (strategy, seed), run in curves.groupby(["strategy", "seed"], sort=False):
+        reach = None
+        if target_map50 is not None:
+            reach = labels_to_reach(run["labeled_tiles"], run["map50"], target_map50)
+        rows.append(
+            {
+                "strategy": strategy,
+                "seed": seed,
+                "auc": area_under_curve(run["labeled_tiles"], run["map50"]),
+                "labels": np.nan if reach is None else float(reach),
+                "false_alarm": float(run.loc[run["cycle"].idxmax(), "false_alarm_rate"]),
+            }
+        )
+    runs = pd.DataFrame(rows, columns=[c for c in RUN_COLUMNS if c != "hit_rate"])
+    if hits is None or hits.empty:
+        return runs.assign(hit_rate=np.nan)[RUN_COLUMNS]
+    pooled = hits.groupby(["strategy", "seed"])[["hits", "picked"]].sum()
+    rate = (pooled["hits"] / pooled["picked"]).rename("hit_rate").reset_index()
+    return runs.merge(rate, on=["strategy", "seed"], how="left")[RUN_COLUMNS]
+
+
+def strategy_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy: area under the learning curve and labels to reach the target, over seeds.
+
+    ``reached`` counts the seeds that got there; the label statistics are over those seeds only, so
+    read them together with ``reached`` (they are NaN when no seed did, or without a target).
+    """
+    table = (
+        runs.groupby("strategy", sort=False)
+        .agg(
+            seeds=("seed", "nunique"),
+            auc_mean=("auc", "mean"),
+            auc_std=("auc", "std"),
+            auc_min=("auc", "min"),
+            auc_max=("auc", "max"),
+            reached=("labels", "count"),
+            labels_mean=("labels", "mean"),
+            labels_min=("labels", "min"),
+            labels_max=("labels", "max"),
+        )
+        .reset_index()
+    )
+    return table.round(4)
+
+
+def format_strategy_table(table: pd.DataFrame, has_target: bool) -> pd.DataFrame:
+    """Human-readable cells: AUC as mean ± std [min, max], labels to target or 'not reached'."""
+
+    def auc(r: pd.Series) -> str:
+        std = "" if pd.isna(r["auc_std"]) else f" ± {r['auc_std']:.3f}"
+        return f"{r['auc_mean']:.3f}{std} [{r['auc_min']:.3f}, {r['auc_max']:.3f}]"
+
+    return pd.DataFrame(
+        {
+            "strategy": table["strategy"],
+            "seeds": table["seeds"].astype(str),
+            "AUC map50 mean ± std [min, max]": table.apply(auc, axis=1).astype(str),
+            "labels to target mean [min, max]": _labels_cells(table, has_target, detailed=True),
+        }
+    )
+
+
+def _labels_cells(table: pd.DataFrame, has_target: bool, detailed: bool) -> list[str]:
+    def cell(r: pd.Series) -> str:
+        if not has_target:
+            return "n/a (reference map50 is 0)"
+        if r["reached"] == 0:
+            return "not reached"
+        text = f"{r['labels_mean']:.0f}"
+        if detailed:
+            text += f" [{r['labels_min']:.0f}, {r['labels_max']:.0f}]"
+        return text if r["reached"] == r["seeds"] else f"{text} in {r['reached']:.0f}/{r['seeds']:.0f} seeds"
+
+    return [cell(r) for _, r in table.iterrows()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Paired comparison against the baseline
+
+
+def bootstrap_interval(
+    values: Sequence[float], level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (seeded, so a report is reproducible).
+
+    Fewer than two values carry no spread: (NaN, NaN) rather than a zero-width interval that would
+    look decisive. With few values the interval is narrower than the truth (it cannot leave the
+    values' range): read it as "every resampled mean has the same sign", not as exact coverage.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def paired_difference(
+    runs: pd.DataFrame,
+    value: str,
+    baseline: str = BASELINE,
+    level: float = LEVEL,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per strategy: ``value`` minus the baseline's in the same seed, over the seeds both ran.
+
+    The runs of one seed share their starting model, fine-tune seed and tie-break order, so the
+    per-seed difference removes what the seed alone does (a lucky split, a lucky init) and the
+    interval is about the strategy. Columns ``paired`` (seeds compared), ``diff`` (mean difference),
+    ``low`` and ``high`` (bootstrap_interval); NaN for the baseline itself and without a baseline.
+    """
+    wide = runs.pivot(index="seed", columns="strategy", values=value)
+    strategies = runs["strategy"].unique()
+    rows = []
+    for strategy in strategies:
+        diffs = np.array([])
+        if baseline in wide and strategy != baseline:
+            diffs = (wide[strategy] - wide[baseline]).dropna().to_numpy()
+        low, high = bootstrap_interval(diffs, level, resamples, seed)
+        rows.append(
+            {
+                "strategy": strategy,
+                "paired": len(diffs),
+                "diff": float(diffs.mean()) if len(diffs) else np.nan,
+                "low": low,
+                "high": high,
+            }
+        )
+    return pd.DataFrame(rows, columns=["strategy", "paired", "diff", "low", "high"])
+
+
+def comparison_table(runs: pd.DataFrame, baseline: str = BASELINE, seed: int = 0) -> pd.DataFrame:
+    """Per strategy: means over seeds of the run numbers, and the paired differences to the baseline
+    of the AUC and of the last model's false-alarm rate on empty test images."""
+    means = (
+        runs.groupby("strategy", sort=False)
+        .agg(
+            seeds=("seed", "nunique"),
+            auc=("auc", "mean"),
+            reached=("labels", "count"),
+            labels_mean=("labels", "mean"),
+            hit_rate=("hit_rate", "mean"),
+            false_alarm=("false_alarm", "mean"),
+        )
+        .reset_index()
+    )
+    for value in ("auc", "false_alarm"):
+        paired = paired_difference(runs, value, baseline, seed=seed).drop(columns="paired")
+        means = means.merge(paired.add_prefix(f"{value}_").rename(columns={f"{value}_strategy": "strategy"}))
+    return means
+
+
+def verdict(low: pd.Series, high: pd.Series, higher_is_better: bool = True) -> pd.Series:
+    """'better' / 'worse' when the whole interval is on one side of zero, else 'within noise';
+    '' where there is no interval (the baseline, one seed)."""
+    above, below = low > 0, high < 0
+    good, bad = (above, below) if higher_is_better else (below, above)
+    text = np.select([low.isna() | high.isna(), good, bad], ["", "better", "worse"], "within noise")
+    return pd.Series(text, index=low.index)
+
+
+def format_comparison(comparison: pd.DataFrame, has_target: bool, baseline: str = BASELINE) -> pd.DataFrame:
+    """Human-readable cells of ``comparison_table`` for the report and the console."""
+    ci = f"{LEVEL:.0%} CI"
+
+    def diff(prefix: str) -> list[str]:
+        cells = []
+        for d, lo, hi in comparison[[f"{prefix}_diff", f"{prefix}_low", f"{prefix}_high"]].itertuples(
+            index=False
+        ):
+            if np.isnan(d):
+                cells.append("")
+            elif np.isnan(lo):
+                cells.append(f"{d:+.3f} (1 seed: no interval)")
+            else:
+                cells.append(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+        return cells
+
+    fewer = verdict(comparison["false_alarm_low"], comparison["false_alarm_high"], higher_is_better=False)
+    alarm_words = fewer.map({"better": " (fewer)", "worse": " (more)"}).fillna("")
+    return pd.DataFrame(
+        {
+            "strategy": comparison["strategy"],
+            "seeds": comparison["seeds"].astype(str),
+            "AUC map50": comparison["auc"].map(lambda v: f"{v:.3f}"),
+            f"AUC − {baseline} [{ci}]": diff("auc"),
+            "verdict": verdict(comparison["auc_low"], comparison["auc_high"]),
+            "labels to target": _labels_cells(comparison, has_target, detailed=False),
+            "hit rate": comparison["hit_rate"].map(lambda v: "" if np.isnan(v) else f"{v:.2f}"),
+            "false alarms, last model": comparison["false_alarm"].map(
+                lambda v: "n/a" if np.isnan(v) else f"{v:.2f}"
+            ),
+            f"false alarms − {baseline} [{ci}]": [
+                cell + word for cell, word in zip(diff("false_alarm"), alarm_words, strict=True)
+            ],
+        }
+    )

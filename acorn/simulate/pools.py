@@ -1,0 +1,148 @@
+"""Pools: what the oracle knows. Items to label with their ground truth, and a fixed test set.
+
+Two sources: the tile stage's output (``data/tiles``: manifest, images, truth of every tile whose
+frame had labels) with a separate test folder, or any YOLO folder (``images/``, ``labels/``), of
+which a stable share is held out as the test set unless a test folder is given. Each item and
+test image carries ``objects``, its number of ground-truth boxes, so that what a batch found
+(hit rate) and how a model does on empty images can be measured without training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from acorn.errors import InputError, ParamsError
+from acorn.tiling import IMAGE_SUFFIXES, frame_id_for
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Pool items (``tile_id``, ``image``, ``truth`` paths, ``objects``, metadata such as
+    ``condition``), a test set (``image``, ``truth``, ``objects``) and class names. An empty
+    ``truth`` is an image without objects."""
+
+    items: pd.DataFrame
+    test: pd.DataFrame
+    classes: list[str]
+    description: dict
+
+    def __post_init__(self) -> None:
+        if self.items.empty:
+            raise InputError(f"{self.description.get('pool')}: the pool has no items with ground truth")
+        if self.test.empty:
+            raise InputError(f"{self.description.get('test')}: the test set is empty")
+        if not self.items["tile_id"].is_unique:
+            raise InputError(f"{self.description.get('pool')}: item ids repeat")
+
+    @property
+    def objects(self) -> pd.Series:
+        """Ground-truth boxes per item, indexed by ``tile_id``: what the hit rate is measured on."""
+        return self.items.set_index("tile_id")["objects"]
+
+    @property
+    def base_rate(self) -> float:
+        """Share of items holding an object: the hit rate random labeling has on average."""
+        return float((self.items["objects"] > 0).mean())
+
+
+def count_objects(truth: pd.Series) -> np.ndarray:
+    """Boxes per YOLO label file (its non-blank lines); '' (no file) is an image without objects."""
+    return np.array(
+        [
+            sum(1 for line in Path(t).read_text(encoding="utf-8").splitlines() if line.strip()) if t else 0
+            for t in truth
+        ],
+        dtype=np.int64,
+    )
+
+
+def _yolo_folder(folder: Path) -> pd.DataFrame:
+    """Every image of a YOLO folder with its label file ('' when there is none: no objects)."""
+    images_dir = folder / "images"
+    if not images_dir.is_dir():
+        raise InputError(f"{images_dir}: no images folder (expected YOLO layout: images/, labels/)")
+    images = sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise InputError(f"{images_dir}: no images")
+    names = pd.Series([p.name for p in images])
+    if names.duplicated().any():  # the training folders are flat: one name, one image
+        raise InputError(f"{images_dir}: two images are called {names[names.duplicated()].iloc[0]!r}")
+    truth = [folder / "labels" / p.relative_to(images_dir).with_suffix(".txt") for p in images]
+    table = pd.DataFrame(
+        {
+            "tile_id": [frame_id_for(p, images_dir) for p in images],
+            "image": [str(p) for p in images],
+            "truth": [str(t) if t.is_file() else "" for t in truth],
+        }
+    )
+    return table.assign(objects=count_objects(table["truth"]))
+
+
+def _folder_classes(folder: Path, default: list[str]) -> list[str]:
+    from acorn.formats import read_classes
+
+    names = folder / "classes.txt"
+    return read_classes(names) if names.is_file() else default
+
+
+def tiled_pool(tiles_dir: Path, test_dir: Path, classes: list[str]) -> Pool:
+    """The tile stage's output as a pool: tiles whose frame had labels, truth from ``truth/``."""
+    manifest_path = tiles_dir / "manifest.parquet"
+    if not manifest_path.is_file():
+        raise InputError(f"{manifest_path}: no tile manifest (run the tile stage: `dvc repro tile`)")
+    manifest = pd.read_parquet(manifest_path)
+    known = manifest[manifest["n_truth"] >= 0].reset_index(drop=True)
+    items = known.drop(columns=["image"]).assign(
+        image=[str(tiles_dir / i) for i in known["image"]],
+        truth=[str(tiles_dir / "truth" / f"{t}.txt") for t in known["tile_id"]],
+        objects=known["n_truth"].astype("int64"),
+    )
+    test = _yolo_folder(test_dir)
+    return Pool(
+        items=items,
+        test=test[["image", "truth", "objects"]],
+        classes=classes,
+        description={
+            "pool": str(tiles_dir),
+            "classes": classes,
+            "test": str(test_dir),
+            "items": len(items),
+            "test_items": len(test),
+        },
+    )
+
+
+def folder_pool(folder: Path, classes: list[str], test_fraction: float, test_dir: Path | None = None) -> Pool:
+    """A YOLO folder as a pool: each image is an item; the test set is ``test_dir`` if given, else a
+    stable ``test_fraction`` of the images (hash of the image id, as ``training.is_validation``)."""
+    from acorn.training import is_validation
+
+    items = _yolo_folder(folder)
+    classes = _folder_classes(folder, classes)
+    description = {"pool": str(folder), "classes": classes}
+    if test_dir is not None:
+        test = _yolo_folder(test_dir)
+        description["test"] = str(test_dir)
+    else:
+        if not 0.0 < test_fraction < 1.0:
+            raise ParamsError(f"--test-fraction must be in (0, 1); got {test_fraction}")
+        held = is_validation(items["tile_id"], test_fraction)
+        test, items = items[held], items[~held].reset_index(drop=True)
+        description["test"] = f"{folder} (held out: {test_fraction:g})"
+    description |= {"items": len(items), "test_items": len(test)}
+    return Pool(
+        items=items, test=test[["image", "truth", "objects"]], classes=classes, description=description
+    )
+
+
+def open_pool(path: Path, classes: list[str], test_dir: Path | None, test_fraction: float) -> Pool:
+    """A tiled pool when ``path`` holds manifest.parquet (test set required), else a YOLO folder."""
+    if (path / "manifest.parquet").is_file():
+        if test_dir is None:
+            raise InputError(f"{path} is a tiled pool: give its test set (YOLO folder, test.data)")
+        return tiled_pool(path, test_dir, classes)
+    return folder_pool(path, classes, test_fraction, test_dir)

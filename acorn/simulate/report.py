@@ -1,0 +1,115 @@
+"""What a simulation says, for a person: report.md (tables to paste into a README) and the plot.
+
+Everything here formats numbers already computed (acorn.simulate.curves); nothing is measured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from acorn.atomic import atomic_path
+from acorn.simulate.curves import BASELINE, LEVEL, RESAMPLES, format_comparison, format_strategy_table
+
+if TYPE_CHECKING:
+    from acorn.simulate.run import Result
+
+PLOT, REPORT, SCREEN_REPORT = "learning_curve.png", "report.md", "screen.md"
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-markdown table, floats to 3 decimals and NaN as an empty cell.
+
+    ``DataFrame.to_markdown`` (tabulate) pads the columns, so the raw report.md reads as a table
+    too; NaN becomes None first, since tabulate only blanks None (a NaN would print "nan").
+    """
+    cells = df.astype(object).where(df.notna(), None)
+    return cells.to_markdown(index=False, floatfmt=".3f", missingval="") + "\n"
+
+
+def markdown(result: Result, hits_by_cycle: pd.DataFrame, settings: dict) -> str:
+    """report.md: settings, the paired comparison against random, hit rates, the curves' spread."""
+    reference, target = result.reference, result.target
+    goal = (
+        f"target ({settings['target']:.0%} of it) {target:.3f}"
+        if target is not None
+        else "no target (map50 0)"
+    )
+    has_baseline = BASELINE in set(result.comparison["strategy"])
+    paired = (
+        f"Each strategy's AUC and false-alarm rate minus {BASELINE}'s in the same seed, averaged over "
+        f"seeds, with a {LEVEL:.0%} percentile-bootstrap interval ({RESAMPLES:,} resamples of the "
+        "per-seed differences, seeded). The runs of one seed start from the same base model with no "
+        "labels, fine-tune with the same seed and break ties in the same seeded order, so within a seed "
+        "only the strategy differs. *better* / *worse*: the whole interval is on one side of zero; with "
+        "few seeds the interval is narrow (it cannot leave the range of the differences), so read it as "
+        "'every seed agrees', not as exact coverage."
+        if has_baseline
+        else f"{BASELINE} was not simulated: no paired differences (add it to --strategies)."
+    )
+    return (
+        f"# Learning curves: {settings['title']}\n\n"
+        f"Test set: {settings['test']}. Base: {settings['base']}. Every cycle fine-tunes from the base "
+        "on all labels so far.\n"
+        f"Whole pool ({reference['labeled_tiles']} items, {reference['epochs']} epochs): map50 "
+        f"{reference['map50']:.3f}; {goal}.\n\n"
+        f"## Per strategy, paired against {BASELINE}\n\n"
+        f"{paired}\n\n"
+        "- AUC map50: area under test map50 over labeled tiles divided by their range (the curve's mean).\n"
+        "- Labels to target: the fewest labeled tiles at which test map50 reached the target (mean over "
+        "the seeds that reached it).\n"
+        "- Hit rate: share of the labeled items that hold at least one ground-truth object, over all "
+        f"cycles (the pool's base rate, what {BASELINE} finds on average: {settings['base_rate']:.2f}).\n"
+        "- False alarms: share of the test set's empty images on which the run's last model detects "
+        f"anything at confidence ≥ {settings['threshold']:g} (rank.threshold); lower is better; n/a "
+        "without empty test images.\n\n"
+        f"{markdown_table(format_comparison(result.comparison, target is not None))}\n"
+        "## Hit rate per cycle (mean over seeds)\n\n"
+        f"{markdown_table(hits_by_cycle)}\n"
+        "## AUC spread over seeds\n\n"
+        f"{markdown_table(format_strategy_table(result.strategies, target is not None))}\n"
+        "## Per cycle: test map50 over seeds\n\n"
+        f"{markdown_table(result.summary)}\n"
+        f"![learning curves]({PLOT})\n"
+    )
+
+
+def screen_markdown(table: pd.DataFrame, base_rate: float, settings: dict) -> str:
+    """screen.md: the first batch's hit rate per strategy, best first, against the pool's base rate."""
+    return (
+        f"# First-batch screen: {settings['title']}\n\n"
+        f"Base: {settings['base']}. Each strategy picks its first batch from the base model's "
+        "predictions, once per seed; hit rate: share of the batch holding at least one ground-truth "
+        f"object. No model is trained. The pool's base rate (random's expected hit rate): {base_rate:.3f}.\n\n"
+        f"{markdown_table(table)}"
+    )
+
+
+def plot_curves(summary: pd.DataFrame, reference: dict, target: float | None, path: Path, title: str) -> None:
+    """Labeled tiles vs test map50: mean line and min-max band per strategy, reference and target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    for strategy, group in summary.groupby("strategy", sort=False):
+        x = group["labeled_tiles"]
+        (line,) = ax.plot(x, group["map50_mean"], marker="o", label=strategy)
+        ax.fill_between(x, group["map50_min"], group["map50_max"], color=line.get_color(), alpha=0.15)
+    ax.axhline(
+        reference["map50"], color="black", linestyle=":", label=f"whole pool ({reference['labeled_tiles']})"
+    )
+    if target is not None:
+        ax.axhline(target, color="grey", linestyle="--", label=f"target {target:.3f}")
+    ax.set(xlabel="labeled tiles", ylabel="test map50", title=title)
+    ax.set_ylim(bottom=0)  # differences read at their true scale
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title="mean over seeds, band min-max", title_fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
