@@ -47,6 +47,8 @@ class TileParams(Section):
     min_visibility: Annotated[float, Field(gt=0.0, le=1.0)] = 0.3
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
     workers: Count = 2  # 0: one per CPU core
+    on_bad_frame: Literal["skip", "stop"] = "skip"
+    max_frame_pixels: PositiveInt = 100_000_000
 
 
 class ModelParams(Section):
@@ -78,10 +80,12 @@ class RankParams(Section):
     @model_validator(mode="after")
     def _consistent(self) -> RankParams:
         if self.t_low >= self.t_high:
-            raise ValueError(f"t_low ({self.t_low}) must be below t_high ({self.t_high})")
+            raise ValueError(f"rank.t_low ({self.t_low}) must be below rank.t_high ({self.t_high})")
         uses_aggregate = self.strategy if self.strategy != "hybrid" else self.uncertainty
         if uses_aggregate == "least_confidence" and self.aggregate == "sum":
-            raise ValueError("aggregate 'sum' does not apply to least_confidence (min, mean or max)")
+            raise ValueError(
+                "rank.aggregate 'sum' does not apply to least_confidence; allowed: min, mean, max"
+            )
         return self
 
 
@@ -207,8 +211,36 @@ def _describe(exc: ValidationError, source: str) -> str:
             lines.append(f"{source}: unknown parameter {where}{_known(error['loc'])}")
             continue
         message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"{source}: {where}: {message} (got {error['input']!r})")
+        if isinstance(error["input"], dict):  # a check across a section's keys names them itself
+            lines.append(f"{source}: {message}")
+            continue
+        allowed = _allowed(error["loc"]) if error["type"] != "literal_error" else ""
+        lines.append(f"{source}: {where}: {message} (got {error['input']!r}){allowed}")
     return "\n".join(lines)
+
+
+_BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+_KINDS = {int: "an integer", float: "a number"}
+
+
+def _allowed(loc: tuple) -> str:
+    """The range of the number at ``loc``, read from the schema: "got 'wide'" alone says what is
+    wrong, not what to write instead."""
+    model: Any = Params
+    field = None
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) and model is not None else None
+        if field is None:
+            return ""
+        model = field.annotation if isinstance(field.annotation, type) else None
+    kind = _KINDS.get(field.annotation)
+    if kind is None:
+        return ""
+    limits = [
+        f"{sign} {getattr(m, name):g}" for m in field.metadata for name, sign in _BOUNDS if hasattr(m, name)
+    ]
+    limits += [f"a multiple of {m.multiple_of:g}" for m in field.metadata if hasattr(m, "multiple_of")]
+    return f"; allowed: {kind} {' and '.join(limits)}".rstrip()
 
 
 def _known(loc: tuple) -> str:

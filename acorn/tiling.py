@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,8 @@ def file_sha1(path: str | Path) -> str:
 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+MAX_FRAME_PIXELS = 100_000_000  # 4K is 8.3 MP; PIL's own bomb warning starts at 89 MP
+BAD_FRAMES = "bad_frames.csv"  # tile stage output: every frame skipped, and why
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,15 @@ class TileJob:
     min_visibility: float
     jpeg_quality: int
     out_dir: Path
+    max_pixels: int = MAX_FRAME_PIXELS
+
+
+def tile_or_report(job: TileJob) -> tuple[list[dict], str]:
+    """(rows, '') for a good frame, ([], why) for a bad one: one bad file must not stop a month."""
+    try:
+        return tile_frame(job), ""
+    except InputError as exc:  # a bad label file is named by its own path: name the frame too
+        return [], str(exc) if str(job.frame_path) in str(exc) else f"{job.frame_path}: {exc}"
 
 
 def frame_id_for(path: Path, images_dir: Path) -> str:
@@ -124,18 +136,56 @@ def frame_id_for(path: Path, images_dir: Path) -> str:
     return "__".join(path.relative_to(images_dir).with_suffix("").parts)
 
 
+def decode_frame(path: Path, max_pixels: int = MAX_FRAME_PIXELS):
+    """A frame as 8-bit RGB, or an InputError saying what is wrong with the file.
+
+    EXIF orientation is honoured (as ultralytics does in training); grayscale, palette, CMYK and
+    16-bit frames are converted (16-bit scaled to 8 bits, not clipped); an alpha channel is
+    dropped. A frame over ``max_pixels`` is refused before it is decoded (a decompression bomb
+    would exhaust memory in every worker).
+    """
+    import warnings
+
+    import numpy as np
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes)")
+    Image.MAX_IMAGE_PIXELS = max_pixels  # PIL warns above it and refuses at twice it
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > max_pixels:
+                    raise InputError(
+                        f"{path}: {img.width}x{img.height} is over the {max_pixels:,}-pixel limit "
+                        "(tile.max_frame_pixels)"
+                    )
+                img.load()
+                image = ImageOps.exif_transpose(img)
+    except UnidentifiedImageError:
+        raise InputError(
+            f"{path}: not an image PIL can read (wrong suffix, or not an image at all)"
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{path}: refused as a decompression bomb ({exc})") from None
+    except OSError as exc:  # truncated or corrupt data
+        raise InputError(f"{path}: corrupt or truncated image ({exc})") from None
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        wide = np.asarray(image, dtype=np.uint32)
+        scale = 257 if image.mode.startswith("I;16") or wide.max() > 255 else 1
+        image = Image.fromarray((wide // scale).clip(0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
 def tile_frame(job: TileJob) -> list[dict]:
     """Decode one frame once, write its tiles and clipped truth labels; return manifest rows."""
-    from PIL import Image, ImageOps
-
     from acorn.atomic import write_bytes, write_text
     from acorn.formats import format_yolo, read_yolo_labels
 
-    try:
-        with Image.open(job.frame_path) as img:
-            image = ImageOps.exif_transpose(img).convert("RGB")
-    except Exception as exc:  # PIL raises many types for bad files; name the file
-        raise InputError(f"{job.frame_path}: cannot read image ({exc})") from exc
+    image = decode_frame(job.frame_path, job.max_pixels)
     width, height = image.size
     boxes = None
     if job.label_path is not None:
@@ -182,11 +232,16 @@ def tile_dataset(
     jpeg_quality: int = 90,
     workers: int = 2,
     checkpoint_every: int = 100,
+    on_bad_frame: str = "skip",
+    max_pixels: int = MAX_FRAME_PIXELS,
 ) -> pd.DataFrame:
     """Tile every new or changed frame of a YOLO-layout folder; keep the tiles of the rest.
 
     Frames are matched by id and content hash and the grid settings, so a re-run with new
     frames tiles only those, and a run killed midway resumes from its last manifest checkpoint.
+    Bad frames (unreadable, truncated, bombs, bad label files, clashing ids) are all found in one
+    run and listed in ``bad_frames.csv`` with the reason; ``on_bad_frame="skip"`` tiles the rest,
+    ``"stop"`` then fails naming them (the good frames' tiles are kept either way).
     """
     from concurrent.futures import ProcessPoolExecutor
 
@@ -207,11 +262,14 @@ def tile_dataset(
     if not frames:
         raise InputError(f"{images_dir}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     frame_ids = [frame_id_for(p, images_dir) for p in frames]
-    duplicates = pd.Series(frame_ids)[pd.Series(frame_ids).duplicated()]
-    if not duplicates.empty:
-        raise InputError(
-            f"{images_dir}: two images share the frame id {duplicates.iloc[0]!r} (same name, other suffix)"
-        )
+    clash = pd.Series(frame_ids).duplicated(keep=False).to_numpy()
+    bad = [
+        (str(p), f"{p}: another image has the same frame id {fid!r} (same name, other suffix); rename one")
+        for p, fid, c in zip(frames, frame_ids, clash, strict=True)
+        if c
+    ]
+    frames = [p for p, c in zip(frames, clash, strict=True) if not c]
+    frame_ids = [f for f, c in zip(frame_ids, clash, strict=True) if not c]
     shas = [file_sha1(p) for p in tqdm(frames, desc="hash frames", unit="frame", leave=False)]
 
     done = set()
@@ -233,6 +291,7 @@ def tile_dataset(
                 min_visibility,
                 jpeg_quality,
                 out_dir,
+                max_pixels,
             )
         )
     current = set(zip(frame_ids, shas, strict=True))
@@ -252,13 +311,41 @@ def tile_dataset(
         write_parquet(manifest, manifest_path)
         return manifest
 
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(tile_frame, jobs, chunksize=1)
-        for i, rows in enumerate(tqdm(results, total=len(jobs), desc="tile", unit="frame"), start=1):
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        results = pool.map(tile_or_report, jobs, chunksize=1)
+        for i, (job, (rows, problem)) in enumerate(
+            zip(jobs, tqdm(results, total=len(jobs), desc="tile", unit="frame"), strict=True), start=1
+        ):
             new_rows.extend(rows)
+            if problem:
+                bad.append((str(job.frame_path), problem))
             if i % checkpoint_every == 0:
                 checkpoint()
-    return checkpoint()
+    manifest = checkpoint()
+    _report_bad_frames(bad, out_dir / BAD_FRAMES, images_dir, on_bad_frame)
+    return manifest
+
+
+def _report_bad_frames(bad: list[tuple[str, str]], path: Path, images_dir: Path, policy: str) -> None:
+    """Every bad frame in one list (a stage output) and one log line each: never a silent drop."""
+    import logging
+
+    from acorn.atomic import write_csv
+
+    log = logging.getLogger("acorn")
+    table = pd.DataFrame(sorted(bad), columns=["frame", "problem"])
+    write_csv(table, path)
+    for problem in table["problem"]:
+        log.warning("bad frame skipped: %s", problem)
+    if len(table):
+        log.warning(
+            "%d bad frames in %s, listed in %s (tile.on_bad_frame: %s)", len(table), images_dir, path, policy
+        )
+    if len(table) and policy == "stop":
+        raise InputError(
+            f"{images_dir}: {len(table)} bad frames (listed in {path}), e.g. {table['problem'].iloc[0]}; "
+            "fix or remove them, or set tile.on_bad_frame: skip"
+        )
 
 
 def _class_map(raw_dir: Path, classes: list[str]) -> dict[int, int]:
@@ -298,7 +385,7 @@ def _finish_manifest(kept: pd.DataFrame, new_rows: list[dict], signature: str, r
     if not new.empty:
         new["signature"] = signature
     parts = [df[[c for c in TILE_COLUMNS if c in df]] for df in (kept, new) if not df.empty]
-    manifest = pd.concat(parts, ignore_index=True)
+    manifest = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TILE_COLUMNS)
     metadata = raw_dir / "metadata.csv"
     if metadata.exists():
         manifest = manifest.merge(read_metadata(metadata, manifest["frame_id"]), on="frame_id", how="left")

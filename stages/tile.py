@@ -23,6 +23,8 @@ def tile(p: Params) -> None:
         min_visibility=t.min_visibility,
         jpeg_quality=t.jpeg_quality,
         workers=t.workers,
+        on_bad_frame=t.on_bad_frame,
+        max_pixels=t.max_frame_pixels,
     )
     log.info("%d tiles from %d frames in %s", len(manifest), manifest["frame_id"].nunique(), paths.TILES)
 

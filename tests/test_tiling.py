@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import numpy as np
@@ -104,9 +105,10 @@ def test_tile_dataset_tiles_only_new_frames(tmp_path):
 def test_tile_dataset_names_the_bad_label_file(tmp_path):
     _frames(tmp_path / "raw", 1)
     (tmp_path / "raw" / "labels" / "f0.txt").write_text("0 0.5 0.5 0.2\n")
-    with pytest.raises(Exception, match=r"f0\.txt:1"):
-        tile_dataset(tmp_path / "raw", tmp_path / "tiles", TileGrid(2, 2), ["squirrel"], workers=1)
-    assert not (tmp_path / "tiles" / "manifest.parquet").exists()
+    with pytest.raises(InputError, match=r"1 bad frames.*f0\.txt:1"):
+        tile_dataset(
+            tmp_path / "raw", tmp_path / "tiles", TileGrid(2, 2), ["squirrel"], workers=1, on_bad_frame="stop"
+        )
 
 
 def test_tile_dataset_rejects_unknown_class_name(tmp_path):
@@ -114,6 +116,76 @@ def test_tile_dataset_rejects_unknown_class_name(tmp_path):
     (tmp_path / "raw" / "classes.txt").write_text("raccoon\n")
     with pytest.raises(InputError, match="classes.txt.*raccoon"):
         tile_dataset(tmp_path / "raw", tmp_path / "tiles", TileGrid(2, 2), ["squirrel"], workers=1)
+
+
+def _tile(raw: Path, out: Path) -> pd.DataFrame:
+    return tile_dataset(raw, out, TileGrid(2, 2), ["squirrel"], workers=1)
+
+
+def _write_metadata(raw: Path, text: str) -> None:
+    (raw / "metadata.csv").write_text(text)
+
+
+def _conditions(manifest: pd.DataFrame) -> dict[str, set]:
+    return {f: set(g["condition"]) for f, g in manifest.groupby("frame_id")}
+
+
+def test_metadata_is_joined_afresh_on_every_run(tmp_path):
+    """New frames get their metadata and edits land, though kept frames are not tiled again."""
+    raw, out = tmp_path / "raw", tmp_path / "tiles"
+    _frames(raw, 2)
+    _write_metadata(raw, "frame_id,condition\nf0,day\nf1,night\n")
+    assert _conditions(_tile(raw, out)) == {"f0": {"day"}, "f1": {"night"}}
+
+    for name in ("g0", "g1"):
+        Image.new("RGB", (120, 60)).save(raw / "images" / f"{name}.jpg")
+    _write_metadata(raw, "frame_id,condition\nf0,day\nf1,night\ng0,dusk\ng1,rain\n")
+    grown = _tile(raw, out)
+    assert _conditions(grown) == {"f0": {"day"}, "f1": {"night"}, "g0": {"dusk"}, "g1": {"rain"}}
+    assert grown["condition"].notna().all()
+
+    kept_tile = out / "images" / "f0_r0c0.jpg"
+    mtime = kept_tile.stat().st_mtime_ns
+    _write_metadata(
+        raw, "frame_id,condition,camera\nf0,fog,east\nf1,night,east\ng0,dusk,west\ng1,rain,west\n"
+    )
+    edited = _tile(raw, out)
+    assert _conditions(edited) == {"f0": {"fog"}, "f1": {"night"}, "g0": {"dusk"}, "g1": {"rain"}}
+    assert set(edited.loc[edited.frame_id == "g1", "camera"]) == {"west"}
+    assert kept_tile.stat().st_mtime_ns == mtime, "a metadata edit must not re-tile the frame"
+
+    (raw / "metadata.csv").unlink()
+    assert not {"condition", "camera"} & set(_tile(raw, out).columns)
+
+
+def test_metadata_gaps_and_strays_are_reported_with_the_file(tmp_path, caplog):
+    raw, out = tmp_path / "raw", tmp_path / "tiles"
+    _frames(raw, 3)
+    _write_metadata(raw, "frame_id,condition\nf0,day\nf2,night\nf7,dusk\n")
+    with caplog.at_level("WARNING", logger="acorn"):
+        m = _tile(raw, out)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    metadata = str(raw / "metadata.csv")
+    assert any(metadata in w and "f1" in w and "no row" in w for w in warnings), warnings
+    assert any(metadata in w and "f7" in w for w in warnings), warnings
+    assert len(m) == 12 and set(m["frame_id"]) == {"f0", "f1", "f2"}, "a stray row adds no tiles"
+    assert _conditions(m.dropna(subset=["condition"])) == {"f0": {"day"}, "f2": {"night"}}
+
+
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ("frame_id,condition\nf0,day\nf0,night\n", "'f0' has two rows"),
+        ("frame,condition\nf0,day\n", "frame_id column"),
+        ("frame_id,image\nf0,x.jpg\n", "'image' is a tile manifest column"),
+    ],
+)
+def test_bad_metadata_is_an_input_error_naming_the_file(tmp_path, text, problem):
+    raw, out = tmp_path / "raw", tmp_path / "tiles"
+    _frames(raw, 1)
+    _write_metadata(raw, text)
+    with pytest.raises(InputError, match=re.escape(f"{raw / 'metadata.csv'}: ") + ".*" + re.escape(problem)):
+        _tile(raw, out)
 
 
 def test_tiles_real_aerial_frames(tmp_path):
