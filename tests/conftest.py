@@ -72,6 +72,16 @@ def run(cmd: list[str], root: Path) -> subprocess.CompletedProcess:
     return proc
 
 
+# in dvc.yaml's order, which is the DAG's
+STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"])
+
+
+def stages_run(proc: subprocess.CompletedProcess) -> list[str]:
+    """The stages a ``dvc repro`` ran, in DAG order (skipped ones are not listed)."""
+    out = proc.stdout + proc.stderr
+    return [s for s in STAGES if f"Running stage '{s}'" in out]
+
+
 def write_params(root: Path, overrides: dict) -> None:
     path = root / "params.yaml"
     params = yaml.safe_load(path.read_text())
@@ -81,6 +91,23 @@ def write_params(root: Path, overrides: dict) -> None:
         else:
             params[section] = values
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def save_detector(path: Path, names: list[str]) -> Path:
+    """An untrained yolov8n that detects ``names``: enough where only a model's classes matter
+    (seconds, where training even one epoch takes a minute on a busy CPU)."""
+    from acorn.env import configure_ultralytics
+
+    configure_ultralytics()
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = YOLO("yolov8n.yaml")
+    model.model = DetectionModel("yolov8n.yaml", nc=len(names), verbose=False)
+    model.model.names = dict(enumerate(names))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return path
 
 
 @pytest.fixture(scope="session")
