@@ -410,7 +410,10 @@ def read_metadata(path: Path, frame_ids: pd.Series) -> pd.DataFrame:
     missing = frames - set(meta["frame_id"])
     if missing:
         log.warning(
-            "%s: %d frames have no row (e.g. %s); their metadata is empty", path, len(missing), min(missing)
+            "%s: %d frames have no row (e.g. %s); their tiles get no metadata (NaN)",
+            path,
+            len(missing),
+            min(missing),
         )
     stray = set(meta["frame_id"]) - frames
     if stray:
