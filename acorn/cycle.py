@@ -48,8 +48,12 @@ def summary(before: dict | None, after: dict, record: dict | None, object_name: 
     return ", ".join(parts)
 
 
-def commit_cycle(root: Path, object_name: str, push: bool = False) -> str:
-    """Commit the cycle's files with a summary message; ``push`` also runs ``dvc push``."""
+def commit_cycle(root: Path, object_name: str, push: bool = False, if_changed: bool = False) -> str | None:
+    """Commit the cycle's files with a summary message; ``push`` also runs ``dvc push``.
+
+    ``if_changed``: a cycle that is already committed is skipped (None) instead of an error, so
+    a resumed demo does not stop on the cycles it committed before.
+    """
     after = _read(root / paths.TRAIN_METRICS)
     if after is None:
         raise AcornError(f"{paths.TRAIN_METRICS}: no cycle to commit; run `dvc repro` first")
@@ -58,6 +62,8 @@ def commit_cycle(root: Path, object_name: str, push: bool = False) -> str:
     files = [str(f) for f in CYCLE_FILES if (root / f).exists()]
     _git(root, "add", "--", *files)
     if not _git(root, "diff", "--cached", "--name-only", "--", *files).strip():
+        if if_changed:
+            return None
         raise AcornError("nothing new to commit: this cycle's files are already committed")
     _git(root, "commit", "-m", message, "--", *files)
     log.info("committed: %s", message)

@@ -2,12 +2,15 @@
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from acorn import paths
 from acorn.cycle import commit_cycle, summary
 from acorn.errors import AcornError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def git(root, *args):
@@ -26,9 +29,17 @@ def repo(tmp_path):
 
 
 def write_cycle(root, cycle, labeled, positives, map50, champion):
+    (root / "data").mkdir(exist_ok=True)
+    (root / "data" / ".gitignore").write_text((REPO / "data" / ".gitignore").read_text())  # as shipped
+    (root / paths.QUEUE).write_text(f"tile_id,batch\nt{cycle},{cycle + 1}\n")
     (root / "metrics").mkdir(exist_ok=True)
     (root / "models").mkdir(exist_ok=True)
-    metrics = {"cycle": cycle, "labeled_tiles": labeled, "labeled_tiles_with_objects": positives, "map50": map50}
+    metrics = {
+        "cycle": cycle,
+        "labeled_tiles": labeled,
+        "labeled_tiles_with_objects": positives,
+        "map50": map50,
+    }
     (root / paths.TRAIN_METRICS).write_text(json.dumps(metrics))
     (root / paths.REGISTRY).write_text(json.dumps({"champion_version": champion}))
     (root / "dvc.lock").write_text(f"cycle {cycle}\n")
@@ -53,6 +64,7 @@ def test_each_cycle_is_one_commit_and_other_changes_stay_out(repo):
     assert message == "cycle 1: +50 labels (9 with squirrels), map50 0.146 -> 0.171, champion v2"
     assert "notes.txt" in git(repo, "status", "--porcelain")  # the user's own edit is not committed
     assert set(git(repo, "show", "--name-only", "--format=", "HEAD").split()) == {
+        "data/queue.csv",
         "dvc.lock",
         "metrics/train.json",
         "models/registry.json",
@@ -66,3 +78,4 @@ def test_nothing_to_commit_is_a_clear_error(repo):
     commit_cycle(repo, "squirrel")
     with pytest.raises(AcornError, match="already committed"):
         commit_cycle(repo, "squirrel")
+    assert commit_cycle(repo, "squirrel", if_changed=True) is None  # a resumed demo goes on

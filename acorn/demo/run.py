@@ -108,7 +108,7 @@ def run_demo(p: Params, root: Path = Path(), cycles: int | None = None) -> list[
             log.info("oracle labeled %d tiles", oracle.annotate())
         subprocess.run(["dvc", "repro"], cwd=root, env=env, check=True)
         if commits:
-            commit_cycle(root, p.classes[0])
+            commit_cycle(root, p.classes[0], if_changed=True)
         metrics = json.loads((root / paths.TRAIN_METRICS).read_text())
         record = json.loads((root / paths.REGISTRY).read_text())
         rows.append({**metrics, "version": record["version"], "champion": record["champion_version"]})
