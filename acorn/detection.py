@@ -105,49 +105,76 @@ class Detector:
         predictor_layers = self.model.predictor.model.model.model
         _embedding_layer(predictor_layers).register_forward_hook(self._capture)
 
-    def predict(self, images: list, tile_ids: list[str]) -> Detections:
-        """Detect on PIL images (RGB), ``batch`` at a time.
+    def predict(self, images: list, tile_ids: list[str], fixed_batch: bool = False) -> Detections:
+        """Detect on PIL images (RGB), ``batch`` at a time; rows come back in input order.
 
         ultralytics runs one batch of everything it is given (it ignores ``batch`` for lists),
         which is slower per tile on a CPU: the list is chunked here.
+
+        ``fixed_batch``: a tile's result depends (at the 1e-7 level) on the size of the forward
+        pass it was in, and its letterbox on the sizes of its batch-mates. With ``fixed_batch``
+        images are batched by size and every pass is padded to ``batch`` with blank images, so
+        a tile's result is the same whichever tiles it is predicted with: what a cache and a
+        resumed run need to give byte-identical outputs. Padding costs up to ``batch - 1``
+        blank images per call, so callers that predict one image per call leave it off.
         """
         if len(images) != len(tile_ids):
             raise ValueError(f"{len(images)} images but {len(tile_ids)} tile ids")
-        box_parts, tile_rows, embeddings = [], [], []
-        cfg = self.config
-        for start in range(0, len(images), cfg.batch):
-            chunk = images[start : start + cfg.batch]
+        n = len(images)
+        # filled per input index as the passes come back (a pass may hold any subset)
+        xyxy: list[np.ndarray] = [np.zeros((0, 4))] * n
+        conf: list[np.ndarray] = [np.zeros(0)] * n
+        cls: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * n
+        embeddings: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * n
+        shapes = np.zeros((n, 2), dtype=np.int64)
+        for indices in self._batches(images, fixed_batch):
+            chunk = [images[i] for i in indices]
+            if fixed_batch:
+                chunk += [_blank(chunk[0].size)] * (self.config.batch - len(chunk))
             self._embeddings.clear()
             results = self._run(chunk)
-            embeddings.append(np.concatenate(self._embeddings)[-len(chunk) :])
-            for tid, res in zip(tile_ids[start : start + cfg.batch], results, strict=True):
-                xyxy = res.boxes.xyxy.cpu().numpy().astype(np.float64)
-                conf = res.boxes.conf.cpu().numpy().astype(np.float64)
-                cls = res.boxes.cls.cpu().numpy().astype(np.int64)
-                box_parts.append(
-                    pd.DataFrame(
-                        {
-                            "tile_id": tid,
-                            "class_id": cls,
-                            "confidence": conf,
-                            "x1": xyxy[:, 0],
-                            "y1": xyxy[:, 1],
-                            "x2": xyxy[:, 2],
-                            "y2": xyxy[:, 3],
-                        }
-                    )
-                )
-                height, width = res.orig_shape
-                tile_rows.append({"tile_id": tid, "width": int(width), "height": int(height)})
-        boxes = pd.concat(box_parts, ignore_index=True) if box_parts else empty_box_table()
-        boxes = boxes.astype({"tile_id": str, "class_id": "int64", "confidence": "float64"})
-        tiles = pd.DataFrame(tile_rows, columns=["tile_id", "width", "height"])
-        per_tile = boxes.groupby("tile_id")["confidence"].agg(["size", "max"])
-        tiles["n_boxes"] = tiles["tile_id"].map(per_tile["size"]).fillna(0).astype("int64")
-        tiles["max_confidence"] = tiles["tile_id"].map(per_tile["max"]).fillna(0.0)
-        emb = np.concatenate(embeddings) if embeddings else np.zeros((0, 0), dtype=np.float32)
-        tiles["embedding"] = list(emb.astype(np.float32))
+            pooled = np.concatenate(self._embeddings)[-len(chunk) :]
+            for j, i in enumerate(indices):
+                boxes = results[j].boxes
+                xyxy[i] = boxes.xyxy.cpu().numpy().astype(np.float64)
+                conf[i] = boxes.conf.cpu().numpy().astype(np.float64)
+                cls[i] = boxes.cls.cpu().numpy().astype(np.int64)
+                shapes[i] = results[j].orig_shape
+                embeddings[i] = pooled[j]
+        counts = np.array([len(c) for c in conf], dtype=np.int64)
+        corners = np.concatenate([np.zeros((0, 4)), *xyxy])  # the empty head: n may be 0
+        boxes = pd.DataFrame(
+            {
+                "tile_id": np.repeat(np.asarray(tile_ids, dtype=object), counts),
+                "class_id": np.concatenate([np.zeros(0, dtype=np.int64), *cls]),
+                "confidence": np.concatenate([np.zeros(0), *conf]),
+                "x1": corners[:, 0],
+                "y1": corners[:, 1],
+                "x2": corners[:, 2],
+                "y2": corners[:, 3],
+            }
+        ).astype({"tile_id": str, "class_id": "int64", "confidence": "float64"})
+        tiles = pd.DataFrame(
+            {
+                "tile_id": pd.Series(list(tile_ids), dtype=str),
+                "width": shapes[:, 1],
+                "height": shapes[:, 0],
+                "n_boxes": counts,
+                "max_confidence": [float(c.max()) if len(c) else 0.0 for c in conf],
+                "embedding": [e.astype(np.float32) for e in embeddings],
+            }
+        )
         return Detections(boxes=boxes, tiles=tiles)
+
+    def _batches(self, images: list, by_size: bool) -> Iterator[list[int]]:
+        """Indices of each forward pass: in input order, or grouped by image size first."""
+        step = self.config.batch
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(images):
+            groups.setdefault(image.size if by_size else (0, 0), []).append(i)
+        for indices in groups.values():
+            for start in range(0, len(indices), step):
+                yield indices[start : start + step]
 
     def _run(self, images: list) -> list:
         cfg = self.config
@@ -164,6 +191,13 @@ class Detector:
     def _capture(self, _module, _inputs, output) -> None:
         """Global-average-pool the last backbone feature map: a cheap image embedding."""
         self._embeddings.append(output.detach().float().mean(dim=(2, 3)).cpu().numpy())
+
+
+def _blank(size: tuple[int, int]):
+    """A black image that pads a forward pass to its full batch (see ``Detector.predict``)."""
+    from PIL import Image
+
+    return Image.new("RGB", size)
 
 
 def _embedding_layer(layers):

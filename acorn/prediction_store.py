@@ -1,0 +1,411 @@
+"""Predict a tile pool in bounded memory, resumably, and never twice for the same tile and model.
+
+Why: at 300,000 tiles one sweep costs hours on a CPU, while most cycles change little: the
+champion often stays (the promotion gate refused the new model) and new frames add a few
+tiles. So every result is kept in a cache outside the DAG, keyed by what determines it, and a
+run predicts only what the cache lacks; a run killed with SIGKILL loses at most the part it
+was predicting, since each part is cached as soon as it is detected.
+
+Cache (``.acorn/cache/predict/``, git-ignored):
+
+- ``<model key>/`` per model: the key hashes the weights file, the predict settings that change
+  results (imgsz, conf_floor, iou, max_det) and the ultralytics / torch versions; ``key.json``
+  says what it holds, its mtime is the last run that used it (the oldest are pruned).
+- ``<model key>/<frame_sha1>-<grid hash>.arrow``: one Arrow IPC file per frame, one row per
+  tile (row, col, size, embedding and the boxes as list columns). A frame is the unit because
+  the tile manifest already carries its content hash (no tile file is read to look it up) and
+  the tile stage's grid signature fixes each (row, col) window; a renamed frame still hits.
+
+Device and ``batch`` are not in the key: they change how fast results come, and results only
+at float-rounding level; ``Detector.predict(fixed_batch=True)`` makes a tile's result
+independent of the tiles it is batched with, so cached and fresh results agree bit for bit.
+
+Outputs (the predict stage's DVC outputs) are written with ``pyarrow.parquet.ParquetWriter``,
+one row group per block of whole frames in manifest order, so the same manifest, labels and
+predictions give byte-identical files whichever parts came from the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from acorn.atomic import atomic_path, write_json
+from acorn.detection import Detections, Detector, DetectorConfig, load_images
+from acorn.errors import InputError
+
+log = logging.getLogger("acorn")
+
+CACHE_ROOT = Path(".acorn/cache/predict")
+CACHE_FORMAT = 1  # bump when the cache layout or what a prediction holds changes
+MODELS_KEPT = 3  # model caches kept: the current champion and a couple to go back to
+BLOCK_TILES = 4096  # manifest rows read at a time: one output row group (whole frames)
+PART_BATCHES = 8  # forward passes per part: the decoded images held, and what a kill can lose
+
+BOX_LISTS = {
+    "class_id": pa.int64(),
+    "confidence": pa.float64(),
+    "x1": pa.float64(),
+    "y1": pa.float64(),
+    "x2": pa.float64(),
+    "y2": pa.float64(),
+}
+EMBEDDING = pa.list_(pa.float32())
+CACHE_SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("col", pa.int64()),
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("n_boxes", pa.int64()),
+        ("max_confidence", pa.float64()),
+        ("embedding", EMBEDDING),
+        *((name, pa.list_(kind)) for name, kind in BOX_LISTS.items()),
+    ]
+)
+FRAME_KEY = ["frame_sha1", "signature"]
+NEEDED = ["tile_id", "frame_id", "row", "col", "image", *FRAME_KEY]
+
+
+def model_key(config: DetectorConfig) -> tuple[str, dict]:
+    """(key, description): what makes two runs' predictions the same, hashed."""
+    with open(config.weights, "rb") as fh:
+        weights_sha1 = hashlib.file_digest(fh, "sha1").hexdigest()
+    described = {
+        "format": CACHE_FORMAT,
+        "weights_sha1": weights_sha1,
+        "imgsz": config.imgsz,
+        "conf_floor": config.conf_floor,
+        "iou": config.iou,
+        "max_det": config.max_det,
+        "ultralytics": version("ultralytics"),  # read without importing them: a cached run
+        "torch": version("torch"),  # never loads torch
+    }
+    key = hashlib.sha1(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
+    return key, described
+
+
+class PredictionCache:
+    """Per-frame predictions of one model (see the module docstring for the layout)."""
+
+    def __init__(self, root: Path, key: str, described: dict) -> None:
+        self.root = Path(root)
+        self.dir = self.root / key
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.dir / "key.json", described)  # also marks this model as the latest used
+
+    def path(self, frame_sha1: str, signature: str) -> Path:
+        grid = hashlib.sha1(signature.encode()).hexdigest()[:8]
+        return self.dir / f"{frame_sha1}-{grid}.arrow"
+
+    def get(self, frame_sha1: str, signature: str) -> pa.Table | None:
+        path = self.path(frame_sha1, signature)
+        try:
+            with pa.memory_map(str(path)) as source:
+                table = pa.ipc.open_file(source).read_all()
+        except FileNotFoundError:
+            return None
+        except (pa.ArrowInvalid, OSError) as exc:  # written atomically, so only a damaged disk
+            log.warning("%s: unreadable prediction cache entry (%s); predicting again", path, exc)
+            return None
+        return table if table.schema.equals(CACHE_SCHEMA) else None
+
+    def put(self, frame_sha1: str, signature: str, table: pa.Table) -> None:
+        with (
+            atomic_path(self.path(frame_sha1, signature)) as tmp,
+            pa.OSFile(str(tmp), "wb") as sink,
+            pa.ipc.new_file(sink, CACHE_SCHEMA) as writer,
+        ):
+            writer.write_table(table)
+
+    def prune(self, keep: int = MODELS_KEPT) -> list[Path]:
+        """Remove all but the ``keep`` most recently used model caches; return what went."""
+        models = sorted(
+            (d for d in self.root.iterdir() if (d / "key.json").is_file()),
+            key=lambda d: (d / "key.json").stat().st_mtime_ns,
+            reverse=True,
+        )
+        gone = [d for d in models[keep:] if d != self.dir]
+        for d in gone:
+            shutil.rmtree(d, ignore_errors=True)
+        return gone
+
+
+@dataclass
+class PredictStats:
+    """What a run did: the tests and the log read it (tiles predicted vs served from the cache)."""
+
+    tiles: int = 0
+    frames: int = 0
+    predicted_tiles: int = 0
+    predicted_frames: int = 0
+    cached_tiles: int = 0
+    boxes: int = 0
+    unlabeled_tiles: int = 0
+    labeled_tiles: int = 0
+
+
+def predict_pool(
+    manifest: Path,
+    tiles_dir: Path,
+    labeled: set[str],
+    make_detector: Callable[[], Detector],
+    config: DetectorConfig,
+    model_version: str,
+    out: dict[str, Path],
+    cache_root: Path = CACHE_ROOT,
+    block_tiles: int = BLOCK_TILES,
+) -> PredictStats:
+    """Predict every tile of ``manifest`` (cache first) and stream the three output tables.
+
+    ``out`` maps ``boxes`` / ``tiles`` / ``labeled`` to their Parquet paths: boxes of unlabeled
+    tiles, one row per unlabeled tile (manifest columns + size, box count, max confidence,
+    embedding) and the embeddings of ``labeled`` tiles, every row carrying ``model_version``.
+    ``make_detector`` is called only when a frame is missing from the cache: a re-run with an
+    unchanged champion does not even load the model.
+    """
+    if not Path(manifest).is_file():
+        raise InputError(f"{manifest}: no tile manifest; run the tile stage first (dvc repro tile)")
+    schema = pq.read_schema(manifest).remove_metadata()
+    missing = [c for c in NEEDED if c not in schema.names]
+    if missing:
+        raise InputError(f"{manifest}: no column {missing[0]!r}; re-run the tile stage (dvc repro tile)")
+    key, described = model_key(config)
+    cache = PredictionCache(cache_root, key, described)
+    schemas = _output_schemas(schema)
+    stats = PredictStats()
+    detector: list[Detector] = []  # made on the first cache miss
+
+    def detect(images: list, ids: list[str]) -> Detections:
+        if not detector:
+            detector.append(make_detector())
+        return detector[0].predict(images, ids, fixed_batch=True)
+
+    for folder in {p.parent for p in out.values() if p.parent.is_dir()}:
+        for tmp in folder.glob(".*.tmp"):  # left by a killed run; would end up in the DVC output
+            tmp.unlink(missing_ok=True)
+    total = pq.ParquetFile(manifest).metadata.num_rows
+    with ExitStack() as stack, tqdm(total=total, desc="predict", unit="tile") as bar:
+        tmps = {name: stack.enter_context(atomic_path(path)) for name, path in out.items()}
+        writers = {name: pq.ParquetWriter(tmps[name], schemas[name]) for name in out}
+        try:
+            for block in _frame_blocks(manifest, block_tiles):
+                keys = block.select(NEEDED).to_pandas()
+                tables = _predict_block(keys, tiles_dir, cache, config.batch, detect, stats, bar)
+                outputs = _output_tables(block, keys, tables, labeled, model_version)
+                for name, table in outputs.items():
+                    if table.num_rows:
+                        writers[name].write_table(table.cast(schemas[name]), row_group_size=table.num_rows)
+                stats.boxes += outputs["boxes"].num_rows
+                stats.unlabeled_tiles += outputs["tiles"].num_rows
+                stats.labeled_tiles += outputs["labeled"].num_rows
+                stats.tiles += block.num_rows
+                stats.frames += keys["frame_id"].nunique()
+                bar.set_postfix(predicted=stats.predicted_tiles, cached=stats.cached_tiles)
+        finally:
+            for writer in writers.values():
+                writer.close()
+    gone = cache.prune()
+    if gone:
+        log.info("prediction cache: removed %d older model caches", len(gone))
+    return stats
+
+
+def _output_schemas(manifest: pa.Schema) -> dict[str, pa.Schema]:
+    """Fixed before the first row is written: every row group of a file has the same schema."""
+    tile_id = manifest.field("tile_id").type
+    labelled_by = pa.field("model_version", pa.large_string())
+    own = [f for f in manifest if f.name not in ("width", "height")]
+    return {
+        "boxes": pa.schema([pa.field("tile_id", tile_id), *BOX_LISTS.items(), labelled_by]),
+        "tiles": pa.schema(
+            [
+                *own,
+                ("width", pa.int64()),
+                ("height", pa.int64()),
+                ("n_boxes", pa.int64()),
+                ("max_confidence", pa.float64()),
+                ("embedding", EMBEDDING),
+                labelled_by,
+            ]
+        ),
+        "labeled": pa.schema([pa.field("tile_id", tile_id), ("embedding", EMBEDDING), labelled_by]),
+    }
+
+
+def _frame_blocks(manifest: Path, block_tiles: int) -> Iterator[pa.Table]:
+    """Manifest rows, about ``block_tiles`` at a time, cut between frames (a frame is never split).
+
+    The manifest is read in batches, so memory holds one block whatever the pool size. Its rows
+    must group each frame together (the tile stage sorts by frame): a frame seen again after
+    another one would be predicted and cached in two halves.
+    """
+    seen: set[str] = set()
+    source = pq.ParquetFile(manifest)
+    schema = source.schema_arrow.remove_metadata()
+    pending = schema.empty_table()
+    for batch in source.iter_batches(batch_size=block_tiles):
+        rows = pa.concat_tables([pending, pa.Table.from_batches([batch]).cast(schema)])
+        frames = rows["frame_id"].to_numpy()
+        other = np.flatnonzero(frames != frames[-1])
+        cut = int(other[-1]) + 1 if len(other) else 0  # the last frame may go on in the next batch
+        block, pending = rows.slice(0, cut), rows.slice(cut)
+        if block.num_rows:
+            yield _checked(block, seen, manifest)
+    if pending.num_rows:
+        yield _checked(pending, seen, manifest)
+
+
+def _checked(block: pa.Table, seen: set[str], manifest: Path) -> pa.Table:
+    frames = pd.Series(block["frame_id"].to_numpy())
+    runs = frames[frames.ne(frames.shift())]
+    again = runs[runs.duplicated() | runs.isin(seen)]
+    if not again.empty:
+        raise InputError(
+            f"{manifest}: the tiles of frame {again.iloc[0]!r} are not together; "
+            "rows must be grouped by frame (re-run the tile stage)"
+        )
+    seen.update(runs)
+    return block.combine_chunks()
+
+
+def _predict_block(
+    keys: pd.DataFrame,
+    tiles_dir: Path,
+    cache: PredictionCache,
+    batch: int,
+    detect: Callable[[list, list[str]], Detections],
+    stats: PredictStats,
+    bar: tqdm,
+) -> dict[tuple[str, str], pa.Table]:
+    """Per-frame tables for every frame of a block: from the cache, else detected part by part.
+
+    A part is the fewest whole frames holding ``PART_BATCHES`` forward passes; each part is
+    cached as soon as it is detected, so a killed run loses at most one part.
+    """
+    tables: dict[tuple[str, str], pa.Table] = {}
+    todo = []
+    for key in keys[FRAME_KEY].drop_duplicates().itertuples(index=False, name=None):
+        table = cache.get(*key)
+        if table is None:
+            todo.append(key)
+        else:
+            tables[key] = table
+    hits = int(keys.set_index(FRAME_KEY).index.isin(list(tables)).sum())
+    stats.cached_tiles += hits
+    bar.update(hits)
+    if not todo:
+        return tables
+    # each missing frame once (two frame files with one sha1 share it), in manifest order
+    rows = keys.drop_duplicates([*FRAME_KEY, "row", "col"])
+    rows = rows[rows.set_index(FRAME_KEY).index.isin(todo)]
+    sizes = rows.groupby(FRAME_KEY, sort=False).size().to_numpy()
+    for _, part in rows.groupby(np.repeat(_parts(sizes, PART_BATCHES * batch), sizes)):
+        found = detect(load_images([tiles_dir / i for i in part["image"]]), list(part["tile_id"]))
+        for key, table in _cache_tables(part, found).items():
+            cache.put(*key, table)
+            tables[key] = table
+            stats.predicted_frames += 1
+        stats.predicted_tiles += len(part)
+        bar.update(len(part))
+    return tables
+
+
+def _parts(frame_sizes: np.ndarray, tiles: int) -> np.ndarray:
+    """Part number of each frame: consecutive frames are grouped until a part holds ``tiles``."""
+    parts = np.zeros(len(frame_sizes), dtype=np.int64)
+    part, held = 0, 0
+    for i, size in enumerate(frame_sizes):
+        parts[i] = part
+        held += int(size)
+        if held >= tiles:
+            part, held = part + 1, 0
+    return parts
+
+
+def _cache_tables(part: pd.DataFrame, found: Detections) -> dict[tuple[str, str], pa.Table]:
+    """Detections of a part -> one cache table per frame (boxes as list columns, tile order kept)."""
+    tiles = found.tiles
+    offsets = np.concatenate([[0], np.cumsum(tiles["n_boxes"].to_numpy())])
+    columns = {
+        "row": pa.array(part["row"].to_numpy(np.int64)),
+        "col": pa.array(part["col"].to_numpy(np.int64)),
+        "width": pa.array(tiles["width"].to_numpy(np.int64)),
+        "height": pa.array(tiles["height"].to_numpy(np.int64)),
+        "n_boxes": pa.array(tiles["n_boxes"].to_numpy(np.int64)),
+        "max_confidence": pa.array(tiles["max_confidence"].to_numpy(np.float64)),
+        "embedding": pa.array(list(tiles["embedding"]), type=EMBEDDING),
+    }
+    for name, kind in BOX_LISTS.items():
+        values = pa.array(found.boxes[name].to_numpy(), type=kind)
+        columns[name] = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
+    table = pa.table(columns, schema=CACHE_SCHEMA)
+    keys = list(part[FRAME_KEY].itertuples(index=False, name=None))
+    starts = [0, *(i for i in range(1, len(keys)) if keys[i] != keys[i - 1]), len(keys)]
+    return {keys[a]: table.slice(a, b - a) for a, b in zip(starts[:-1], starts[1:], strict=True)}
+
+
+def _output_tables(
+    block: pa.Table,
+    keys: pd.DataFrame,
+    tables: dict[tuple[str, str], pa.Table],
+    labeled: set[str],
+    model_version: str,
+) -> dict[str, pa.Table]:
+    """A block's rows of the three outputs, in manifest order, matched by (frame, row, col)."""
+    frames = list(tables)
+    stacked = pa.concat_tables([tables[k] for k in frames])
+    counts = [tables[k].num_rows for k in frames]
+    index = pd.DataFrame(
+        {
+            "frame_sha1": np.repeat([k[0] for k in frames], counts),
+            "signature": np.repeat([k[1] for k in frames], counts),
+            "row": stacked["row"].to_numpy(),
+            "col": stacked["col"].to_numpy(),
+            "position": np.arange(stacked.num_rows),
+        }
+    )
+    at = keys[[*FRAME_KEY, "row", "col"]].merge(index, how="left", on=[*FRAME_KEY, "row", "col"])
+    if at["position"].isna().any():
+        tile = keys["tile_id"][at["position"].isna().to_numpy()].iloc[0]
+        raise InputError(
+            f"tile {tile}: its (row, col) is missing from its frame's cached predictions in "
+            f"{CACHE_ROOT}; delete that folder and re-run"
+        )
+    found = stacked.take(pa.array(at["position"].to_numpy(np.int64)))
+    is_labeled = keys["tile_id"].isin(labeled).to_numpy()
+    pool_rows = pa.array(np.flatnonzero(~is_labeled))
+    pool = block.drop_columns(["width", "height"]).take(pool_rows)
+    for name in ("width", "height", "n_boxes", "max_confidence", "embedding"):
+        pool = pool.append_column(name, found[name].take(pool_rows))
+    unlabeled = found.take(pool_rows)
+    parents = pc.list_parent_indices(unlabeled["class_id"])
+    boxes = pa.table(
+        {
+            "tile_id": pool["tile_id"].take(parents),
+            **{name: pc.list_flatten(unlabeled[name]) for name in BOX_LISTS},
+        }
+    )
+    labeled_rows = pa.array(np.flatnonzero(is_labeled))
+    embedded = pa.table(
+        {"tile_id": block["tile_id"].take(labeled_rows), "embedding": found["embedding"].take(labeled_rows)}
+    )
+    label = pa.scalar(model_version, pa.large_string())
+    return {
+        name: table.append_column("model_version", pa.repeat(label, table.num_rows))
+        for name, table in {"boxes": boxes, "tiles": pool, "labeled": embedded}.items()
+    }
