@@ -120,6 +120,11 @@ class RegisterParams(Section):
     metric: Literal["map50", "map50_95", "precision", "recall"] = "map50"
 
 
+class ReportParams(Section):
+    queue_tiles: Count = 50  # queued tiles on the next batch's sheet, in queue order
+    mistakes: Count = 8  # false positives and missed objects shown, each
+
+
 class DemoParams(Section):
     frames: PositiveInt = 24
     test_frames: PositiveInt = 20
@@ -146,6 +151,7 @@ with warnings.catch_warnings():
         train: TrainParams = TrainParams()
         test: TestParams = TestParams()
         register: RegisterParams = RegisterParams()
+        report: ReportParams = ReportParams()
         demo: DemoParams = DemoParams()
 
         @field_validator("classes")

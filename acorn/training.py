@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -167,18 +168,26 @@ def _data_yaml(workdir: Path, classes: list[str], train: str, val: str) -> Path:
 
 
 def train(
-    start: str | Path, data_yaml: Path, config: TrainConfig, workdir: Path, keep: str = "last", **overrides
+    start: str | Path,
+    data_yaml: Path,
+    config: TrainConfig,
+    workdir: Path,
+    keep: str = "last",
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    **overrides,
 ) -> Path:
     """Train from ``start`` (a .pt to fine-tune or a .yaml for random init); return the weights.
 
     ``keep="last"`` for fine-tuning: a cycle's validation split is a handful of tiles, too few to
     pick an epoch on, so the fixed epoch budget decides. ``keep="best"`` when the split is large.
+    ``on_epoch`` gets each epoch's losses and validation scores (``epoch_metrics``): the train
+    stage's per-epoch curves (dvclive), kept out of here so that other callers need no tracker.
     """
     configure_ultralytics()
     from ultralytics import YOLO
 
     model = YOLO(str(start))
-    model.add_callback("on_fit_epoch_end", _log_epoch)
+    model.add_callback("on_fit_epoch_end", partial(_epoch_end, on_epoch=on_epoch))
     model.train(
         data=str(data_yaml),
         epochs=config.epochs,
@@ -206,17 +215,35 @@ def train(
     return weights
 
 
-def _log_epoch(trainer) -> None:
+# ultralytics' validation keys -> names that read as file names in dvclive's plots folder
+_EPOCH_NAMES = {
+    "metrics/mAP50(B)": "val/map50",
+    "metrics/mAP50-95(B)": "val/map50_95",
+    "metrics/precision(B)": "val/precision",
+    "metrics/recall(B)": "val/recall",
+}
+
+
+def epoch_metrics(trainer) -> dict[str, float]:
+    """One epoch's training losses, validation losses and validation scores."""
+    losses = trainer.label_loss_items(trainer.tloss, prefix="train") if trainer.tloss is not None else {}
+    values = {**losses, **(trainer.metrics or {})}
+    return {_EPOCH_NAMES.get(k, k): float(v) for k, v in values.items()}
+
+
+def _epoch_end(trainer, on_epoch: Callable[[dict[str, float]], None] | None = None) -> None:
     """ultralytics is silenced (verbose=False); one line per epoch keeps long training visible."""
     if trainer.epoch >= trainer.epochs:  # the extra validation after the last epoch
         return
-    metrics = trainer.metrics or {}
+    metrics = epoch_metrics(trainer)
     log.info(
         "epoch %d/%d  val map50 %.3f",
         trainer.epoch + 1,
         trainer.epochs,
-        float(metrics.get("metrics/mAP50(B)", float("nan"))),
+        metrics.get("val/map50", float("nan")),
     )
+    if on_epoch is not None:
+        on_epoch(metrics)
 
 
 def evaluate(

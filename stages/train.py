@@ -1,14 +1,17 @@
 """train: data/labels + data/tiles + the base model -> models/model.pt, metrics/train.json.
 
 Fine-tunes the base model on the labeled tiles (plus the replay set, if any) and scores the fixed
-test set; cycle 0, with no labels, scores the base model itself (acorn.training).
+test set; cycle 0, with no labels, scores the base model itself (acorn.training). Each epoch's
+losses and validation scores go to metrics/train-epochs (dvclive), which dvc.yaml plots.
 """
 
 import logging
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
+from dvclive import Live
 
 from acorn import paths, training
 from acorn.atomic import copy_file, write_json
@@ -20,6 +23,23 @@ from acorn.params import Params
 
 log = logging.getLogger("acorn")
 
+LIVE = Path("metrics/train-epochs")  # a stage output, plotted by dvc.yaml
+
+
+class FilesOnlyLive(Live):
+    """dvclive writing its files and nothing else: DVC already tracks the folder (an output of this
+    stage) and the experiment, and dvclive's own hook-up to DVC would re-open the repository, could
+    write a dvc.yaml or save an experiment, and fails in a repository with no commit yet."""
+
+    def _init_dvc(self) -> None:
+        pass
+
+
+def log_epoch(live: Live, metrics: dict[str, float]) -> None:
+    for name, value in metrics.items():
+        live.log_metric(name, value)
+    live.next_step()
+
 
 def train(p: Params) -> None:
     labels = read_manifest(paths.LABELS)
@@ -28,7 +48,10 @@ def train(p: Params) -> None:
     if not (test_dir / "images").is_dir():
         raise InputError(f"{test_dir}/images: test set missing (test.data; YOLO layout images/, labels/)")
     paths.WORK.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=paths.WORK, prefix="train-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(dir=paths.WORK, prefix="train-") as tmp,
+        FilesOnlyLive(str(LIVE), dvcyaml=None, save_dvc_exp=False) as live,
+    ):
         work = Path(tmp)
         weights = base
         if labels.empty:
@@ -48,7 +71,9 @@ def train(p: Params) -> None:
                 work / "data",
                 replay=training.replay_pairs(p.train.replay_data, p.train.replay_images),
             )
-            weights = training.train(base, data, training.TrainConfig.from_params(p), work)
+            weights = training.train(
+                base, data, training.TrainConfig.from_params(p), work, on_epoch=partial(log_epoch, live)
+            )
         test_yaml = training.folder_dataset(test_dir, p.classes, work / "test")
         scores = training.evaluate(
             weights, test_yaml, p.model.imgsz, work, device=training.TrainConfig.from_params(p).device

@@ -57,7 +57,8 @@ def changed_stages(root: Path) -> set[str]:
         ("acorn/training.py", {"train"}),
         ("acorn/labeling/oracle.py", {"export-labels", "rank"}),
         ("acorn/serve/app.py", set()),
-        ("acorn/params.py", set(STAGES)),
+        ("acorn/reporting/drawing.py", {"report"}),
+        ("acorn/params.py", {*STAGES, "report"}),
     ],
 )
 def test_editing_acorn_code_reruns_exactly_the_stages_that_run_it(locked_repo, module, stages):
@@ -147,6 +148,16 @@ def test_two_cycles_end_to_end(tiny_repo):
         versions = set(pd.read_parquet(root / f"data/predictions/{table}.parquet")["model_version"])
         assert versions == {"acorn-detector-v1"} or (table == "boxes" and not versions), (table, versions)
     assert set(new_queue["model_version"]) == {"acorn-detector-v1"}
+
+    # a report per cycle (report stage) linking pictures that exist; the learning curve plots
+    for page in ("0000.md", "0001.md"):
+        text = (root / "reports/cycles" / page).read_text()
+        links = [part.split(")")[0] for part in text.split("](")[1:]]
+        assert links and all((root / "reports/cycles" / link).is_file() for link in links), (page, links)
+    assert "Champion kept: v1" in (root / "reports/cycles/0001.md").read_text()
+    assert pd.read_csv(root / "reports/cycles/history.csv")["labeled_tiles"].tolist() == [0, 4]
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], root).stdout)["data"]
+    assert "learning curve" in plots and "metrics/train-epochs/plots/metrics/val/map50.tsv" in plots
 
 
 @pytest.mark.slow

@@ -1,0 +1,150 @@
+"""The cycle report as GitHub-flavoured markdown: tables and images linked by relative path.
+
+GitHub and DagsHub render a ``.md`` file and the PNGs next to it with nothing to install, so the
+report is read where the cycle's commit is reviewed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+SCORE_NAMES = {"map50": "mAP50", "map50_95": "mAP50-95", "precision": "precision", "recall": "recall"}
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """Everything the page shows, already computed; image fields are file names or None."""
+
+    cycle: int
+    row: dict  # this cycle's history row
+    before_cycle: int | None
+    labeled: pd.DataFrame  # labeled_summary of this cycle's batch
+    scores: pd.DataFrame  # score_changes: before, after, change per score
+    promotion: str
+    object_name: str
+    queue_size: int
+    queue_shown: int
+    queue_image: str | None
+    threshold: float
+    test_tiles: int
+    test_boxes: int
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+    false_positive_tiles: int  # test tiles with a false positive
+    missed_tiles: int  # test tiles with a missed object
+    false_positive_image: str | None
+    missed_image: str | None
+    mistake_tiles: int  # tiles shown per sheet, at most
+
+
+def table(df: pd.DataFrame, index_name: str) -> str:
+    """A markdown table of strings: the first column left-aligned, the numbers right-aligned."""
+    header = [index_name, *map(str, df.columns)]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join([":---", *["---:"] * len(df.columns)]) + "|",
+    ]
+    lines += [
+        "| " + " | ".join([str(i), *map(str, row)]) + " |"
+        for i, row in zip(df.index, df.to_numpy(), strict=True)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _score(value: float, signed: bool = False) -> str:
+    if math.isnan(value):
+        return ""
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def render(r: CycleReport) -> str:
+    row = r.row
+    added = int(r.labeled.loc["total", "tiles"])
+    with_objects = int(r.labeled.loc["total", "with objects"])
+    lines = [f"# Cycle {r.cycle}", ""]
+    if r.cycle == 0 or added == 0:
+        lines.append("No new labels this cycle: the scores are the starting model's.")
+    else:
+        lines.append(
+            f"**+{added} labeled tiles** ({with_objects} with {r.object_name}s, {added - with_objects} empty; "
+            f"{int(r.labeled.loc['total', 'boxes'])} boxes): {row['labeled_tiles']} labeled tiles and "
+            f"{row['labeled_boxes']} boxes in all."
+        )
+    lines += ["", r.promotion, ""]
+
+    lines += [f"## Labeled this cycle (batch {r.cycle})", ""]
+    if added:
+        lines.append(table(r.labeled, r.labeled.index.name))
+    else:
+        lines += ["Nothing.", ""]
+
+    before = f"cycle {r.before_cycle}" if r.before_cycle is not None else "before"
+    scores = pd.DataFrame(
+        {
+            before: [_score(v) for v in r.scores["before"]],
+            f"cycle {r.cycle}": [_score(v) for v in r.scores["after"]],
+            "change": [_score(v, signed=True) for v in r.scores["change"]],
+        },
+        index=[SCORE_NAMES[k] for k in r.scores.index],
+    )
+    lines += [
+        f"## Test set: this cycle's model (v{row['model_version']})",
+        "",
+        table(scores, "score"),
+    ]
+
+    lines += [f"## Next batch: {r.queue_size} tiles queued", ""]
+    if r.queue_image:
+        shown = "" if r.queue_shown == r.queue_size else f" (the first {r.queue_shown})"
+        lines += [
+            f"In queue order{shown}, with the champion's boxes at confidence {r.threshold:g} or above "
+            f"(yellow); each caption gives the rank, the tile's {r.labeled.index.name}, the boxes drawn "
+            "and the top confidence. Dark tiles are brightened for viewing.",
+            "",
+            f"![next batch]({r.queue_image})",
+            "",
+        ]
+    else:
+        lines += [
+            "Nothing queued: every tile is labeled."
+            if not r.queue_size
+            else "Not drawn (report.queue_tiles is 0).",
+            "",
+        ]
+
+    lines += [
+        f"## Where the champion (v{row['champion_version']}) fails on the test set",
+        "",
+        f"{r.test_tiles} tiles, {r.test_boxes} true boxes; at confidence {r.threshold:g} and IoU 0.5: "
+        f"{r.true_positives} found, {r.false_positives} false positives, {r.false_negatives} missed.",
+        "",
+    ]
+    legend = {
+        "fp": "Yellow: the champion's wrong boxes (confidence shown); cyan: the tile's true boxes.",
+        "fn": "Cyan: the missed true boxes; yellow: the champion's boxes on the tile (confidence shown).",
+    }
+    for key, title, image, tiles in (
+        ("fp", "False positives, most confident first", r.false_positive_image, r.false_positive_tiles),
+        ("fn", f"Missed {r.object_name}s, largest first", r.missed_image, r.missed_tiles),
+    ):
+        lines += [f"### {title}", ""]
+        if image:
+            more = (
+                f"the first {r.mistake_tiles} of {tiles} tiles"
+                if tiles > r.mistake_tiles
+                else f"{tiles} tiles"
+            )
+            lines += [
+                f"{legend[key]} Next to a tile, an enlarged crop of its first mistake "
+                f"where that shows it larger ({more}).",
+                "",
+                f"![{title.lower()}]({image})",
+                "",
+            ]
+        else:
+            lines += ["None." if not tiles else "Not drawn (report.mistakes is 0).", ""]
+    return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""report: this cycle's labels, metrics, registry record, queue and test set -> reports/cycles/NNNN.md.
+
+What was labeled, what it bought (scores against the cycle before, from the history kept next to
+the reports), whether the champion moved, the next batch with the champion's boxes, and the
+test set's worst false positives and misses, as pictures a reviewer sees in the cycle's commit
+(acorn.reporting).
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from acorn import paths
+from acorn.atomic import write_csv, write_text
+from acorn.detection import DetectorConfig
+from acorn.entrypoint import run_stage
+from acorn.errors import InputError
+from acorn.labeling.export import read_manifest
+from acorn.params import Params
+from acorn.reporting import build, history
+from acorn.reporting.drawing import MISSED, PREDICTED, save_png
+from acorn.reporting.markdown import CycleReport, render
+from acorn.reporting.matching import match_boxes
+
+log = logging.getLogger("acorn")
+
+REPORTS = Path("reports/cycles")
+HISTORY = REPORTS / "history.csv"  # one row per cycle: the learning curve `dvc plots show` draws
+
+
+def read_json(path: Path, keys: tuple[str, ...]) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found; run the stage that writes it (dvc repro)") from None
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise InputError(f"{path}: no {missing[0]!r}; re-run the stage that writes it")
+    return data
+
+
+def report(p: Params) -> None:
+    metrics = read_json(paths.TRAIN_METRICS, ("cycle", *history.COUNTS, *history.SCORES))
+    record = read_json(paths.REGISTRY, ("version", "champion_version", "metric", "value", "gain"))
+    row = history.history_row(metrics, record)
+    cycle = row["cycle"]
+    past = history.read_history(HISTORY)
+    before = history.previous_row(past, cycle)
+
+    labels = read_manifest(paths.LABELS)
+    tiles = pd.read_parquet(paths.TILE_MANIFEST)
+    labeled = build.labeled_summary(labels[labels["batch"] == cycle], tiles, p.rank.balance_by)
+
+    queue = pd.read_csv(paths.QUEUE, dtype={"tile_id": str})
+    by = p.rank.balance_by
+    tags = tiles.set_index("tile_id")[by].fillna("").astype(str) if by in tiles else pd.Series(dtype=str)
+    sheets: dict[str, Image.Image | None] = {}
+    if p.report.queue_tiles:
+        boxes = pd.read_parquet(paths.PRED_BOXES, columns=["tile_id", "confidence", "x1", "y1", "x2", "y2"])
+        sheets["queue"] = build.queue_sheet(queue, boxes, p.rank.threshold, p.report.queue_tiles, tags)
+
+    champion = DetectorConfig.from_params(p, paths.CHAMPION)
+    test = build.predict_test_set(Path(p.test.data), champion, len(p.classes))
+    shown = test.predictions[test.predictions["confidence"] >= p.rank.threshold]
+    matches = match_boxes(shown, test.truth)
+    fp, fn = matches.false_positives, matches.false_negatives
+    if p.report.mistakes:
+        n = p.report.mistakes
+        sheets["false-positives"] = build.mistakes_sheet(
+            fp, test.truth, test.images, (PREDICTED, MISSED), build.false_positive_caption, n, 2
+        )
+        sheets["missed"] = build.mistakes_sheet(
+            fn, shown, test.images, (MISSED, PREDICTED), build.missed_caption, n, 2
+        )
+    name = f"{cycle:04d}"
+    files = {key: f"{name}-{key}.png" for key, sheet in sheets.items() if sheet is not None}
+    for stale in set(REPORTS.glob(f"{name}-*.png")) - {REPORTS / f for f in files.values()}:
+        stale.unlink()  # a re-run cycle's sheet that has nothing to show now
+    for key, file in files.items():
+        save_png(sheets[key], REPORTS / file)
+
+    page = CycleReport(
+        cycle=cycle,
+        row=row,
+        before_cycle=None if before is None else int(before["cycle"]),
+        labeled=labeled,
+        scores=history.score_changes(before, row),
+        promotion=history.promotion_text(record, None if before is None else int(before["champion_version"])),
+        object_name=p.classes[0] if len(p.classes) == 1 else "object",
+        queue_size=len(queue),
+        queue_shown=min(len(queue), p.report.queue_tiles),
+        queue_image=files.get("queue"),
+        threshold=p.rank.threshold,
+        test_tiles=len(test.images),
+        test_boxes=len(test.truth),
+        true_positives=int(matches.predictions["matched"].sum()),
+        false_positives=len(fp),
+        false_negatives=len(fn),
+        false_positive_tiles=fp["tile_id"].nunique(),
+        missed_tiles=fn["tile_id"].nunique(),
+        false_positive_image=files.get("false-positives"),
+        missed_image=files.get("missed"),
+        mistake_tiles=p.report.mistakes,
+    )
+    write_text(REPORTS / f"{name}.md", render(page))
+    write_csv(history.update_history(past, row), HISTORY)
+    log.info(
+        "cycle %d: %s (%d false positives, %d missed on the test set)",
+        cycle,
+        REPORTS / f"{name}.md",
+        len(fp),
+        len(fn),
+    )
+
+
+if __name__ == "__main__":
+    run_stage(report)
