@@ -131,7 +131,8 @@ def replay_pairs(folder: str | Path, count: int) -> list[tuple[Path, Path]]:
 
     A cycle's labels are a few dozen tiles, mostly empty: alone they teach the detector that
     nothing is a squirrel. Replaying what it already knew makes fine-tuning add, not replace.
-    Optional: no folder (``train.replay_data: ''``) or a folder with no images means no replay.
+    Optional: a missing folder, or one with no images (the default data/replay holds only a
+    README), means no replay; so does ``train.replay_images: 0``.
     """
     if count <= 0 or not str(folder):
         return []
