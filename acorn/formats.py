@@ -1,4 +1,4 @@
-"""Box formats: YOLO text labels <-> internal pixel boxes.
+"""Box formats: YOLO text labels and Label Studio percentages <-> internal pixel boxes.
 
 Internally a box is a row of a DataFrame in pixel ``x1, y1, x2, y2`` of its image, with an
 integer ``class_id`` (and a ``confidence`` for predictions). Pixel corners make clipping and
@@ -42,6 +42,31 @@ def xyxy_to_yolo(xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.stack(
         [(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height], axis=1
     )
+
+
+def boxes_to_percent(boxes: pd.DataFrame, width: int, height: int) -> pd.DataFrame:
+    """Pixel boxes -> the same rows with Label Studio's ``x, y, w, h`` in percent of the image.
+
+    Both ways boxes reach Label Studio (the pushed pre-annotations and ``acorn serve``) use
+    this, so a box looks the same whichever drew it. Corners are clipped to the image first:
+    a detector may overshoot the border by a pixel, and Label Studio keeps a region that
+    sticks out as it is, which then fails the pull's outside-the-image check. A box with no
+    area left after clipping (entirely outside, or degenerate) is dropped. Other columns
+    (``class_id``, ``confidence``) are kept; the index is reset.
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    x = boxes[["x1", "x2"]].to_numpy(dtype=np.float64).clip(0.0, width)
+    y = boxes[["y1", "y2"]].to_numpy(dtype=np.float64).clip(0.0, height)
+    x1, x2 = x.min(axis=1), x.max(axis=1)
+    y1, y2 = y.min(axis=1), y.max(axis=1)
+    keep = (x2 > x1) & (y2 > y1)
+    out = boxes.loc[keep].reset_index(drop=True)
+    out["x"] = x1[keep] / width * 100.0
+    out["y"] = y1[keep] / height * 100.0
+    out["w"] = (x2 - x1)[keep] / width * 100.0
+    out["h"] = (y2 - y1)[keep] / height * 100.0
+    return out
 
 
 def parse_yolo_text(text: str, width: int, height: int, source: str = "<text>") -> pd.DataFrame:

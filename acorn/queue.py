@@ -1,8 +1,9 @@
 """Turn predictions into the ordered batch that goes to the labelers.
 
 The strategy (acorn.strategies) scores and selects; this module only adds what the labeling
-backend needs: queue order, a ``score`` that decreases along the queue (Label Studio sorts by
-it), the strategy's raw score, image paths and sizes, and the model version that predicted.
+backend needs: queue order, a ``score`` that rises along the queue (Label Studio serves the
+lowest first), the strategy's raw score, image paths and sizes, and the model version that
+predicted.
 """
 
 from __future__ import annotations
@@ -40,6 +41,18 @@ def strategy_for(p: Params, name: str | None = None) -> Strategy:
     )
 
 
+def queue_scores(n: int) -> np.ndarray:
+    """The ``score`` of each position of a ranked pool of ``n`` tiles: 0 for rank 1, rising by 1/n.
+
+    Label Studio's labeling stream ("Label All Tasks", uncertainty sampling) serves the task
+    whose prediction has the *lowest* score first, as it would the prediction a model is least
+    sure of; scores rising along the queue make it serve rank 1, then rank 2, and so on, and a
+    Data Manager sorted by prediction score ascending shows the same order. Nine decimals keep
+    the scores distinct for pools of up to 10^8 tiles.
+    """
+    return np.round(np.arange(n) / max(n, 1), 9)
+
+
 def build_queue(
     boxes: pd.DataFrame,
     pool: pd.DataFrame,
@@ -49,9 +62,9 @@ def build_queue(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Rank the unlabeled ``pool``: (queue, the rest of the pool ranked after it, summary).
 
-    ``score`` falls from 1 along the whole pool order (the batch first, then the rest by the
-    strategy's score), so a labeling tool sorting by it shows this batch first and tiles still
-    waiting from earlier batches after it.
+    ``score`` (:func:`queue_scores`) rises from 0 along the whole pool order (the batch first,
+    then the rest by the strategy's score), so a labeling tool serving the lowest score first
+    serves this batch in rank order, then tiles still waiting from earlier batches.
     """
     strategy = strategy_for(p)
     embeddings = np.stack(pool["embedding"].to_numpy()) if "embedding" in pool and len(pool) else None
@@ -74,7 +87,7 @@ def build_queue(
         {
             "tile_id": order,
             "rank": np.arange(1, len(order) + 1),
-            "score": np.round(1.0 - np.arange(len(order)) / max(len(order), 1), 6),
+            "score": queue_scores(len(order)),
             "strategy_score": raw.loc[order].round(6).to_numpy(),
             "batch": batch,
             "image": by_id.loc[order, "image"].to_numpy(),

@@ -1,4 +1,3 @@
-
 import numpy as np
 import pandas as pd
 
@@ -45,7 +44,9 @@ def test_queue_follows_the_strategy_and_carries_what_labelers_need():
         boxes(), pool(), params(strategy="entropy", aggregate="max", budget=3, balance_by=""), batch=4
     )
     assert queue["tile_id"].tolist() == ["t09", "t08", "t07"]  # confidences 0.5, 0.45, 0.4
-    assert queue["rank"].tolist() == [1, 2, 3] and queue["score"].is_monotonic_decreasing
+    assert queue["rank"].tolist() == [1, 2, 3]
+    # Label Studio serves the lowest score first: rank 1 has the lowest
+    assert queue["score"].iloc[0] == 0.0 and queue["score"].is_monotonic_increasing
     assert (queue["batch"] == 4).all() and (queue["model_version"] == "m-v3").all()
     assert queue["strategy_score"].iloc[0] == round(np.log(2), 6)
     assert summary["queued_tiles"] == 3 and summary["pool_tiles"] == 12
@@ -73,5 +74,5 @@ def test_the_rest_of_the_pool_ranks_after_the_batch():
     )
     assert len(queue) + len(waiting) == 12 and not set(queue["tile_id"]) & set(waiting["tile_id"])
     scores = pd.concat([queue["score"], waiting["score"]])
-    assert scores.is_monotonic_decreasing and scores.is_unique
+    assert scores.is_monotonic_increasing and scores.is_unique
     assert waiting["tile_id"].iloc[0] == "t06"  # the next most uncertain after t09, t08, t07

@@ -30,11 +30,25 @@ class ModelUnavailable(RuntimeError):
 @dataclass
 class LoadedModel:
     version: int
-    label: str  # acorn.registry.model_version_label: what Label Studio shows
+    label: str  # served_model_version: what Label Studio shows on this model's predictions
     detector: Detector
     # Detector is not re-entrant (it collects embeddings in a hook) and a CPU runs one forward
     # pass well, not two: requests take turns on the model
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def served_model_version(name: str, version: int) -> str:
+    """The ``model_version`` of acorn serve's predictions: the registry's label plus ``-serve``.
+
+    The rank stage pushes the same champion's boxes under the registry's own label
+    (``acorn.registry.model_version_label``) with a ``score`` that encodes queue order, and
+    sets it as the project's model version. Label Studio's labeling stream and its
+    prediction-score column read only predictions of the project's model version, and a
+    task with two of them would be sorted by the lower score. Serve scores by mean
+    confidence, so under the same label it could reorder the queue; under its own it never
+    takes part in that order.
+    """
+    return f"{model_version_label(name, version)}-serve"
 
 
 class Champion:
@@ -92,7 +106,7 @@ class Champion:
             self._load(version)
 
     def _load(self, version: int) -> None:
-        label = model_version_label(self.name, version)
+        label = served_model_version(self.name, version)
         log.info("loading %s (%s@%s) from %s", label, self.name, CHAMPION, redacted(self.tracking_uri))
         start = time.perf_counter()
         try:
@@ -144,7 +158,7 @@ class Champion:
         with self._changed:
             self._changed.wait_for(lambda: self._target is not None or self._checked, timeout)
             if self._target is not None:
-                return model_version_label(self.name, self._target)
+                return served_model_version(self.name, self._target)
             raise ModelUnavailable(self._error or f"{self.name}@{CHAMPION}: registry not read yet; retry")
 
     def status(self) -> dict:
@@ -159,6 +173,6 @@ class Champion:
             return {
                 "state": state,
                 "model_version": model.label if model else None,
-                "champion": model_version_label(self.name, target) if target else None,
+                "champion": served_model_version(self.name, target) if target else None,
                 "error": self._error,
             }

@@ -6,7 +6,12 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from acorn.errors import AcornError
 from acorn.params import Params
+
+
+class ServeConfigError(AcornError):
+    """A setting of ``acorn serve`` (option or environment variable) that cannot work; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +53,12 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         if self.basic_auth and ":" not in self.basic_auth:
-            raise ValueError("ACORN_SERVE_BASIC_AUTH must be user:password")
+            raise ServeConfigError("ACORN_SERVE_BASIC_AUTH must be user:password (it has no colon)")
         if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"display threshold must be in [0, 1], got {self.threshold}")
+            raise ServeConfigError(
+                f"display threshold (rank.threshold) must be in [0, 1], got {self.threshold}"
+            )
         for name in ("max_tasks", "max_pending", "chunk_tasks", "fetch_concurrency"):
             if getattr(self, name) < 1:
-                raise ValueError(f"serve {name} must be >= 1, got {getattr(self, name)}")
+                option = f" (--{name.replace('_', '-')})" if name in ("max_tasks", "max_pending") else ""
+                raise ServeConfigError(f"acorn serve: {name}{option} must be >= 1, got {getattr(self, name)}")

@@ -9,11 +9,13 @@ against plain numbers.
 from __future__ import annotations
 
 import logging
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
+from label_studio_sdk.label_interface import LabelInterface
+
+from acorn.formats import boxes_to_percent
 
 log = logging.getLogger("acorn.serve")
 
@@ -29,32 +31,31 @@ class LabelTarget:
 
 
 def parse_label_config(label_config: str | None) -> LabelTarget:
-    """Read the first ``<RectangleLabels name=... toName=...>`` and its ``<Image value="$key">``.
+    """The first ``<RectangleLabels>`` of the project, the object tag it points to, and its labels.
 
-    A project without one (or no config at all) gets the defaults, which match the label
-    config acorn's own Label Studio backend creates; a warning says why boxes may not show.
+    Parsed by the Label Studio SDK's ``LabelInterface``, the parser Label Studio itself uses,
+    so ``toName`` lists, ``$`` data keys and label aliases mean what they mean to the server.
+    A project without such a tag (or no config at all) gets the defaults, which match the
+    label config acorn's own Label Studio backend creates; a warning says why boxes may not show.
     """
     if not label_config:
         return LabelTarget()
     try:
-        root = ET.fromstring(label_config)
-    except ET.ParseError as exc:
-        log.warning("label_config is not valid XML (%s); using from_name=label, to_name=image", exc)
+        interface = LabelInterface(label_config)
+    except Exception as exc:  # the SDK raises bare Exception subclasses for malformed XML
+        log.warning("label_config cannot be parsed (%s); using from_name=label, to_name=image", exc)
         return LabelTarget()
-    tags = list(root.iter())
-    rect = next((t for t in tags if t.tag.lower() == "rectanglelabels"), None)
+    rect = next((c for c in interface.controls if c.tag.lower() == "rectanglelabels"), None)
     if rect is None:
         log.warning(
             "label_config has no <RectangleLabels>; rectangles use from_name=label, to_name=image "
             "and Label Studio will not show them until the project has such a tag"
         )
         return LabelTarget()
-    from_name = rect.get("name", "label")
-    to_name = rect.get("toName", "image").split(",")[0]
-    image = next((t for t in tags if t.get("name") == to_name and t is not rect), None)
-    value = image.get("value", "$image") if image is not None else "$image"
-    labels = tuple(t.get("value", "") for t in rect if t.tag.lower() == "label")
-    return LabelTarget(from_name, to_name, value.lstrip("$") or "image", labels)
+    to_name = rect.to_name[0] if rect.to_name else "image"
+    image = next((o for o in rect.objects if o.name == to_name), None)
+    value = str(image.value) if image is not None and image.value else "$image"
+    return LabelTarget(rect.name, to_name, value.lstrip("$") or "image", tuple(rect.labels))
 
 
 def task_score(confidences: Sequence[float]) -> float:
@@ -69,9 +70,13 @@ def task_score(confidences: Sequence[float]) -> float:
 def rectangle_results(
     boxes: pd.DataFrame, width: int, height: int, class_names: dict[int, str], target: LabelTarget
 ) -> list[dict]:
-    """Pixel boxes (``class_id, confidence, x1..y2``) of one image -> ``rectanglelabels`` items."""
+    """Pixel boxes (``class_id, confidence, x1..y2``) of one image -> ``rectanglelabels`` items.
+
+    Clipped to the image and converted by :func:`acorn.formats.boxes_to_percent`, as the
+    boxes pushed with the queue are.
+    """
     results = []
-    for i, box in enumerate(boxes.itertuples(index=False)):
+    for i, box in enumerate(boxes_to_percent(boxes, width, height).itertuples(index=False)):
         results.append(
             {
                 "id": f"acorn{i}",
@@ -82,10 +87,10 @@ def rectangle_results(
                 "original_height": int(height),
                 "image_rotation": 0,
                 "value": {
-                    "x": 100.0 * box.x1 / width,
-                    "y": 100.0 * box.y1 / height,
-                    "width": 100.0 * (box.x2 - box.x1) / width,
-                    "height": 100.0 * (box.y2 - box.y1) / height,
+                    "x": float(box.x),
+                    "y": float(box.y),
+                    "width": float(box.w),
+                    "height": float(box.h),
                     "rotation": 0,
                     "rectanglelabels": [class_names.get(int(box.class_id), str(box.class_id))],
                 },

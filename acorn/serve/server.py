@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import socket
 import threading
 import time
 
@@ -16,12 +15,6 @@ import uvicorn
 from fastapi import FastAPI
 
 log = logging.getLogger("acorn.serve")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def is_loopback(host: str) -> bool:
@@ -34,15 +27,20 @@ def is_loopback(host: str) -> bool:
 
 
 class ServerThread:
-    """A uvicorn server in a daemon thread: ``with ServerThread(app) as s: httpx.get(s.url + "/health")``."""
+    """A uvicorn server in a daemon thread: ``with ServerThread(app) as s: httpx.get(s.url + "/health")``.
+
+    Without a ``port`` the operating system picks a free one when uvicorn binds (port 0), and
+    ``port`` is read back from the socket once started: no window in which another process
+    could take a port chosen beforehand.
+    """
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host = host
-        self.port = port or free_port(host)
+        self.port = port or 0
         self.server = uvicorn.Server(
             uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="on")
         )
-        self._thread = threading.Thread(target=self.server.run, name=f"acorn-serve-{self.port}", daemon=True)
+        self._thread = threading.Thread(target=self.server.run, name="acorn-serve", daemon=True)
 
     @property
     def url(self) -> str:
@@ -55,6 +53,7 @@ class ServerThread:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"acorn serve did not start on {self.url} (port taken?)")
             time.sleep(0.02)
+        self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
         return self
 
     def stop(self) -> None:

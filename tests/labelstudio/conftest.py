@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
 
 from acorn.labeling.labelstudio.backend import LabelStudioBackend
 from acorn.labeling.labelstudio.server import LocalServer, free_port
+from acorn.queue import queue_scores
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ["squirrel", "bird"]
@@ -86,7 +88,7 @@ class Workspace:
             {
                 "tile_id": ids,
                 "rank": np.arange(n),
-                "score": np.round(1.0 - np.arange(n) / max(n, 1), 6),
+                "score": queue_scores(n),
                 "strategy_score": np.linspace(0.9, 0.1, n) if n else [],
                 "batch": batch,
                 "image": [f"data/tiles/images/{t}.jpg" for t in ids],
@@ -119,3 +121,24 @@ def workspace(ls_server: LocalServer, request: pytest.FixtureRequest) -> Workspa
 
 def no_predictions() -> pd.DataFrame:
     return pd.DataFrame(columns=["tile_id", "class_id", "confidence", "x1", "y1", "x2", "y2"])
+
+
+def stream(backend: LabelStudioBackend, limit: int = 100) -> list[str]:
+    """What "Label All Tasks" serves the annotator, in order: ask ``/next``, submit, ask again.
+
+    ``/next`` locks the task it serves for this user and serves it again until it is
+    answered, so each served task gets an (empty) annotation before the next question.
+    """
+    conn = backend.connection
+    pid = backend.project_id()
+    served: list[str] = []
+    with httpx.Client(base_url=conn.url, headers={"Authorization": f"Token {conn.api_key}"}) as http:
+        for _ in range(limit):
+            answer = http.get(f"/api/projects/{pid}/next")
+            if answer.status_code == 404:  # nothing left to label
+                break
+            answer.raise_for_status()
+            task = answer.json()
+            served.append(task["data"]["tile_id"])
+            backend.client.annotations.create(task["id"], result=[], was_cancelled=False)
+    return served

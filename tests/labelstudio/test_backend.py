@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,8 +15,10 @@ from acorn.labeling.labelstudio.backend import LabelStudioBackend
 from acorn.labeling.labelstudio.client import LabelStudioAuthError
 from acorn.labeling.labelstudio.convert import label_config
 from acorn.labeling.labelstudio.project import ensure_project
+from acorn.params import Params
+from acorn.queue import build_queue
 
-from .conftest import CLASSES, H, W, no_predictions
+from .conftest import CLASSES, H, W, no_predictions, stream
 
 pytestmark = pytest.mark.labelstudio
 
@@ -94,14 +99,12 @@ def test_push_twice_never_duplicates_and_requeued_tiles_get_new_predictions(work
         a.data["batch"] == 1 and a.data["rank"] == 0 and a.data["image"].startswith("/data/local-files/?d=")
     )
     [pred] = a.predictions
-    assert pred.model_version == "m1" and pred.score == pytest.approx(1.0)
+    assert pred.model_version == "m1" and pred.score == pytest.approx(0.0)  # rank 1: the lowest score
     assert len(pred.result) == 1  # the 0.1 box is under the display threshold
     v = pred.result[0]["value"]
     assert (v["x"] / 100 * W, v["y"] / 100 * H) == pytest.approx((10, 20))
     assert pred.result[0]["original_width"] == W and pred.result[0]["original_height"] == H
     # the browser can load the image through the local-files storage
-    import httpx
-
     conn = workspace.server.connection()
     img = httpx.get(conn.url + a.data["image"], headers={"Authorization": f"Token {conn.api_key}"})
     assert img.status_code == 200 and img.content[:2] == b"\xff\xd8"
@@ -116,7 +119,7 @@ def test_push_twice_never_duplicates_and_requeued_tiles_get_new_predictions(work
     b = tasks["b"]
     assert {p.model_version for p in b.predictions} == {"m1", "m2"}
     assert b.data["batch"] == 1  # first queued in batch 1, as the oracle keeps it
-    assert next(p for p in b.predictions if p.model_version == "m2").score == pytest.approx(1.0)
+    assert next(p for p in b.predictions if p.model_version == "m2").score == pytest.approx(0.0)
     assert {p.model_version for p in tasks["a"].predictions} == {"m1"}  # labeled: left alone
     assert tasks["e"].data["batch"] == 2
     assert backend.client.projects.get(backend.project_id()).model_version == "m2"
@@ -127,7 +130,7 @@ def test_waiting_tiles_from_earlier_batches_get_the_new_models_predictions(works
     backend = workspace.backend()
     backend.push(workspace.tiles(["a", "b"], batch=1, model_version="m1"), no_predictions())
     # cycle 2 queues c; a is still waiting and ranks after it, z was never queued
-    rest = workspace.tiles(["a", "z"], batch=2, model_version="m2").assign(score=[0.5, 0.25])
+    rest = workspace.tiles(["a", "z"], batch=2, model_version="m2").assign(score=[0.5, 0.75])
     result = backend.push(workspace.tiles(["c"], batch=2, model_version="m2"), no_predictions(), rest)
     assert (result.created, result.updated) == (1, 1)
     tasks = workspace.tasks(backend)
@@ -304,3 +307,50 @@ def test_cli_setup_and_annotate(workspace, monkeypatch):
     pulled = backend.pull()
     assert len(pulled.annotations) == 2 and len(pulled.boxes) == 1
     assert conn.api_key not in first.output + again.output + done.output
+
+
+def _pool(workspace, ids: list[str], model_version: str) -> pd.DataFrame:
+    tiles = workspace.tiles(ids)
+    return tiles[["tile_id", "image", "width", "height"]].assign(model_version=model_version)
+
+
+def test_label_stream_serves_the_queue_in_rank_order(workspace):
+    """The project's stream serves rank 1, rank 2, ... of acorn's queue, then the waiting tiles.
+
+    The queue comes from ``build_queue`` itself (random strategy: an order unrelated to tile
+    ids), so this checks the score convention against Label Studio's own sampling.
+    """
+    backend = workspace.backend()
+    params = Params().with_overrides({"rank.strategy": "random", "rank.balance_by": "", "rank.budget": 5})
+    first = [f"p{i}" for i in range(8)]
+    queue, waiting, _ = build_queue(no_predictions(), _pool(workspace, first, "m-v1"), params, batch=1)
+    backend.push(queue, no_predictions(), waiting)
+    assert stream(backend, limit=2) == queue["tile_id"].tolist()[:2]
+
+    # next cycle: a new model ranks what is left of the pool and three new tiles
+    labeled = set(queue["tile_id"].iloc[:2])
+    pool = _pool(workspace, [t for t in first if t not in labeled] + ["p8", "p9", "p10"], "m-v2")
+    params = params.with_overrides({"rank.budget": 3, "rank.seed": 1})
+    queue, waiting, _ = build_queue(no_predictions(), pool, params, batch=2)
+    backend.push(queue, no_predictions(), waiting)
+    in_project = set(workspace.tasks(backend))
+    expected = queue["tile_id"].tolist() + [t for t in waiting["tile_id"] if t in in_project]
+    assert set(expected) == in_project - labeled  # the batch, then batch 1's unlabeled rest
+    # the Data Manager sorted by prediction score ascending, done tasks hidden, shows the same order
+    view = {
+        "ordering": ["tasks:predictions_score"],
+        "filters": {
+            "conjunction": "and",
+            "items": [
+                {
+                    "filter": "filter:tasks:total_annotations",
+                    "operator": "equal",
+                    "type": "Number",
+                    "value": 0,
+                }
+            ],
+        },
+    }
+    listed = backend.client.tasks.list(project=backend.project_id(), query=json.dumps(view), page_size=100)
+    assert [t.data["tile_id"] for t in listed] == expected
+    assert stream(backend) == expected

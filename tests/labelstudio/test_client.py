@@ -18,21 +18,25 @@ from acorn.labeling.labelstudio.project import local_files_url
 from acorn.labeling.labelstudio.server import free_port
 
 
-def test_update_dotenv_keeps_other_lines(tmp_path):
+def test_update_dotenv_keeps_other_lines_and_the_owner_only(tmp_path):
     env = tmp_path / ".env"
     env.write_text("# mine\nFOO=1\nLABEL_STUDIO_URL=http://old\n\nexport BAR='two words'\n")
+    env.chmod(0o644)
     update_dotenv(env, {"LABEL_STUDIO_URL": "http://127.0.0.1:9", "LABEL_STUDIO_API_KEY": "k"})
     lines = env.read_text().splitlines()
-    assert lines[:5] == [
-        "# mine",
-        "FOO=1",
-        "LABEL_STUDIO_URL=http://127.0.0.1:9",
-        "",
-        "export BAR='two words'",
-    ]
-    assert lines[5] == "LABEL_STUDIO_API_KEY=k"
-    assert read_dotenv(env)["BAR"] == "two words"
-    assert env.stat().st_mode & 0o077 == 0
+    assert lines[:2] == ["# mine", "FOO=1"] and lines[3:5] == ["", "export BAR='two words'"]
+    assert read_dotenv(env) == {
+        "FOO": "1",
+        "LABEL_STUDIO_URL": "http://127.0.0.1:9",
+        "BAR": "two words",
+        "LABEL_STUDIO_API_KEY": "k",
+    }
+    assert env.stat().st_mode & 0o777 == 0o600, "an existing, world-readable .env is narrowed"
+    fresh = tmp_path / "new" / ".env"
+    fresh.parent.mkdir()
+    update_dotenv(fresh, {"LABEL_STUDIO_API_KEY": "k$HOME"})
+    assert fresh.stat().st_mode & 0o777 == 0o600
+    assert read_dotenv(fresh) == {"LABEL_STUDIO_API_KEY": "k$HOME"}, "values are literal"
 
 
 def test_environment_wins_over_dotenv(tmp_path, monkeypatch):
@@ -73,3 +77,49 @@ def test_server_down_names_the_url_and_writes_nothing(tmp_path):
     with pytest.raises(LabelStudioUnavailable, match=url):
         backend.pull()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_cli_leaves_label_studio_errors_to_the_top_level_handler(tmp_path, verbose):
+    """``acorn labelstudio ...`` raises; ``acorn``'s handler shows one line and exits 1, or the
+    traceback with ``--verbose``, as for every other user error."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import tool_env
+
+    (tmp_path / "params.yaml").write_text("classes: [squirrel]\n")
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {**tool_env(tmp_path), "LABEL_STUDIO_URL": url, "LABEL_STUDIO_API_KEY": "secret-" + "0" * 33}
+    cmd = [str(Path(sys.executable).parent / "acorn"), *(["-v"] if verbose else []), "labelstudio", "setup"]
+    proc = subprocess.run([*cmd, "--no-storage"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    message = f"cannot reach Label Studio at {url}"
+    if verbose:
+        assert "Traceback" in out and f"LabelStudioUnavailable: {message}" in out
+    else:
+        assert f"acorn failed: {message}" in out and "Traceback" not in out
+    assert "secret-" not in out
+
+
+def test_stale_pid_file_never_signals_another_process(tmp_path):
+    """A pid file whose number now belongs to some other process: not our server, left alone."""
+    import subprocess
+
+    from acorn.labeling.labelstudio.server import LocalServer
+
+    server = LocalServer(venv=tmp_path / "venv", data_dir=tmp_path / "data", state_dir=tmp_path / "state")
+    server.state_dir.mkdir()
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        server.pid_file.write_text(f"{other.pid}\n")
+        status = server.status()
+        assert not status.running and f"pid {other.pid}" in status.detail
+        assert server.stop() is False
+        assert other.poll() is None, "the other process is still running"
+        assert not server.pid_file.exists()
+    finally:
+        other.kill()
+        other.wait()

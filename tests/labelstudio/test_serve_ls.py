@@ -24,12 +24,13 @@ import pytest
 from acorn.detection import load_images
 from acorn.labeling.labelstudio.backend import LabelStudioBackend
 from acorn.labeling.labelstudio.server import LocalServer
+from acorn.queue import queue_scores
 from acorn.registry import champion_version, model_version_label
 from acorn.serve import ServeConfig, ServerThread, create_app
-from acorn.serve.champion import Champion
+from acorn.serve.champion import Champion, served_model_version
 from tests.serve.conftest import MODEL, make_weights, noise_image, register_version
 
-from .conftest import CLASSES, no_predictions
+from .conftest import CLASSES, no_predictions, stream
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 
@@ -58,11 +59,16 @@ class Served:
         assert pid is not None
         return pid
 
-    def champion_label(self) -> str:
+    def alias_version(self) -> int:
+        """The registry version the champion alias names now."""
         client = mlflow.MlflowClient(tracking_uri=self.store, registry_uri=self.store)
         version = champion_version(client, MODEL)
         assert version is not None
-        return model_version_label(MODEL, version)
+        return version
+
+    def champion_label(self) -> str:
+        """The model_version on what acorn serve predicts with the champion."""
+        return served_model_version(MODEL, self.alias_version())
 
     def health(self) -> dict:
         return httpx.get(f"{self.app_server.url}/health", timeout=10).json()
@@ -104,7 +110,7 @@ def served(ls_server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> 
         {
             "tile_id": ids,
             "rank": range(N_TASKS),
-            "score": [1.0 - i / N_TASKS for i in range(N_TASKS)],
+            "score": queue_scores(N_TASKS),
             "strategy_score": 0.5,
             "batch": 1,
             "image": [f"data/tiles/images/{t}.jpg" for t in ids],
@@ -133,7 +139,7 @@ def served(ls_server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> 
         )
         served = Served(app_server, app.state.champion, backend, store, registry, weights, tiles, {})
         # Label Studio calls /health and /setup when the backend is connected: have a model by then
-        served.wait_serving(model_version_label(MODEL, 1))
+        served.wait_serving(served_model_version(MODEL, 1))
         assert backend.setup().changed == ["project", "storage", "ml_backend"]
         assert backend.push(queue, no_predictions()).created == N_TASKS
         served.task_ids = {
@@ -203,9 +209,8 @@ def test_moved_champion_alias_reaches_label_studio(served):
     served.wait_serving(old)
     served.retrieve(few)  # these tasks have the old champion's prediction (a no-op if they had one)
 
-    old_version = int(old.rsplit("-v", 1)[1])
-    new_version = register_version(served.registry, served.weights, 0.1 * (old_version + 1))
-    new = model_version_label(MODEL, new_version)
+    new_version = register_version(served.registry, served.weights, 0.1 * (served.alias_version() + 1))
+    new = served_model_version(MODEL, new_version)
     assert new != old and served.champion_label() == new, "a better version becomes champion"
     served.wait_serving(new, timeout=60)  # the watcher re-reads the alias every REFRESH_S
     served.retrieve(few)
@@ -218,3 +223,36 @@ def test_moved_champion_alias_reaches_label_studio(served):
         assert {p.model_version for p in predictions if int(p.task) == task_id} == {PUSHED, old, new}
     [ml] = served.backend.client.ml.list(project=served.project_id)
     assert ml.model_version == new, "Label Studio's backend record follows /setup"
+
+
+def test_serve_predictions_never_reorder_the_queue(served):
+    """Predictions retrieved from acorn serve before the rank stage pushes the same champion's
+    queue: the labeling stream still serves the queue in rank order.
+
+    Serve scores a task by its boxes' mean confidence; the queue ranks these tiles in the
+    opposite order (highest confidence first), so a stream that followed serve's scores
+    would serve the queue backwards.
+    """
+    version = served.alias_version()
+    served.wait_serving(served_model_version(MODEL, version))
+    tiles = [f"s{i}" for i in range(20, 26)]
+    served.retrieve([served.task_ids[t] for t in tiles])
+    confidence = {
+        int(p.task): p.score for p in served.predictions() if p.model_version == served.champion_label()
+    }
+    order = sorted(tiles, key=lambda t: -confidence[served.task_ids[t]])
+    queue = pd.DataFrame(
+        {
+            "tile_id": order,
+            "rank": range(1, len(order) + 1),
+            "score": queue_scores(len(order)),
+            "strategy_score": 0.5,
+            "batch": 2,
+            "image": [f"data/tiles/images/{t}.jpg" for t in order],
+            "width": TILE_W,
+            "height": TILE_H,
+            "model_version": model_version_label(MODEL, version),  # what the rank stage pushes
+        }
+    )
+    served.backend.push(queue, no_predictions())
+    assert stream(served.backend, limit=len(order)) == order

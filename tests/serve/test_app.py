@@ -12,10 +12,10 @@ from fastapi import FastAPI, Header, Response
 from fastapi.testclient import TestClient
 
 from acorn.detection import load_images
+from acorn.labeling.labelstudio.server import free_port
 from acorn.registry import tracking_uri
 from acorn.serve import ServerThread, create_app
-from acorn.serve.champion import Champion
-from acorn.serve.server import free_port
+from acorn.serve.champion import Champion, served_model_version
 
 from .conftest import MODEL, noise_image
 from .test_images import png_header
@@ -24,7 +24,7 @@ LABEL_CONFIG = """<View>
   <Image name="frame" value="$img"/>
   <RectangleLabels name="boxes" toName="frame"><Label value="squirrel"/></RectangleLabels>
 </View>"""
-V1 = f"{MODEL}-v1"
+V1, V2 = served_model_version(MODEL, 1), served_model_version(MODEL, 2)
 
 
 def local(rel: str) -> str:
@@ -328,9 +328,9 @@ def test_moved_alias_is_served_without_restart(tmp_path, weights, toy_store, con
         assert first["results"][0]["model_version"] == V1
         assert toy_store.register_version(root, weights, 0.2) == 2  # better: register moves champion
         deadline = time.monotonic() + 60
-        while httpx.get(f"{server.url}/health").json()["model_version"] != f"{MODEL}-v2":
+        while httpx.get(f"{server.url}/health").json()["model_version"] != V2:
             assert time.monotonic() < deadline, httpx.get(f"{server.url}/health").json()
             time.sleep(0.1)
         second = httpx.post(f"{server.url}/predict", json=tasks, timeout=120).json()
-        assert second["results"][0]["model_version"] == f"{MODEL}-v2"
-        assert httpx.post(f"{server.url}/setup", json={}).json() == {"model_version": f"{MODEL}-v2"}
+        assert second["results"][0]["model_version"] == V2
+        assert httpx.post(f"{server.url}/setup", json={}).json() == {"model_version": V2}

@@ -80,3 +80,26 @@ def test_task_score_is_mean_of_shown_boxes():
         "result": [],
         "error": "bad",
     }
+
+
+def test_rectangles_are_clipped_to_the_image_as_the_pushed_ones_are():
+    """A box overshooting the border is clipped, one wholly outside is not sent, and the values
+    equal those of the pre-annotations the rank stage pushes for the same boxes."""
+    from acorn.labeling.labelstudio.convert import boxes_to_results
+
+    boxes = pd.DataFrame(
+        {
+            "class_id": [0, 0],
+            "confidence": [0.9, 0.5],
+            "x1": [-3.0, 650.0],
+            "y1": [500.0, 10.0],
+            "x2": [40.0, 700.0],
+            "y2": [545.0, 20.0],
+        }
+    )
+    [item] = rectangle_results(boxes, 640, 540, {0: "squirrel"}, LabelTarget())
+    v = item["value"]
+    assert v["x"] == 0.0 and v["width"] == pytest.approx(40 / 6.4)
+    assert v["y"] + v["height"] == pytest.approx(100.0)
+    [pushed] = boxes_to_results(boxes, 640, 540, ["squirrel"])
+    assert pushed["value"] == v

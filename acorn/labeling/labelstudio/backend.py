@@ -233,8 +233,9 @@ class LabelStudioBackend:
                 if tile_boxes is None
                 else boxes_to_results(tile_boxes, width, height, self.classes, self.display_threshold)
             )
-            # the queue's score falls along the queue: sorting by prediction score (descending) in the
-            # Data Manager shows the tiles in ranking order
+            # the queue's score rises along the queue (acorn.queue.queue_scores): the labeling stream
+            # serves the lowest score of the project's model_version first, so rank 1 comes first,
+            # and the Data Manager sorted by prediction score ascending shows the ranking order
             prediction = {"model_version": model_version, "score": float(row.score), "result": results}
             data = {
                 "image": self._image_url(str(row.image)),

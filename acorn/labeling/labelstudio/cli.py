@@ -1,7 +1,9 @@
 """``acorn labelstudio ...``: run a local Label Studio, set up the project, simulate an annotator.
 
 Mount with ``app.add_typer(labelstudio_app, name="labelstudio")``. Every command runs from
-the repository root (it reads ``params.yaml`` and writes ``.env`` there).
+the repository root (it reads ``params.yaml`` and writes ``.env`` there). A failure the user
+can act on is a ``LabelStudioError`` (an ``AcornError``), shown as one line by the top-level
+handler of ``acorn`` (``acorn.entrypoint.user_errors``).
 """
 
 from __future__ import annotations
@@ -12,17 +14,10 @@ from typing import Annotated
 
 import typer
 
-from acorn.labeling.labelstudio.client import LabelStudioError
-
 labelstudio_app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 ParamsOption = Annotated[Path, typer.Option("--params", help="params.yaml to read (classes)")]
 PortOption = Annotated[int | None, typer.Option(help="port on 127.0.0.1 (default: last used, else 8080)")]
-
-
-def _fail(exc: Exception) -> None:
-    typer.echo(f"{type(exc).__name__}: {exc}", err=True)
-    sys.exit(1)
 
 
 @labelstudio_app.command()
@@ -37,11 +32,7 @@ def start(
     first = not server.credentials_file.exists()
     if not (server.venv / ".acorn-ready").exists():
         typer.echo(f"installing Label Studio into {server.venv} (once, about a minute)...")
-    try:
-        status = server.start(timeout=timeout)
-    except LabelStudioError as exc:
-        _fail(exc)
-        return
+    status = server.start(timeout=timeout)
     creds = server.credentials()
     typer.echo(f"Label Studio is up at {status.url} (pid {status.pid}); LABEL_STUDIO_URL/API_KEY are in .env")
     typer.echo(
@@ -92,14 +83,10 @@ def setup(
     from acorn.params import load_params
 
     p = load_params(params)
-    try:
-        backend = LabelStudioBackend.from_params(
-            p, Path(), title=title, storage_path=None if no_storage else storage, ml_backend_url=ml_backend
-        )
-        result = backend.setup()
-    except LabelStudioError as exc:
-        _fail(exc)
-        return
+    backend = LabelStudioBackend.from_params(
+        p, Path(), title=title, storage_path=None if no_storage else storage, ml_backend_url=ml_backend
+    )
+    result = backend.setup()
     what = ", ".join(result.changed) if result.changed else "nothing (already set up)"
     typer.echo(f"project {title!r} (id {result.project_id}) at {backend.connection.url}: changed {what}")
     for warning in result.warnings:
@@ -119,12 +106,8 @@ def annotate(
     from acorn.params import load_params
 
     p = load_params(params)
-    try:
-        backend = LabelStudioBackend.from_params(p, Path(), title=title)
-        result = simulate_annotations(backend, truth, limit=limit)
-    except LabelStudioError as exc:
-        _fail(exc)
-        return
+    backend = LabelStudioBackend.from_params(p, Path(), title=title)
+    result = simulate_annotations(backend, truth, limit=limit)
     for problem in result.problems:
         typer.echo(f"skipped: {problem}", err=True)
     typer.echo(f"answered {result.created} tasks ({result.negatives} negatives), skipped {result.skipped}")

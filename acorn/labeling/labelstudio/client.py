@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+from dotenv import dotenv_values, set_key
 
-from acorn.atomic import atomic_path
 from acorn.errors import AcornError
 
 if TYPE_CHECKING:
@@ -54,50 +54,27 @@ def describe(exc: BaseException) -> str:
 
 
 def read_dotenv(path: str | os.PathLike[str]) -> dict[str, str]:
-    """``KEY=VALUE`` lines of a ``.env`` file (comments, blanks and ``export`` allowed)."""
-    path = Path(path)
-    values: dict[str, str] = {}
-    if not path.exists():
-        return values
-    for line in path.read_text(encoding="utf-8").splitlines():
-        key, value = _parse_line(line)
-        if key:
-            values[key] = value
-    return values
+    """``KEY=VALUE`` pairs of a ``.env`` file (python-dotenv's syntax: comments, quotes, ``export``).
 
-
-def _parse_line(line: str) -> tuple[str | None, str]:
-    text = line.strip()
-    if not text or text.startswith("#") or "=" not in text:
-        return None, ""
-    if text.startswith("export "):
-        text = text[len("export ") :].lstrip()
-    key, value = text.split("=", 1)
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        value = value[1:-1]
-    return key.strip(), value
+    Values are taken literally (no ``${VAR}`` expansion): an API key is what it says. Keys
+    with no value are left out. A missing file is an empty mapping.
+    """
+    values = dotenv_values(path, interpolate=False)
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def update_dotenv(path: str | os.PathLike[str], values: dict[str, str]) -> None:
     """Set ``values`` in a ``.env`` file, keeping every other line (and its order) as it was.
 
-    Written atomically and readable only by the owner: it holds an API key.
+    The file holds an API key, so it is readable by its owner only: python-dotenv rewrites
+    through a temporary file that keeps the mode of the file it replaces, so an existing
+    file is narrowed to 0600 before the key is written (a new one is made 0600 already).
     """
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    pending = dict(values)
-    out: list[str] = []
-    for line in lines:
-        key, _ = _parse_line(line)
-        if key in pending:
-            out.append(f"{key}={pending.pop(key)}")
-        else:
-            out.append(line)
-    out.extend(f"{k}={v}" for k, v in pending.items())
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(out) + "\n", encoding="utf-8")
-        tmp.chmod(0o600)
+    if path.exists():
+        path.chmod(0o600)
+    for key, value in values.items():
+        set_key(path, key, value, quote_mode="auto")
 
 
 @dataclass(frozen=True)
@@ -126,19 +103,19 @@ def resolve_connection(
     return Connection(url=url.rstrip("/"), api_key=api_key)
 
 
-def check_health(url: str, timeout: float = 5.0) -> None:
-    """Raise ``LabelStudioUnavailable`` naming ``url`` unless ``/health`` answers."""
+def health_problem(url: str, timeout: float = 5.0) -> str | None:
+    """Why ``GET <url>/health`` does not answer 200, or ``None`` when it does.
+
+    The one health check of a Label Studio server: ``connect`` raises with its reason, the
+    local server polls it while starting and reports it in ``status``.
+    """
     try:
         response = httpx.get(f"{url.rstrip('/')}/health", timeout=timeout)
     except httpx.HTTPError as exc:
-        raise LabelStudioUnavailable(
-            f"cannot reach Label Studio at {url} ({type(exc).__name__}: {exc}); "
-            "start it with `acorn labelstudio start` or set LABEL_STUDIO_URL"
-        ) from exc
+        return f"{type(exc).__name__}: {exc}"
     if response.status_code != 200:
-        raise LabelStudioUnavailable(
-            f"Label Studio at {url} is not healthy: GET /health answered {response.status_code}"
-        )
+        return f"GET /health answered {response.status_code}"
+    return None
 
 
 def connect(connection: Connection, timeout: float = 300.0) -> LabelStudio:
@@ -150,7 +127,12 @@ def connect(connection: Connection, timeout: float = 300.0) -> LabelStudio:
     from label_studio_sdk import LabelStudio
     from label_studio_sdk.core.api_error import ApiError
 
-    check_health(connection.url)
+    problem = health_problem(connection.url)
+    if problem is not None:
+        raise LabelStudioUnavailable(
+            f"cannot reach Label Studio at {connection.url} ({problem}); "
+            "start it with `acorn labelstudio start` or set LABEL_STUDIO_URL"
+        )
     try:
         client = LabelStudio(base_url=connection.url, api_key=connection.api_key, timeout=timeout)
         client.users.whoami()

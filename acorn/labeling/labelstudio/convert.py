@@ -19,6 +19,8 @@ from xml.sax.saxutils import quoteattr
 
 import pandas as pd
 
+from acorn.formats import boxes_to_percent
+
 FROM_NAME = "label"
 TO_NAME = "image"
 RESULT_TYPE = "rectanglelabels"
@@ -53,25 +55,19 @@ def boxes_to_results(
 ) -> list[dict[str, Any]]:
     """Pixel boxes (``class_id, x1..y2`` and optionally ``confidence``) -> rectangle results.
 
-    Boxes are clipped to the image (a detector may overshoot by a pixel) and those under
-    ``min_confidence`` are left out: the pre-annotation shows what the model believes at the
-    display threshold, while the faint candidates still drive the ranking.
+    Boxes under ``min_confidence`` are left out: the pre-annotation shows what the model
+    believes at the display threshold, while the faint candidates still drive the ranking.
+    Clipping and the percent conversion are :func:`acorn.formats.boxes_to_percent`'s.
     """
-    results: list[dict[str, Any]] = []
     if boxes.empty:
-        return results
-    has_conf = "confidence" in boxes.columns
-    for i, row in enumerate(boxes.itertuples(index=False)):
-        conf = float(row.confidence) if has_conf else None
-        if conf is not None and conf < min_confidence:
-            continue
-        cid = int(row.class_id)
-        if not 0 <= cid < len(classes):
-            raise ValueError(f"class id {cid} is not in the class list ({len(classes)} classes)")
-        x1, x2 = sorted((min(max(float(row.x1), 0.0), width), min(max(float(row.x2), 0.0), width)))
-        y1, y2 = sorted((min(max(float(row.y1), 0.0), height), min(max(float(row.y2), 0.0), height)))
-        if x2 - x1 <= 0 or y2 - y1 <= 0:
-            continue
+        return []
+    if "confidence" in boxes.columns:
+        boxes = boxes[boxes["confidence"] >= min_confidence]
+    bad = [int(c) for c in boxes["class_id"] if not 0 <= int(c) < len(classes)]
+    if bad:
+        raise ValueError(f"class id {bad[0]} is not in the class list ({len(classes)} classes)")
+    results: list[dict[str, Any]] = []
+    for i, row in enumerate(boxes_to_percent(boxes, width, height).itertuples(index=False)):
         item: dict[str, Any] = {
             "id": f"r{i}",
             "from_name": FROM_NAME,
@@ -81,16 +77,16 @@ def boxes_to_results(
             "original_height": int(height),
             "image_rotation": 0,
             "value": {
-                "x": x1 / width * 100.0,
-                "y": y1 / height * 100.0,
-                "width": (x2 - x1) / width * 100.0,
-                "height": (y2 - y1) / height * 100.0,
+                "x": float(row.x),
+                "y": float(row.y),
+                "width": float(row.w),
+                "height": float(row.h),
                 "rotation": 0,
-                "rectanglelabels": [classes[cid]],
+                "rectanglelabels": [classes[int(row.class_id)]],
             },
         }
-        if conf is not None:
-            item["score"] = conf
+        if hasattr(row, "confidence"):
+            item["score"] = float(row.confidence)
         results.append(item)
     return results
 

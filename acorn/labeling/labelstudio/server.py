@@ -5,7 +5,8 @@ environment (``.acorn/labelstudio/venv``, made on first use) and runs as a separ
 bound to 127.0.0.1. The first start creates the admin user and a random API token headless;
 the token is kept next to the server's database (both git-ignored) and written to the
 repository's ``.env`` as ``LABEL_STUDIO_API_KEY`` so every acorn command finds it. The
-process id goes to a pid file and the server is stopped by that id only.
+process id goes to a pid file and the server is stopped by that id only (with whatever it
+spawned), after psutil confirms that the id still belongs to this server.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import psutil
 
 from acorn.atomic import atomic_path, write_text
 from acorn.labeling.labelstudio.client import (
@@ -31,6 +31,7 @@ from acorn.labeling.labelstudio.client import (
     Connection,
     LabelStudioError,
     connect,
+    health_problem,
     update_dotenv,
 )
 
@@ -149,13 +150,13 @@ class LocalServer:
         pid = self._read_pid()
         if pid is None:
             return ServerStatus(False, self.url, detail="not started (no pid file)")
-        if not _is_our_server(pid, self.data_dir):
+        if _our_server(pid, self.data_dir) is None:
             return ServerStatus(
                 False, self.url, pid=pid, detail=f"pid {pid} from {self.pid_file} is not running"
             )
-        healthy = _healthy(self.url)
-        detail = "up" if healthy else "process running, /health not answering (starting?)"
-        return ServerStatus(True, self.url, pid=pid, healthy=healthy, detail=detail)
+        problem = health_problem(self.url, timeout=2.0)
+        detail = "up" if problem is None else f"process running, /health not answering ({problem}; starting?)"
+        return ServerStatus(True, self.url, pid=pid, healthy=problem is None, detail=detail)
 
     def start(self, timeout: float = 240.0, install: bool = True) -> ServerStatus:
         """Start the server (no-op if it already runs) and wait until it answers and accepts the token."""
@@ -216,23 +217,33 @@ class LocalServer:
         return self.status()
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Stop the server by the pid in its pid file; False if it was not running."""
+        """Stop the server and what it spawned, by the pid in its pid file; False if it was not running.
+
+        SIGTERM first (Label Studio closes its database cleanly), SIGKILL for what is left after
+        ``timeout`` seconds. psutil reaps the processes that are this one's children, so none
+        lingers as a zombie.
+        """
         pid = self._read_pid()
         if pid is None:
             return False
-        stopped = False
-        if _is_our_server(pid, self.data_dir):
-            _signal_group(pid, signal.SIGTERM)
-            if not _wait_exit(pid, timeout):
-                _signal_group(pid, signal.SIGKILL)
-                _wait_exit(pid, 10)
-            stopped = True
+        server = _our_server(pid, self.data_dir)
+        if server is not None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                family = [server, *server.children(recursive=True)]
+                for proc in family:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        proc.terminate()
+                _, alive = psutil.wait_procs(family, timeout=timeout)
+                for proc in alive:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        proc.kill()
+                psutil.wait_procs(alive, timeout=10)
         if self._proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=5)
             self._proc = None
         self.pid_file.unlink(missing_ok=True)
-        return stopped
+        return server is not None
 
     # ---- helpers ------------------------------------------------------------------------
     def _read_pid(self) -> int | None:
@@ -292,29 +303,25 @@ class LocalServer:
 
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        problem = None
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
                 raise LabelStudioError(
                     f"Label Studio exited with code {self._proc.returncode} while starting on {self.url}; "
                     f"last lines of {self.log_file}:\n{_tail(self.log_file)}"
                 )
-            if _healthy(self.url):
+            problem = health_problem(self.url, timeout=2.0)
+            if problem is None:
                 return
             time.sleep(0.5)
         raise LabelStudioError(
-            f"Label Studio did not answer {self.url}/health within {timeout:.0f} s; see {self.log_file}"
+            f"Label Studio did not answer {self.url}/health within {timeout:.0f} s ({problem}); "
+            f"see {self.log_file}"
         )
 
     def _publish(self) -> None:
         if self.env_file is not None:
             update_dotenv(self.env_file, {URL_VAR: self.url, KEY_VAR: self.connection().api_key})
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _port_in_use(port: int) -> bool:
@@ -323,65 +330,33 @@ def _port_in_use(port: int) -> bool:
 
 
 def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on now (for tests and a second server)."""
+    """A port on 127.0.0.1 that nothing listens on now (a second server, tests, benchmarks).
+
+    The port is free when asked, not reserved: a server that can bind port 0 itself (as
+    ``acorn.serve.ServerThread`` does) avoids the window. Label Studio's command line cannot.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _is_our_server(pid: int, data_dir: Path) -> bool:
-    """True if ``pid`` is alive and is a label-studio process on ``data_dir``.
+def _our_server(pid: int, data_dir: Path) -> psutil.Process | None:
+    """The live label-studio process on ``data_dir`` with this pid, or ``None``.
 
     Checking the command line guards against a stale pid file whose number now belongs to
-    another process: that one must never be signalled.
+    another process: that one must never be signalled. An exited process that its parent
+    has not reaped yet (a zombie) is dead for our purposes.
     """
     try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():
-        try:
-            args = cmdline.read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            return False
-        if _is_zombie(pid):
-            return False
-        return any("label-studio" in a for a in args) and str(data_dir) in args
-    return True
-
-
-def _is_zombie(pid: int) -> bool:
-    """An exited process that its parent has not reaped yet: dead for our purposes."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1][:1] == "Z"
-    except OSError:
-        return False
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_exit(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child, so it does not linger as a zombie
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        if _is_zombie(pid):
-            return True
-        time.sleep(0.2)
-    return False
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        args = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    if any("label-studio" in a for a in args) and str(data_dir) in args:
+        return proc
+    return None
 
 
 def _tail(path: Path, lines: int = 30) -> str:
