@@ -12,7 +12,7 @@ from typing import Protocol
 
 import pandas as pd
 
-# queue: one row per tile to label, in ranking order; `score` falls along the queue (sort key),
+# queue: one row per tile to label, in ranking order; `score` rises along the queue from 0 (Label Studio serves the lowest first),
 # `strategy_score` is the strategy's raw value
 QUEUE_COLUMNS = [
     "tile_id",

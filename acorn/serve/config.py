@@ -16,10 +16,11 @@ class ServeConfigError(AcornError):
 
 @dataclass(frozen=True)
 class ServeConfig:
-    model_name: str = "acorn-detector"  # register.model_name
+    # from params.yaml (from_params): declared there, with their defaults, and nowhere else
+    model_name: str  # register.model_name
+    threshold: float  # rank.threshold: boxes below it are kept by predict, not shown
     root: Path = Path()  # the repository: its mlflow.db unless MLFLOW_TRACKING_URI is set
     data_root: Path = Path()  # local image references must resolve inside this folder
-    threshold: float = 0.25  # rank.threshold: boxes below it are kept by predict, not shown
     refresh_s: float = 30.0  # how often the champion alias is re-read
     load_timeout_s: float = 120.0  # how long a /predict waits for the first model load
     max_tasks: int = 1000  # tasks per /predict request (413 above)

@@ -122,7 +122,9 @@ def served(ls_server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> 
 
     # what `MLFLOW_TRACKING_URI=... acorn serve --data-root <docroot> --refresh 0.5` builds;
     # the champion watcher reads the URI when the app is made, so the env is restored right after
-    config = ServeConfig(model_name=MODEL, root=registry, data_root=docroot, refresh_s=REFRESH_S)
+    config = ServeConfig(
+        model_name=MODEL, threshold=0.25, root=registry, data_root=docroot, refresh_s=REFRESH_S
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", store)
         app = create_app(config)

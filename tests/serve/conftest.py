@@ -102,7 +102,10 @@ def champion(registry_root) -> Champion:
 def config_for(registry_root, data_root):
     def make(**overrides) -> ServeConfig:
         return ServeConfig(
-            **({"model_name": MODEL, "root": registry_root, "data_root": data_root} | overrides)
+            **(
+                {"model_name": MODEL, "threshold": 0.25, "root": registry_root, "data_root": data_root}
+                | overrides
+            )
         )
 
     return make
