@@ -22,9 +22,36 @@ EXPERIMENT = "acorn"
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
+# where experiment artifacts go when acorn creates the experiment (e.g. s3://bucket/mlflow);
+# unset: mlartifacts/ next to a sqlite store, the server's default otherwise
+ARTIFACTS_VAR = "ACORN_MLFLOW_ARTIFACTS"
+# settings the repository's git-ignored .env may hold (`acorn dagshub setup` writes them there)
+_DOTENV_KEYS = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_S3_ENDPOINT_URL",
+    ARTIFACTS_VAR,
+)
+
+
 def tracking_uri(root: Path = Path()) -> str:
-    """MLFLOW_TRACKING_URI if set (a server, DagsHub), else a sqlite store in the repository."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path(root) / 'mlflow.db').resolve()}"
+    """MLFLOW_TRACKING_URI from the environment, else from the repository's .env (a server, DagsHub),
+    else a sqlite store in the repository.
+
+    MLflow reads credentials and the S3 endpoint from the process environment only, so the .env
+    values of those are exported here too, never overriding what the environment already says.
+    """
+    from dotenv import dotenv_values
+
+    dotenv = {k: v for k, v in dotenv_values(Path(root) / ".env", interpolate=False).items() if v}
+    for key in _DOTENV_KEYS:
+        if key in dotenv:
+            os.environ.setdefault(key, dotenv[key])
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI")
+        or dotenv.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{(Path(root) / 'mlflow.db').resolve()}"
+    )
 
 
 def configure_mlflow(root: Path = Path()) -> mlflow.MlflowClient:
@@ -33,8 +60,8 @@ def configure_mlflow(root: Path = Path()) -> mlflow.MlflowClient:
     if not user_set:  # mlflow exports the URI; keep the next root's default from seeing this one
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        artifacts = None
-        if tracking_uri(root).startswith("sqlite:"):
+        artifacts = os.environ.get(ARTIFACTS_VAR)
+        if not artifacts and tracking_uri(root).startswith("sqlite:"):
             artifacts = (Path(root) / "mlartifacts").resolve().as_uri()
         mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
     mlflow.set_experiment(EXPERIMENT)
