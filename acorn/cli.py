@@ -15,6 +15,7 @@ from acorn import paths
 from acorn.entrypoint import setup_logging, user_errors, verbose_requested
 from acorn.labeling.labelstudio.cli import labelstudio_app
 from acorn.params import load_params
+from acorn.remotes import dagshub_app
 from acorn.serve.cli import serve as serve_command
 from acorn.simulate.cli import simulate_command
 
@@ -138,6 +139,7 @@ def status(params: ParamsOption = Path("params.yaml")) -> None:
 app.command("serve")(serve_command)
 app.command("simulate")(simulate_command)
 app.add_typer(labelstudio_app, name="labelstudio")
+app.add_typer(dagshub_app, name="dagshub")
 
 
 def main() -> None:

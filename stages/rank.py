@@ -5,6 +5,8 @@ whole pool is ranked so that tiles still waiting from earlier batches get fresh 
 """
 
 import logging
+import os
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -13,11 +15,23 @@ from acorn import paths
 from acorn.atomic import write_csv, write_json
 from acorn.entrypoint import run_stage
 from acorn.labeling.backends import get_backend
+from acorn.labeling.base import PushResult
 from acorn.labeling.export import read_manifest
 from acorn.params import Params
 from acorn.queue import build_queue
 
 log = logging.getLogger("acorn")
+
+
+def push_held_back(backend: str, env: Mapping[str, str]) -> bool:
+    """An experiment's batch (DVC sets DVC_EXP_NAME in `dvc exp run`, queued or not) is for comparing
+    runs: pushed to Label Studio it would put tiles of every variant in front of the labelers.
+    ACORN_PUSH_IN_EXPERIMENTS=1 pushes anyway; the oracle, a simulation, is always pushed to."""
+    return (
+        backend == "label-studio"
+        and bool(env.get("DVC_EXP_NAME"))
+        and env.get("ACORN_PUSH_IN_EXPERIMENTS") != "1"
+    )
 
 
 def rank(p: Params) -> None:
@@ -30,7 +44,14 @@ def rank(p: Params) -> None:
     queue, waiting, summary = build_queue(boxes, pool, p, batch, labeled_embeddings=covered)
     for table in (queue, waiting):
         table["image"] = [str(paths.TILES / i) for i in table["image"]]
-    result = get_backend(p).push(queue, boxes, waiting)
+    if push_held_back(p.labeling.backend, os.environ):
+        log.info(
+            "experiment %s: batch not pushed to Label Studio (ACORN_PUSH_IN_EXPERIMENTS=1 pushes it)",
+            os.environ["DVC_EXP_NAME"],
+        )
+        result = PushResult()
+    else:
+        result = get_backend(p).push(queue, boxes, waiting)
     write_csv(queue, paths.QUEUE)
     write_json(paths.RANK_METRICS, summary)
     log.info(
