@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 import httpx
+from acorn.pipeline import detector_settings
 
 import acorn  # noqa: F401  (offline settings first)
 from acorn.params import load_params
-from acorn.pipeline import detector_settings
 
 MODEL_NAME = "bench-detector"
 
@@ -67,7 +67,9 @@ def main() -> None:
 
     from acorn.detection import load_images
     from acorn.registry import register
-    from acorn.serve import ServeConfig, ServerThread, create_app
+    from acorn.serve.app import create_app
+    from acorn.serve.config import ServeConfig
+    from acorn.serve.server import ServerThread
 
     p = load_params(args.params)
     settings = detector_settings(p)

@@ -26,8 +26,10 @@ from acorn.labeling.labelstudio.backend import LabelStudioBackend
 from acorn.labeling.labelstudio.server import LocalServer
 from acorn.queue import queue_scores
 from acorn.registry import champion_version, model_version_label
-from acorn.serve import ServeConfig, ServerThread, create_app
+from acorn.serve.app import create_app
 from acorn.serve.champion import Champion, served_model_version
+from acorn.serve.config import ServeConfig
+from acorn.serve.server import ServerThread
 from tests.serve.conftest import MODEL, make_weights, noise_image, register_version
 
 from .conftest import CLASSES, no_predictions, stream

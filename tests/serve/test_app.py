@@ -14,8 +14,9 @@ from fastapi.testclient import TestClient
 from acorn.detection import load_images
 from acorn.labeling.labelstudio.server import free_port
 from acorn.registry import tracking_uri
-from acorn.serve import ServerThread, create_app
+from acorn.serve.app import create_app
 from acorn.serve.champion import Champion, served_model_version
+from acorn.serve.server import ServerThread
 
 from .conftest import MODEL, noise_image
 from .test_images import png_header
