@@ -62,6 +62,10 @@ class PredictParams(Section):
     iou: Annotated[float, Field(gt=0.0, le=1.0)] = 0.6
     max_det: PositiveInt = 100
     batch: PositiveInt = 8
+    engine: Literal["local", "ray"] = "local"  # ray: Ray Data over RAY_ADDRESS's cluster (acorn.ray_engine)
+    ray_actors: Count = 0  # ray: detector actors (0: one per GPU, or per CPU without GPUs; more share GPUs)
+    candidates: Count = 0  # unlabeled tiles predicted per cycle (0: all; acorn.candidates)
+    carry_over: Fraction = 0.5  # share of the candidates kept for last cycle's most undecided tiles
 
 
 class RankParams(Section):

@@ -15,6 +15,12 @@ Cache (``.acorn/cache/predict/``, git-ignored):
   tile (row, col, size, embedding and the boxes as list columns). A frame is the unit because
   the tile manifest already carries its content hash (no tile file is read to look it up) and
   the tile stage's grid signature fixes each (row, col) window; a renamed frame still hits.
+  An entry may hold only some of a frame's tiles (a candidate subset, ``predict.candidates``):
+  tiles predicted later are merged into it, sorted by (row, col).
+- ``carry-over/``: the candidate subset's state between cycles (acorn.candidates).
+
+Who detects is an :class:`Engine`: :class:`LocalEngine` in this process, or Ray Data over a
+cluster (acorn.ray_engine); the store decides what is missing and caches what comes back.
 
 Device and ``batch`` are not in the key: they change how fast results come, and results only
 at float-rounding level; ``Detector.predict(fixed_batch=True)`` makes a tile's result
@@ -36,6 +42,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -78,7 +85,10 @@ CACHE_SCHEMA = pa.schema(
     ]
 )
 FRAME_KEY = ["frame_sha1", "signature"]
+ROW_KEY = [*FRAME_KEY, "row", "col"]
 NEEDED = ["tile_id", "frame_id", "row", "col", "image", *FRAME_KEY]
+TODO_COLUMNS = ["tile_id", "path", *ROW_KEY]  # what an engine is given: tiles the cache lacks
+RESULT_SCHEMA = pa.schema([("frame_sha1", pa.string()), ("signature", pa.string()), *CACHE_SCHEMA])
 
 
 def model_key(config: DetectorConfig) -> tuple[str, dict]:
@@ -159,24 +169,59 @@ class PredictStats:
     labeled_tiles: int = 0
 
 
+class Engine(Protocol):
+    """Runs the detector over tiles the cache lacks: locally (:class:`LocalEngine`) or on a Ray
+    cluster (``acorn.ray_engine.RayEngine``). Both call ``Detector.predict(fixed_batch=True)``, so
+    a tile's result does not depend on the engine's batching, and both return :func:`tile_rows`."""
+
+    def predict(self, todo: Iterator[pd.DataFrame]) -> Iterator[pa.Table]:
+        """Detect the tiles of each ``todo`` table (``TODO_COLUMNS``, whole frames' missing tiles);
+        yield ``RESULT_SCHEMA`` tables as parts finish, in any order and any split."""
+        ...
+
+
+class LocalEngine:
+    """This process: ``todo`` is consumed lazily, one manifest block at a time, and predicted in
+    parts of whole frames (``PART_BATCHES`` passes), each cached as soon as it is detected, so
+    memory holds one part of decoded images and a SIGKILL loses at most that part."""
+
+    def __init__(self, make_detector: Callable[[], Detector], batch: int) -> None:
+        self.make_detector = make_detector
+        self.batch = batch
+        self.detector: Detector | None = None  # made on the first cache miss
+
+    def predict(self, todo: Iterator[pd.DataFrame]) -> Iterator[pa.Table]:
+        for rows in todo:
+            sizes = rows.groupby(FRAME_KEY, sort=False).size().to_numpy()
+            for _, part in rows.groupby(np.repeat(_parts(sizes, PART_BATCHES * self.batch), sizes)):
+                if self.detector is None:
+                    self.detector = self.make_detector()
+                images = load_images(list(part["path"]))
+                yield tile_rows(part, self.detector.predict(images, list(part["tile_id"]), fixed_batch=True))
+
+
 def predict_pool(
     manifest: Path,
     tiles_dir: Path,
     labeled: set[str],
-    make_detector: Callable[[], Detector],
+    engine: Engine,
     config: DetectorConfig,
     model_version: str,
     out: dict[str, Path],
     cache_root: Path = CACHE_ROOT,
     block_tiles: int = BLOCK_TILES,
+    candidates: set[str] | None = None,
 ) -> PredictStats:
-    """Predict every tile of ``manifest`` (cache first) and stream the three output tables.
+    """Predict the tiles of ``manifest`` (cache first) and stream the three output tables.
 
     ``out`` maps ``boxes`` / ``tiles`` / ``labeled`` to their Parquet paths: boxes of unlabeled
     tiles, one row per unlabeled tile (manifest columns + size, box count, max confidence,
     embedding) and the embeddings of ``labeled`` tiles, every row carrying ``model_version``.
-    ``make_detector`` is called only when a frame is missing from the cache: a re-run with an
-    unchanged champion does not even load the model.
+    ``candidates``: the unlabeled tiles to predict (acorn.candidates); None: all of them.
+
+    Two passes over the manifest: the first finds what the cache lacks and hands it to
+    ``engine`` (the engine is not even started when nothing is missing: a re-run with an
+    unchanged champion does not load the model), the second writes the outputs from the cache.
     """
     if not Path(manifest).is_file():
         raise InputError(f"{manifest}: no tile manifest; run the tile stage first (dvc repro tile)")
@@ -188,24 +233,25 @@ def predict_pool(
     cache = PredictionCache(cache_root, key, described)
     schemas = _output_schemas(schema)
     stats = PredictStats()
-    detector: list[Detector] = []  # made on the first cache miss
-
-    def detect(images: list, ids: list[str]) -> Detections:
-        if not detector:
-            detector.append(make_detector())
-        return detector[0].predict(images, ids, fixed_batch=True)
+    wanted = (
+        None if candidates is None else pa.array(sorted(labeled | candidates), schema.field("tile_id").type)
+    )
 
     for folder in {p.parent for p in out.values() if p.parent.is_dir()}:
         for tmp in folder.glob(".*.tmp"):  # left by a killed run; would end up in the DVC output
             tmp.unlink(missing_ok=True)
-    total = pq.ParquetFile(manifest).metadata.num_rows
-    with ExitStack() as stack, tqdm(total=total, desc="predict", unit="tile") as bar:
+    with ExitStack() as stack, tqdm(total=_count(manifest, wanted), desc="predict", unit="tile") as bar:
+        filler = _Filler(cache, stats, bar)
+        for result in engine.predict(_todo(manifest, tiles_dir, block_tiles, wanted, filler)):
+            filler.add(result)
+        filler.check_done()
         tmps = {name: stack.enter_context(atomic_path(path)) for name, path in out.items()}
         writers = {name: pq.ParquetWriter(tmps[name], schemas[name]) for name in out}
         try:
-            for block in _frame_blocks(manifest, block_tiles):
+            for block in _wanted_blocks(manifest, block_tiles, wanted):
                 keys = block.select(NEEDED).to_pandas()
-                tables = _predict_block(keys, tiles_dir, cache, config.batch, detect, stats, bar)
+                frames = keys[FRAME_KEY].drop_duplicates().itertuples(index=False, name=None)
+                tables = {k: table for k in frames if (table := cache.get(*k)) is not None}
                 outputs = _output_tables(block, keys, tables, labeled, model_version)
                 for name, table in outputs.items():
                     if table.num_rows:
@@ -215,7 +261,6 @@ def predict_pool(
                 stats.labeled_tiles += outputs["labeled"].num_rows
                 stats.tiles += block.num_rows
                 stats.frames += keys["frame_id"].nunique()
-                bar.set_postfix(predicted=stats.predicted_tiles, cached=stats.cached_tiles)
         finally:
             for writer in writers.values():
                 writer.close()
@@ -223,6 +268,14 @@ def predict_pool(
     if gone:
         log.info("prediction cache: removed %d older model caches", len(gone))
     return stats
+
+
+def _count(manifest: Path, wanted: pa.Array | None) -> int:
+    """Tiles the run covers (the progress bar's total)."""
+    if wanted is None:
+        return pq.ParquetFile(manifest).metadata.num_rows
+    ids = pq.read_table(manifest, columns=["tile_id"])["tile_id"]
+    return int(pc.sum(pc.is_in(ids, value_set=wanted.cast(ids.type))).as_py() or 0)
 
 
 def _output_schemas(manifest: pa.Schema) -> dict[str, pa.Schema]:
@@ -271,58 +324,102 @@ def _frame_blocks(manifest: Path, block_tiles: int) -> Iterator[pa.Table]:
 
 
 def _checked(block: pa.Table, seen: set[str], manifest: Path) -> pa.Table:
-    frames = pd.Series(block["frame_id"].to_numpy())
-    runs = frames[frames.ne(frames.shift())]
-    again = runs[runs.duplicated() | runs.isin(seen)]
-    if not again.empty:
-        raise InputError(
-            f"{manifest}: the tiles of frame {again.iloc[0]!r} are not together; "
-            "rows must be grouped by frame (re-run the tile stage)"
-        )
-    seen.update(runs)
+    """The block, once its frames are known to start here (a set lookup per frame: pandas' isin
+    against a growing ``seen`` costs O(block x frames so far), seconds at 300,000 tiles)."""
+    frames = block["frame_id"].to_numpy()
+    starts = np.flatnonzero(np.concatenate([[True], frames[1:] != frames[:-1]]))
+    for frame in frames[starts].tolist():
+        if frame in seen:
+            raise InputError(
+                f"{manifest}: the tiles of frame {frame!r} are not together; "
+                "rows must be grouped by frame (re-run the tile stage)"
+            )
+        seen.add(frame)
     return block.combine_chunks()
 
 
-def _predict_block(
-    keys: pd.DataFrame,
-    tiles_dir: Path,
-    cache: PredictionCache,
-    batch: int,
-    detect: Callable[[list, list[str]], Detections],
-    stats: PredictStats,
-    bar: tqdm,
-) -> dict[tuple[str, str], pa.Table]:
-    """Per-frame tables for every frame of a block: from the cache, else detected part by part.
+def _wanted_blocks(manifest: Path, block_tiles: int, wanted: pa.Array | None) -> Iterator[pa.Table]:
+    """The manifest's blocks (whole frames), less the tiles outside ``wanted`` when it is given."""
+    for block in _frame_blocks(manifest, block_tiles):
+        if wanted is not None:
+            block = block.filter(pc.is_in(block["tile_id"], value_set=wanted))
+        if block.num_rows:
+            yield block
 
-    A part is the fewest whole frames holding ``PART_BATCHES`` forward passes; each part is
-    cached as soon as it is detected, so a killed run loses at most one part.
-    """
-    tables: dict[tuple[str, str], pa.Table] = {}
-    todo = []
-    for key in keys[FRAME_KEY].drop_duplicates().itertuples(index=False, name=None):
-        table = cache.get(*key)
-        if table is None:
-            todo.append(key)
-        else:
-            tables[key] = table
-    hits = int(keys.set_index(FRAME_KEY).index.isin(list(tables)).sum())
-    stats.cached_tiles += hits
-    bar.update(hits)
-    if not todo:
-        return tables
-    # each missing frame once (two frame files with one sha1 share it), in manifest order
-    rows = keys.drop_duplicates([*FRAME_KEY, "row", "col"])
-    rows = rows[rows.set_index(FRAME_KEY).index.isin(todo)]
-    sizes = rows.groupby(FRAME_KEY, sort=False).size().to_numpy()
-    for _, part in rows.groupby(np.repeat(_parts(sizes, PART_BATCHES * batch), sizes)):
-        found = detect(load_images([tiles_dir / i for i in part["image"]]), list(part["tile_id"]))
-        for key, table in _cache_tables(part, found).items():
-            cache.put(*key, table)
-            tables[key] = table
-            stats.predicted_frames += 1
-        stats.predicted_tiles += len(part)
-        bar.update(len(part))
-    return tables
+
+def _todo(
+    manifest: Path, tiles_dir: Path, block_tiles: int, wanted: pa.Array | None, filler: _Filler
+) -> Iterator[pd.DataFrame]:
+    """Per block, the tiles the cache lacks (``TODO_COLUMNS``; a frame shared by two frame files
+    once), registered with ``filler`` before they are handed to the engine."""
+    for block in _wanted_blocks(manifest, block_tiles, wanted):
+        keys = block.select(NEEDED).to_pandas()
+        frames = keys[FRAME_KEY].drop_duplicates()
+        known = [
+            table.select(["row", "col"]).to_pandas().assign(frame_sha1=k[0], signature=k[1])
+            for k in frames.itertuples(index=False, name=None)
+            if (table := filler.cache.get(*k)) is not None
+        ]
+        found = np.zeros(len(keys), dtype=bool)
+        if known:
+            merged = keys[ROW_KEY].merge(pd.concat(known)[ROW_KEY], how="left", on=ROW_KEY, indicator=True)
+            found = merged["_merge"].eq("both").to_numpy()
+        filler.cached(int(found.sum()))
+        rows = keys[~found].drop_duplicates(ROW_KEY)
+        if rows.empty:
+            continue
+        rows = rows.assign(path=[str(tiles_dir / i) for i in rows["image"]])[TODO_COLUMNS]
+        filler.expect(rows)
+        yield rows.reset_index(drop=True)
+
+
+class _Filler:
+    """Puts engine results into the cache frame by frame: a frame's entry is rewritten once all of
+    its expected tiles have come back (merged with the tiles already cached for it, sorted by row
+    and col, so the file is the same whichever engine, part or order they came from)."""
+
+    def __init__(self, cache: PredictionCache, stats: PredictStats, bar: tqdm) -> None:
+        self.cache, self.stats, self.bar = cache, stats, bar
+        self.pending: dict[tuple[str, str], set[tuple[int, int]]] = {}
+        self.parts: dict[tuple[str, str], list[pa.Table]] = {}
+
+    def cached(self, tiles: int) -> None:
+        self.stats.cached_tiles += tiles
+        self.bar.update(tiles)
+
+    def expect(self, rows: pd.DataFrame) -> None:
+        for key, group in rows.groupby(FRAME_KEY, sort=False):
+            self.pending.setdefault(key, set()).update(zip(group["row"], group["col"], strict=True))
+
+    def add(self, result: pa.Table) -> None:
+        result = result.select(RESULT_SCHEMA.names).cast(RESULT_SCHEMA)
+        index = result.select(ROW_KEY).to_pandas()
+        for key, positions in index.groupby(FRAME_KEY, sort=False).indices.items():
+            waiting = self.pending.get(key, set())
+            rows = index.iloc[positions]
+            fresh = positions[[(r, c) in waiting for r, c in zip(rows["row"], rows["col"], strict=True)]]
+            if not len(fresh):
+                continue  # a duplicate: already put
+            waiting.difference_update(zip(rows["row"], rows["col"], strict=True))
+            self.parts.setdefault(key, []).append(result.take(pa.array(fresh)).select(CACHE_SCHEMA.names))
+            self.stats.predicted_tiles += len(fresh)
+            self.bar.update(len(fresh))
+            if not waiting:
+                self._put(key)
+        self.bar.set_postfix(predicted=self.stats.predicted_tiles, cached=self.stats.cached_tiles)
+
+    def check_done(self) -> None:
+        """An engine that returned less than it was given is a bug, not a user mistake."""
+        left = {k: v for k, v in self.pending.items() if v}
+        if left:
+            raise RuntimeError(f"the engine returned no result for {sum(map(len, left.values()))} tiles")
+
+    def _put(self, key: tuple[str, str]) -> None:
+        old = self.cache.get(*key)
+        merged = pa.concat_tables(([old] if old is not None else []) + self.parts.pop(key))
+        self.cache.put(*key, merged.sort_by([("row", "ascending"), ("col", "ascending")]))
+        del self.pending[key]
+        self.stats.predicted_frames += 1
 
 
 def _parts(frame_sizes: np.ndarray, tiles: int) -> np.ndarray:
@@ -337,13 +434,16 @@ def _parts(frame_sizes: np.ndarray, tiles: int) -> np.ndarray:
     return parts
 
 
-def _cache_tables(part: pd.DataFrame, found: Detections) -> dict[tuple[str, str], pa.Table]:
-    """Detections of a part -> one cache table per frame (boxes as list columns, tile order kept)."""
+def tile_rows(rows: pd.DataFrame, found: Detections) -> pa.Table:
+    """Detections of ``rows`` (``TODO_COLUMNS``, same order) -> one ``RESULT_SCHEMA`` row per tile:
+    the frame key and the cache columns, boxes as list columns. What every engine returns."""
     tiles = found.tiles
     offsets = np.concatenate([[0], np.cumsum(tiles["n_boxes"].to_numpy())])
     columns = {
-        "row": pa.array(part["row"].to_numpy(np.int64)),
-        "col": pa.array(part["col"].to_numpy(np.int64)),
+        "frame_sha1": pa.array(rows["frame_sha1"].astype(str), pa.string()),
+        "signature": pa.array(rows["signature"].astype(str), pa.string()),
+        "row": pa.array(rows["row"].to_numpy(np.int64)),
+        "col": pa.array(rows["col"].to_numpy(np.int64)),
         "width": pa.array(tiles["width"].to_numpy(np.int64)),
         "height": pa.array(tiles["height"].to_numpy(np.int64)),
         "n_boxes": pa.array(tiles["n_boxes"].to_numpy(np.int64)),
@@ -353,10 +453,7 @@ def _cache_tables(part: pd.DataFrame, found: Detections) -> dict[tuple[str, str]
     for name, kind in BOX_LISTS.items():
         values = pa.array(found.boxes[name].to_numpy(), type=kind)
         columns[name] = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
-    table = pa.table(columns, schema=CACHE_SCHEMA)
-    keys = list(part[FRAME_KEY].itertuples(index=False, name=None))
-    starts = [0, *(i for i in range(1, len(keys)) if keys[i] != keys[i - 1]), len(keys)]
-    return {keys[a]: table.slice(a, b - a) for a, b in zip(starts[:-1], starts[1:], strict=True)}
+    return pa.table(columns, schema=RESULT_SCHEMA)
 
 
 def _output_tables(
@@ -368,18 +465,18 @@ def _output_tables(
 ) -> dict[str, pa.Table]:
     """A block's rows of the three outputs, in manifest order, matched by (frame, row, col)."""
     frames = list(tables)
-    stacked = pa.concat_tables([tables[k] for k in frames])
+    stacked = pa.concat_tables([CACHE_SCHEMA.empty_table(), *(tables[k] for k in frames)])
     counts = [tables[k].num_rows for k in frames]
     index = pd.DataFrame(
         {
-            "frame_sha1": np.repeat([k[0] for k in frames], counts),
-            "signature": np.repeat([k[1] for k in frames], counts),
+            "frame_sha1": np.repeat(np.array([k[0] for k in frames], dtype=object), counts),
+            "signature": np.repeat(np.array([k[1] for k in frames], dtype=object), counts),
             "row": stacked["row"].to_numpy(),
             "col": stacked["col"].to_numpy(),
             "position": np.arange(stacked.num_rows),
         }
     )
-    at = keys[[*FRAME_KEY, "row", "col"]].merge(index, how="left", on=[*FRAME_KEY, "row", "col"])
+    at = keys[ROW_KEY].merge(index, how="left", on=ROW_KEY)
     if at["position"].isna().any():
         tile = keys["tile_id"][at["position"].isna().to_numpy()].iloc[0]
         raise InputError(

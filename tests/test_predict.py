@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import runpy
 import shutil
 import signal
 import subprocess
@@ -26,15 +27,17 @@ from PIL import Image
 
 import acorn  # noqa: F401  (offline settings before ultralytics loads)
 from acorn import paths
+from acorn.candidates import read_carry_over
 from acorn.detection import Detector, DetectorConfig
-from acorn.errors import InputError
+from acorn.errors import InputError, ParamsError
 from acorn.params import load_params
-from acorn.prediction_store import CACHE_ROOT, PART_BATCHES, model_key, predict_pool
+from acorn.prediction_store import CACHE_ROOT, PART_BATCHES, LocalEngine, model_key, predict_pool
 from acorn.tiling import TileGrid, tile_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE = REPO / "stages" / "predict.py"
 OUTPUTS = [paths.PRED_BOXES, paths.PRED_TILES, paths.PRED_LABELED]
+OUT = {"boxes": paths.PRED_BOXES, "tiles": paths.PRED_TILES, "labeled": paths.PRED_LABELED}
 GRID = TileGrid(2, 3)  # 6 tiles per frame
 FRAMES = 12
 BATCH = 2  # a part is PART_BATCHES * BATCH = 16 tiles: 3 frames of 6
@@ -116,8 +119,10 @@ def predict_here(root: Path, monkeypatch, **kwargs):
         calls.append(1)
         return Detector(config)
 
-    out = {"boxes": paths.PRED_BOXES, "tiles": paths.PRED_TILES, "labeled": paths.PRED_LABELED}
-    stats = predict_pool(paths.TILE_MANIFEST, paths.TILES, set(LABELED), make, config, "toy-1", out, **kwargs)
+    engine = LocalEngine(make, config.batch)
+    stats = predict_pool(
+        paths.TILE_MANIFEST, paths.TILES, set(LABELED), engine, config, "toy-1", OUT, **kwargs
+    )
     return stats, len(calls)
 
 
@@ -298,8 +303,8 @@ def test_predict_runs_on_the_gpu_with_a_gpu_sized_batch(repo, monkeypatch, refer
         detectors.append(Detector(config))
         return detectors[0]
 
-    out = {"boxes": paths.PRED_BOXES, "tiles": paths.PRED_TILES, "labeled": paths.PRED_LABELED}
-    stats = predict_pool(paths.TILE_MANIFEST, paths.TILES, set(LABELED), make, config, "toy-1", out)
+    engine = LocalEngine(make, config.batch)
+    stats = predict_pool(paths.TILE_MANIFEST, paths.TILES, set(LABELED), engine, config, "toy-1", OUT)
     assert stats.predicted_tiles == FRAMES * 6
     assert str(detectors[0].model.predictor.device).startswith("cuda")
     gpu = pd.read_parquet(paths.PRED_TILES)
@@ -308,3 +313,73 @@ def test_predict_runs_on_the_gpu_with_a_gpu_sized_batch(repo, monkeypatch, refer
     np.testing.assert_allclose(
         np.stack(gpu["embedding"].to_numpy()), np.stack(cpu["embedding"].to_numpy()), rtol=0.02, atol=0.02
     )
+
+
+def test_a_candidate_subset_is_predicted_alone_and_merged_into_the_cache(reference, repo, monkeypatch):
+    """Frames cached in part (some tiles) gain tiles later; every run's rows equal the full run's."""
+    full = pd.read_parquet(reference[0] / paths.PRED_TILES).set_index("tile_id")
+    manifest = pd.read_parquet(repo / paths.TILE_MANIFEST)
+    unlabeled = [t for t in manifest["tile_id"] if t not in LABELED]
+    first, second = set(unlabeled[::7]), set(unlabeled[::5])  # overlapping, spread over frames
+    stats, _ = predict_here(repo, monkeypatch, candidates=first)
+    assert (stats.predicted_tiles, stats.cached_tiles) == (len(first) + len(LABELED), 0)
+    pool = pd.read_parquet(paths.PRED_TILES)
+    assert list(pool["tile_id"]) == [t for t in unlabeled if t in first]  # manifest order
+    assert list(pd.read_parquet(paths.PRED_LABELED)["tile_id"]) == LABELED  # every labeled tile
+    for column in ("n_boxes", "max_confidence"):
+        assert pool.set_index("tile_id")[column].equals(full.loc[pool["tile_id"], column])
+    assert np.array_equal(np.stack(pool["embedding"]), np.stack(full.loc[pool["tile_id"], "embedding"]))
+    assert set(pd.read_parquet(paths.PRED_BOXES)["tile_id"]) <= first
+
+    stats, _ = predict_here(repo, monkeypatch, candidates=second)
+    assert stats.predicted_tiles == len(second - first)  # the overlap and the labeled are free
+    assert stats.cached_tiles == len(second & first) + len(LABELED)
+    stats, _ = predict_here(repo, monkeypatch)  # the whole pool: only what no subset covered
+    assert stats.predicted_tiles == len(unlabeled) - len(first | second)
+    assert outputs(repo) == reference[1]  # merged entries give the full run's bytes
+
+
+def _stage(repo: Path, monkeypatch, caplog, **predict: object) -> str:
+    """stages/predict.py's predict() in-process with ``predict.*`` overrides; its log."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["predict"].update(predict)
+    params["rank"]["budget"] = 5
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(repo)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="acorn"):
+        runpy.run_path(str(STAGE))["predict"](load_params())
+    return caplog.text
+
+
+def test_stage_with_candidates_carries_the_backlog_and_the_undecided_over(repo, monkeypatch, caplog):
+    log = _stage(repo, monkeypatch, caplog, candidates=12, carry_over=0.5)
+    assert (
+        "cycle 2: 12 candidates of 70 unlabeled tiles (0 waiting to be labeled, 0 carried over, 12 sampled with seed 2)"
+        in log
+    )
+    first = pd.read_parquet(paths.PRED_TILES)
+    assert len(first) == 12 and first["frame_id"].nunique() == 12  # one tile from each frame
+    waiting, top = read_carry_over(CACHE_ROOT, 3)
+    assert waiting == [] and len(top) == 6 and set(top) <= set(first["tile_id"])
+
+    # rank queued a batch of 5, then 2 of them were labeled as batch 2: cycle 3
+    queued = first["tile_id"].tolist()[:5]
+    pd.DataFrame({"tile_id": queued}).to_csv(paths.QUEUE, index=False)
+    labels = pd.DataFrame({"tile_id": LABELED + queued[:2], "batch": [1, 1, 2, 2]})
+    labels.to_csv(paths.LABELS / "manifest.csv", index=False)
+    log = _stage(repo, monkeypatch, caplog, candidates=12, carry_over=0.5)
+    carried = [t for t in top if t not in queued]
+    assert (
+        f"cycle 3: 12 candidates of 68 unlabeled tiles (3 waiting to be labeled, {len(carried)} carried over"
+        in log
+    )
+    second = pd.read_parquet(paths.PRED_TILES)["tile_id"].tolist()
+    assert set(queued[2:]) | set(carried) <= set(second)
+    assert not set(second) & set(queued[:2])  # labeled since: no longer candidates
+    assert read_carry_over(CACHE_ROOT, 4)[0] == queued[2:]  # the backlog goes on to the next cycle
+    predicted = int(re.search(r"(\d+) tiles predicted", log)[1])
+    assert predicted == len(set(second) - set(first["tile_id"]))  # what cycle 2 predicted is free
+
+    with pytest.raises(ParamsError, match=r"predict.candidates \(3\) is below rank.budget \(5\)"):
+        _stage(repo, monkeypatch, caplog, candidates=3)

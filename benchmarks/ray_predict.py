@@ -1,0 +1,147 @@
+"""Ray Data engine vs the local engine on one machine, and what a 300,000-tile sweep costs per GPU.
+
+Measured (each stage run a child process, cold prediction cache, same tiles and model):
+
+- ``local``: ``python stages/predict.py`` with ``predict.engine: local``.
+- ``ray``: the same with ``predict.engine: ray`` and no ``RAY_ADDRESS``: the stage starts a Ray
+  instance on this machine (one actor per CPU), so Ray's start and the actors' model loading are
+  in the figure, as they are in a real run.
+- per-tile CPU work of one actor, in this process: decoding (``load_images``), ultralytics'
+  own preprocess / inference / postprocess times (``Results.speed``), the rest of
+  ``Detector.predict`` (embedding hook, tables) and the result rows (``tile_rows``).
+
+Estimated, not measured (no GPU here): a GPU actor still decodes, letterboxes and
+post-processes on its CPU, so an actor's rate is bounded by the CPU work above without the
+inference. ``--gpu-ms`` is the assumed GPU forward time per tile (default 1.0 ms: ultralytics'
+published YOLOv8n figure on an A100 with TensorRT at 640 px, batch 1; at 320 px and batch 64 it is
+lower). Per GPU with k actors sharing it: tiles/s = min(k / cpu_ms, 1 / gpu_ms) * 1000.
+
+Usage: ``python benchmarks/ray_predict.py [--tiles 480] [--weights models/base.pt] [--imgsz N]
+[--gpu-ms 1.0]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+import acorn  # noqa: F401  (offline settings first)
+from acorn import paths
+from acorn.params import load_params
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from predict_floor import base_weights, make_pool, source_tiles, timed_child  # noqa: E402
+
+SWEEP = 300_000
+
+
+def cpu_breakdown(root: Path, weights: Path, p, tiles: int) -> dict[str, float]:
+    """ms per tile of each step of one engine's work, on up to ``tiles`` tiles, in this process."""
+    from ultralytics import YOLO
+
+    from acorn.detection import Detector, DetectorConfig, load_images
+    from acorn.prediction_store import tile_rows
+
+    manifest = pd.read_parquet(root / paths.TILE_MANIFEST).head(tiles)
+    files = [root / paths.TILES / i for i in manifest["image"]]
+    start = time.perf_counter()
+    images = load_images(files)
+    decode = time.perf_counter() - start
+    config = DetectorConfig.from_params(p, weights)
+    model = YOLO(str(weights))
+    speeds = []
+    for i in range(0, len(images), config.batch):
+        results = model.predict(
+            images[i : i + config.batch],
+            imgsz=config.imgsz,
+            conf=config.conf_floor,
+            iou=config.iou,
+            max_det=config.max_det,
+            device=config.device,
+            verbose=False,
+        )
+        speeds.append(results[0].speed)  # ms per image, averaged over the batch
+    speed = pd.DataFrame(speeds).mean()
+    detector = Detector(config)
+    ids = manifest["tile_id"].tolist()
+    start = time.perf_counter()
+    found = detector.predict(images, ids, fixed_batch=True)
+    detect = time.perf_counter() - start
+    rows = manifest.assign(path=[str(f) for f in files])
+    start = time.perf_counter()
+    tile_rows(rows, found)
+    table = time.perf_counter() - start
+    n = len(images)
+    detect_ms = 1000 * detect / n
+    return {
+        "decode": 1000 * decode / n,
+        "preprocess": float(speed["preprocess"]),
+        "inference": float(speed["inference"]),
+        "postprocess": float(speed["postprocess"]),
+        "detector rest": max(detect_ms - float(speed[["preprocess", "inference", "postprocess"]].sum()), 0.0),
+        "result rows": 1000 * table / n,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiles", type=int, default=480)
+    parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--imgsz", type=int, default=None, help="default: params.yaml model.imgsz")
+    parser.add_argument("--frames", type=int, default=4, help="distinct synthetic frames to repeat")
+    parser.add_argument("--gpu-ms", type=float, default=1.0, help="assumed GPU forward ms per tile")
+    args = parser.parse_args()
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    if args.imgsz is not None:
+        params["model"]["imgsz"] = args.imgsz
+    p = load_params(REPO / "params.yaml").with_overrides({"model.imgsz": params["model"]["imgsz"]})
+    load = os.getloadavg()
+    runs = {}
+    with tempfile.TemporaryDirectory(prefix="acorn-bench-ray-") as tmp:
+        work = Path(tmp)
+        weights = base_weights(args.weights, work)
+        source = source_tiles(work / "source", args.frames, p)
+        for engine in ("local", "ray"):
+            params["predict"]["engine"] = engine
+            root = make_pool(work / engine, source, work / "source" / "tiles", args.tiles, params, weights)
+            runs[engine] = timed_child([sys.executable, str(REPO / "stages" / "predict.py")], root)
+        steps = cpu_breakdown(work / "local", weights, p, min(args.tiles, 160))
+    import torch
+
+    n = args.tiles
+    print(
+        f"\n{n} tiles, imgsz {p.model.imgsz}, batch {p.predict.batch}, {weights.name}, CPU; "
+        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end\n"
+    )
+    print(f"{'engine':>6} | {'s':>6} | {'tiles/s':>7} | {'peak RSS MiB (driver)':>21}")
+    print("-" * 50)
+    for engine, (seconds, rss) in runs.items():
+        print(f"{engine:>6} | {seconds:>6.1f} | {n / seconds:>7.1f} | {rss:>21.0f}")
+    print(
+        f"\nper tile in one process (ms; inference on {torch.get_num_threads()} torch threads, the rest on one):"
+    )
+    for name, ms in steps.items():
+        print(f"  {name:<14} {ms:7.2f}")
+    cpu_ms = sum(ms for name, ms in steps.items() if name != "inference")
+    print(f"  {'CPU side':<14} {cpu_ms:7.2f}  (everything but the forward pass: what a GPU actor still does)")
+    print(
+        f"\nESTIMATE, not measured: a {SWEEP:,}-tile sweep per GPU, GPU forward assumed {args.gpu_ms} ms/tile"
+    )
+    print(f"{'actors per GPU':>14} | {'tiles/s per GPU':>15} | {'minutes per GPU':>15}")
+    print("-" * 52)
+    for k in (1, 2, 4, 8, 16):
+        rate = min(k / cpu_ms, 1 / args.gpu_ms) * 1000
+        print(f"{k:>14} | {rate:>15.0f} | {SWEEP / rate / 60:>15.1f}")
+
+
+if __name__ == "__main__":
+    main()
