@@ -104,7 +104,7 @@ def plot_curve(curve: pd.DataFrame, path: Path) -> None:
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title("base model from random init (yolov8n.yaml), early stopping")
+    ax.set_title("base model from random init (yolov8n.yaml) on the close-ups")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
