@@ -130,13 +130,13 @@ class ReportParams(Section):
 
 
 class DemoParams(Section):
-    frames: PositiveInt = 24
-    test_frames: PositiveInt = 20
+    frames: PositiveInt = 200
+    test_frames: PositiveInt = 100
     source_images: PositiveInt = 300
     width: PositiveInt = 3840
     height: PositiveInt = 2160
     seed: int = 0
-    base_epochs: PositiveInt = 15
+    base_epochs: PositiveInt = 100
     base_patience: PositiveInt = 10
     cycles: Count = 3
 
