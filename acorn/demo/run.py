@@ -128,7 +128,7 @@ def run_demo(p: Params, root: Path = Path(), cycles: int | None = None) -> list[
             str(r["version"]),
             str(r["champion"]),
         )
-    Console().print(table)
+    Console(width=120).print(table)  # not cut to 80 columns when the output is a log file
     return rows
 
 
