@@ -1,21 +1,46 @@
 """Atomic file writes: a reader (or a killed stage) never sees half a file.
 
 Every output is written to a temporary sibling and moved into place with ``os.replace``,
-which is atomic on POSIX within one filesystem.
+which is atomic on POSIX within one filesystem. A failed write (a full disk included) removes
+its temporary file and leaves the previous output as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import shutil
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from acorn.errors import AcornError
+
+# test-only (tests/test_faults.py): the name of a pause_point() at which a stage stops for good,
+# so that a test can SIGKILL it at a known moment; never set it in normal use
+PAUSE_VAR = "ACORN_TEST_PAUSE_AT"
+
+
+class DiskFullError(AcornError):
+    """An output could not be written for lack of space (the message names the file)."""
+
+
+def _disk_full(target: Path, exc: OSError) -> OSError | DiskFullError:
+    """A full disk or quota is the user's to fix, not a bug: say which file and what to do."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc):
+        return DiskFullError(
+            f"{target}: no space left on the device (or quota) while writing it; it was left as it was "
+            "before. Free space there, then re-run"
+        )
+    return exc
 
 
 @contextlib.contextmanager
@@ -28,6 +53,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as exc:
+        error = _disk_full(target, exc)
+        if error is exc:
+            raise
+        raise error from exc
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -62,11 +92,69 @@ def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
 
 
 def replace_dir(staging: Path, target: Path) -> None:
-    """Swap a fully written staging folder into place; the old one is removed only after."""
-    target = Path(target)
+    """Swap a fully written staging folder into place; the old one is removed only after.
+
+    On Linux the two folders trade places in one atomic step (renameat2 RENAME_EXCHANGE), so a
+    reader or a killed run never finds ``target`` missing. Elsewhere it takes two renames, and
+    between them the previous folder waits at ``.<name>.old``: a run killed there leaves it, and
+    the next call for the same target puts it back first; a failed rename puts it back at once.
+    ``staging`` is consumed either way: moved into place, or removed.
+    """
+    staging, target = Path(staging), Path(target)
     old = target.with_name(f".{target.name}.old")
+    try:
+        if old.exists() and not target.exists():  # a two-rename swap was killed between its renames
+            os.replace(old, target)
+        shutil.rmtree(old, ignore_errors=True)
+        pause_point(f"replace_dir:{target.name}")
+        if not (target.exists() and _exchange(staging, target)):
+            _swap_by_renames(staging, target, old)
+    except OSError as exc:
+        error = _disk_full(target, exc)
+        if error is exc:
+            raise
+        raise error from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # after an exchange: the previous folder
     shutil.rmtree(old, ignore_errors=True)
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # <fcntl.h>, <linux/fs.h>
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux renameat2 RENAME_EXCHANGE, which Python
+    does not wrap); False where the C library or the filesystem lacks it (macOS, NFS)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _swap_by_renames(staging: Path, target: Path, old: Path) -> None:
     if target.exists():
         os.replace(target, old)
-    os.replace(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.replace(staging, target)
+    except OSError:
+        if old.exists() and not target.exists():
+            os.replace(old, target)
+        raise
+
+
+def pause_point(name: str) -> None:
+    """Test-only: stop here for good when ACORN_TEST_PAUSE_AT is ``name`` (tests/test_faults.py
+    SIGKILLs the stage there, at a moment a sleep or a poll could not hit reliably). The line on
+    stderr tells the test it got here. A no-op unless that variable is set."""
+    if os.environ.get(PAUSE_VAR) != name:
+        return
+    print(f"acorn: paused at {name} ({PAUSE_VAR}, test only)", file=sys.stderr, flush=True)
+    while True:
+        time.sleep(3600)

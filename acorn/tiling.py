@@ -322,6 +322,7 @@ def tile_dataset(
             if i % checkpoint_every == 0:
                 checkpoint()
     manifest = checkpoint()
+    _remove_strays(out_dir, manifest)
     _report_bad_frames(bad, out_dir / BAD_FRAMES, images_dir, on_bad_frame)
     return manifest
 
@@ -419,6 +420,18 @@ def read_metadata(path: Path, frame_ids: pd.Series) -> pd.DataFrame:
     if stray:
         log.warning("%s: %d rows name no frame (e.g. %s); ignored", path, len(stray), min(stray))
     return meta[meta["frame_id"].isin(frames)]
+
+
+def _remove_strays(out_dir: Path, manifest: pd.DataFrame) -> None:
+    """Delete tile and truth files no manifest row names. A run killed before its checkpoint
+    leaves tiles (and temporary files) the manifest never listed; they are re-tiled next run,
+    unless their frame was removed meanwhile, and then nothing else would ever delete them."""
+    ids = set(manifest["tile_id"])
+    for folder, suffix in (("images", ".jpg"), ("truth", ".txt")):
+        if (out_dir / folder).is_dir():
+            for entry in os.scandir(out_dir / folder):
+                if not (entry.name.endswith(suffix) and entry.name.removesuffix(suffix) in ids):
+                    os.unlink(entry.path)
 
 
 def _remove_tiles(out_dir: Path, tile_ids: pd.Series) -> None:

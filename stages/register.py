@@ -1,7 +1,8 @@
 """register: models/model.pt + metrics/train.json -> an MLflow model version, models/champion.pt.
 
 Alias challenger always, champion only if it beats the current one; models/champion.pt is the
-champion's weights, which predict and the pre-annotations use (acorn.registry).
+champion's weights, which predict and the pre-annotations use (acorn.registry). A re-run after a
+kill or a store failure reuses or cleans up what the cut-short run left, never duplicates it.
 """
 
 import json
@@ -12,18 +13,21 @@ from acorn.atomic import copy_file, write_json
 from acorn.detection import detector_settings
 from acorn.entrypoint import run_stage
 from acorn.params import Params
-from acorn.registry import download_weights, record_dict, register
+from acorn.registry import download_weights, file_sha256, record_dict, register
 
 log = logging.getLogger("acorn")
 
 
 def register_model(p: Params) -> None:
     metrics = json.loads(paths.TRAIN_METRICS.read_text(encoding="utf-8"))
-    previous = json.loads(paths.REGISTRY.read_text(encoding="utf-8")) if paths.REGISTRY.is_file() else {}
     record = register(paths.MODEL, metrics, p.register.model_name, p.register.metric, detector_settings(p))
     if record.champion_version == record.version:
         copy_file(paths.MODEL, paths.CHAMPION)
-    elif previous.get("champion_version") != record.champion_version or not paths.CHAMPION.is_file():
+    elif not (
+        paths.CHAMPION.is_file()
+        and record.champion_weights_sha256
+        and file_sha256(paths.CHAMPION) == record.champion_weights_sha256
+    ):
         download_weights(record.name, record.champion_version, paths.CHAMPION)
     write_json(paths.REGISTRY, record_dict(record))
     log.info(
