@@ -6,6 +6,7 @@ losses and validation scores go to metrics/train-epochs (dvclive), which dvc.yam
 """
 
 import logging
+import shutil
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -48,6 +49,8 @@ def train(p: Params) -> None:
     if not (test_dir / "images").is_dir():
         raise InputError(f"{test_dir}/images: test set missing (test.data; YOLO layout images/, labels/)")
     paths.WORK.mkdir(parents=True, exist_ok=True)
+    for stale in paths.WORK.glob("train-*"):  # left by a killed run (DVC's lock keeps runs apart)
+        shutil.rmtree(stale, ignore_errors=True)
     with (
         tempfile.TemporaryDirectory(dir=paths.WORK, prefix="train-") as tmp,
         FilesOnlyLive(str(LIVE), dvcyaml=None, save_dvc_exp=False) as live,
