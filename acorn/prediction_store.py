@@ -181,9 +181,11 @@ class Engine(Protocol):
 
 
 class LocalEngine:
-    """This process: ``todo`` is consumed lazily, one manifest block at a time, and predicted in
-    parts of whole frames (``PART_BATCHES`` passes), each cached as soon as it is detected, so
-    memory holds one part of decoded images and a SIGKILL loses at most that part."""
+    """This process: ``todo`` is consumed lazily and predicted in parts of whole frames holding at
+    least ``PART_BATCHES`` passes, each cached as soon as it is detected, so memory holds one part
+    of decoded images and a SIGKILL loses at most that part. Parts fill up across manifest blocks:
+    a candidate subset leaves a few tiles per block, and a part of a few tiles would be mostly
+    padding (``fixed_batch`` pads every pass to ``batch``)."""
 
     def __init__(self, make_detector: Callable[[], Detector], batch: int) -> None:
         self.make_detector = make_detector
@@ -191,13 +193,28 @@ class LocalEngine:
         self.detector: Detector | None = None  # made on the first cache miss
 
     def predict(self, todo: Iterator[pd.DataFrame]) -> Iterator[pa.Table]:
+        size = PART_BATCHES * self.batch
+        held: list[pd.DataFrame] = []  # tiles waiting for their part to fill up
         for rows in todo:
-            sizes = rows.groupby(FRAME_KEY, sort=False).size().to_numpy()
-            for _, part in rows.groupby(np.repeat(_parts(sizes, PART_BATCHES * self.batch), sizes)):
-                if self.detector is None:
-                    self.detector = self.make_detector()
-                images = load_images(list(part["path"]))
-                yield tile_rows(part, self.detector.predict(images, list(part["tile_id"]), fixed_batch=True))
+            held.append(rows)
+            if sum(map(len, held)) < size:
+                continue
+            rows = pd.concat(held, ignore_index=True).drop_duplicates(ROW_KEY, ignore_index=True)
+            frame_sizes = rows.groupby(FRAME_KEY, sort=False).size().to_numpy()
+            part = np.repeat(_parts(frame_sizes, size), frame_sizes)
+            last = part == part[-1]
+            done = np.ones(len(rows), dtype=bool) if last.sum() >= size else ~last
+            for _, whole in rows[done].groupby(part[done]):
+                yield self._detect(whole)
+            held = [rows[~done]]
+        if sum(map(len, held)):
+            yield self._detect(pd.concat(held, ignore_index=True).drop_duplicates(ROW_KEY, ignore_index=True))
+
+    def _detect(self, part: pd.DataFrame) -> pa.Table:
+        if self.detector is None:
+            self.detector = self.make_detector()
+        images = load_images(list(part["path"]))
+        return tile_rows(part, self.detector.predict(images, list(part["tile_id"]), fixed_batch=True))
 
 
 def predict_pool(

@@ -383,3 +383,20 @@ def test_stage_with_candidates_carries_the_backlog_and_the_undecided_over(repo, 
 
     with pytest.raises(ParamsError, match=r"predict.candidates \(3\) is below rank.budget \(5\)"):
         _stage(repo, monkeypatch, caplog, candidates=3)
+
+
+def test_sparse_candidates_fill_whole_parts_across_blocks(repo, monkeypatch):
+    """One frame per block and one candidate per frame: still one forward part, not twelve of
+    one or two tiles each padded to a full batch."""
+    sizes = []
+    real = Detector.predict
+
+    def spy(self, images, tile_ids, fixed_batch=False):
+        sizes.append(len(images))
+        return real(self, images, tile_ids, fixed_batch=fixed_batch)
+
+    monkeypatch.setattr(Detector, "predict", spy)
+    candidates = {f"f{i:03d}_r0c1" for i in range(FRAMES)}
+    stats, _ = predict_here(repo, monkeypatch, candidates=candidates, block_tiles=6)
+    assert stats.predicted_tiles == FRAMES + len(LABELED)
+    assert sizes == [FRAMES + len(LABELED)]  # below PART_BATCHES * BATCH = 16: a single part
