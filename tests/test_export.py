@@ -1,4 +1,5 @@
-"""Oracle backend and the labels folder: idempotent push, negatives, byte-identical export."""
+"""Oracle backend, the labels folder and the labels snapshot: idempotent push, negatives,
+byte-identical export, the export's problem report, the snapshot and its lost-labels check."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import json
 import pandas as pd
 import pytest
 
-from acorn.labeling.base import QUEUE_COLUMNS, Pulled
-from acorn.labeling.export import read_manifest, write_labels
+from acorn.labeling.base import QUEUE_COLUMNS, SKIPPED_ANNOTATION, SKIPPED_BOX, Problem, Pulled, Snapshot
+from acorn.labeling.export import read_manifest, read_report, write_labels
 from acorn.labeling.oracle import OracleBackend
+from acorn.labeling.snapshot import LabelsLostError, check_nothing_lost, read_snapshot, write_snapshot
 
 
 def queue(tile_ids, batch=1, model_version="m-v1"):
@@ -97,8 +99,110 @@ def test_export_reflects_deleted_annotations_and_skips_bad_classes(tmp_path, cap
     boxes = pd.DataFrame(
         {"tile_id": ["a", "b"], "class_id": [0, 7], "x1": [1, 1], "y1": [1, 1], "x2": [5, 5], "y2": [5, 5]}
     )
-    write_labels(Pulled(ann, boxes, problems=["task 9: unknown label 'cat'"]), out, n_classes=1)
-    assert "task 9: unknown label 'cat'" in caplog.text and "tile b has a class id outside" in caplog.text
+    unknown = Problem("c", 9, "r1", "unknown_label", SKIPPED_BOX, "unknown label 'cat'", where="task 12")
+    write_labels(Pulled(ann, boxes, problems=[unknown]), out, n_classes=1)
+    assert "task 12 (tile c) annotation 9 region r1: unknown label 'cat'; box skipped" in caplog.text
+    assert "tile b: class id 7 is outside 0..0; box skipped" in caplog.text
     assert (out / "b.txt").read_text() == ""
     write_labels(Pulled(ann.iloc[:1], boxes.iloc[:1]), out, n_classes=1)
-    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "manifest.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "manifest.csv", "problems.csv", "report.json"]
+
+
+def test_export_report_counts_problems_by_kind_and_action_and_is_stable(tmp_path):
+    out = tmp_path / "labels"
+    ann = pd.DataFrame(
+        {
+            "tile_id": ["a", "n"],
+            "annotation_id": [1, 2],
+            "annotator": "x",
+            "updated_at": "t",
+            "batch": 1,
+            "width": 100,
+            "height": 100,
+        }
+    )
+    boxes = pd.DataFrame({"tile_id": ["a"], "class_id": [0], "x1": [1], "y1": [1], "x2": [5], "y2": [5]})
+    problems = [
+        Problem("z", 4, "p", "not_rectangle", SKIPPED_ANNOTATION, "a 'polygonlabels' region", where="task 3"),
+        Problem("a", 1, "u", "unknown_label", SKIPPED_BOX, "unknown label 'cat'", where="task 1"),
+        Problem("a", 1, "v", "unknown_label", SKIPPED_BOX, "unknown label 'dog'", where="task 1"),
+    ]
+    write_labels(Pulled(ann, boxes, problems=problems), out, n_classes=1)
+    report = read_report(out)
+    assert report == {
+        "labeled_tiles": 2,
+        "boxes": 1,
+        "negatives": 1,
+        "problems": 3,
+        "problems_by_kind": {"not_rectangle": 1, "unknown_label": 2},
+        "problems_by_action": {"clipped": 0, "skipped_annotation": 1, "skipped_box": 2},
+    }
+    table = pd.read_csv(out / "problems.csv")
+    assert table[["tile_id", "region", "kind", "action"]].values.tolist() == [
+        ["a", "u", "unknown_label", "skipped_box"],
+        ["a", "v", "unknown_label", "skipped_box"],
+        ["z", "p", "not_rectangle", "skipped_annotation"],
+    ]
+    assert "task" not in (out / "problems.csv").read_text(), "server ids stay out of data/labels"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    write_labels(Pulled(ann, boxes, problems=problems[::-1]), out, n_classes=1)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def ls_snapshot(tiles: dict[str, bool], project: str = "acorn") -> Snapshot:
+    """A Label Studio snapshot: tile -> labeled?"""
+    tasks = [
+        {
+            "tile_id": t,
+            "data": {"tile_id": t, "image": f"/data/local-files/?d=data/tiles/images/{t}.jpg", "rank": i},
+            "predictions": [{"model_version": "m-v1", "score": i / 10, "result": []}],
+            "annotations": [{"id": i, "completed_by": "ann@lab.org", "was_cancelled": False, "result": []}]
+            if labeled
+            else [],
+        }
+        for i, (t, labeled) in enumerate(tiles.items())
+    ]
+    return Snapshot(
+        project={"backend": "label-studio", "project": project, "model_version": "m-v1"}, tasks=tasks
+    )
+
+
+def test_snapshot_round_trip_is_sorted_and_byte_stable(tmp_path):
+    snap = ls_snapshot({"b": True, "a": False, "ü": True})
+    out = tmp_path / "label-snapshot"
+    write_snapshot(snap, out)
+    lines = (out / "tasks.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["tile_id"] for line in lines] == ["a", "b", "ü"]
+    back = read_snapshot(out)
+    assert back.project == snap.project and back.labeled_tiles() == {"b", "ü"}
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    write_snapshot(back, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert read_snapshot(tmp_path / "none") is None
+
+
+def test_lost_labeled_tasks_stop_the_export_and_name_restore(tmp_path):
+    previous = ls_snapshot({"a": True, "b": True, "c": False})
+    check_nothing_lost(previous, ls_snapshot({"a": True, "b": True, "c": False, "d": False}), tmp_path)
+    check_nothing_lost(previous, ls_snapshot({"a": True, "b": True}), tmp_path)  # an unlabeled task may go
+    check_nothing_lost(previous, ls_snapshot({}, project="other"), tmp_path)  # another project: a new start
+    check_nothing_lost(None, ls_snapshot({}), tmp_path)
+    with pytest.raises(
+        LabelsLostError, match=r"no longer has 2 labeled tiles .* \(a, b\).*acorn labelstudio restore"
+    ):
+        check_nothing_lost(previous, ls_snapshot({"c": False}), tmp_path)
+
+
+def test_oracle_snapshot_holds_every_answer_and_ignores_new_pushes(oracle):
+    oracle.push(queue(["a", "b", "c"]), NO_PREDICTIONS)
+    oracle.annotate(limit=2)
+    snap = oracle.pull().snapshot
+    assert snap.project["backend"] == "oracle"
+    assert [t["tile_id"] for t in snap.tasks] == ["a", "b"] == sorted(snap.labeled_tiles())
+    assert snap.tasks[1]["data"]["rank"] == 2
+    oracle.push(queue(["d"], batch=2, model_version="m-v2"), NO_PREDICTIONS)
+    assert oracle.pull().snapshot == snap, "a push alone leaves the snapshot (and dvc.lock) as it was"
+    assert snap.tasks[0]["annotations"][0]["boxes"] == [[0, 240.0, 216.0, 400.0, 324.0]]
+    check_nothing_lost(
+        snap, OracleBackend(oracle.state_dir.parent / "gone", oracle.truth_dir).pull().snapshot
+    )

@@ -8,7 +8,7 @@ idempotent, keyed by tile id, so a re-run stage never duplicates or loses work.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -38,13 +38,78 @@ class PushResult:
     unchanged: int = 0
 
 
+# what export does with a region it cannot take as it is (docs/labelstudio.md, "Bad annotations")
+CLIPPED = "clipped"  # the box is cut to the image and kept
+SKIPPED_BOX = "skipped_box"  # this box is left out, the rest of the annotation is kept
+SKIPPED_ANNOTATION = "skipped_annotation"  # the tile stays out of data/labels until the annotation is fixed
+ACTIONS = {
+    CLIPPED: "box clipped to the image",
+    SKIPPED_BOX: "box skipped",
+    SKIPPED_ANNOTATION: "annotation skipped: the tile stays unlabeled until it is fixed",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a finished annotation and what export did about it.
+
+    Everything but ``where`` is about the label, not the server that holds it (the tile, the
+    annotation id, the region id inside the annotation), so the report written into
+    ``data/labels`` is the same before and after a restore to another server. ``where`` is how
+    a person finds it on the server ("task 17"), and goes to the log only.
+    """
+
+    tile_id: str
+    annotation_id: int | None
+    region: str  # the region's id in the annotation; "" when the whole annotation is meant
+    kind: str  # a short name: unknown_label, outside, negative_size, not_rectangle, ...
+    action: str  # one of ACTIONS
+    detail: str  # what is wrong, with the values that make it wrong
+    where: str = ""
+
+    @property
+    def message(self) -> str:
+        place = f"{self.where} (tile {self.tile_id})" if self.where else f"tile {self.tile_id}"
+        if self.annotation_id is not None:
+            place += f" annotation {self.annotation_id}"
+        if self.region:
+            place += f" region {self.region}"
+        return f"{place}: {self.detail}; {ACTIONS[self.action]}"
+
+
+@dataclass
+class Snapshot:
+    """What the backend held when it was pulled: every task, with its annotations (cancelled and
+    empty ones too) and predictions, one record per tile, sorted by tile id.
+
+    ``project`` names the backend and project and holds project-wide state (the model version
+    the labeling stream follows) and counts. Nothing in it depends on when it was taken or on
+    the server's own ids, so an unchanged project gives the same bytes, and a project restored
+    to another server gives the snapshot it was restored from (acorn.labeling.snapshot).
+    """
+
+    project: dict[str, Any]
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+
+    def labeled_tiles(self) -> set[str]:
+        """Tiles with at least one finished (not cancelled) annotation."""
+        return {
+            t["tile_id"]
+            for t in self.tasks
+            if any(not a.get("was_cancelled") for a in t.get("annotations", []))
+        }
+
+
 @dataclass
 class Pulled:
-    """Finished annotations plus the problems found in them (reported, skipped, never fatal)."""
+    """Finished annotations, the problems found in them (reported, handled, never fatal), what
+    the backend held (``snapshot``), and remarks about the server's state for the log (``notes``)."""
 
     annotations: pd.DataFrame
     boxes: pd.DataFrame
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    snapshot: Snapshot = field(default_factory=lambda: Snapshot(project={}))
+    notes: list[str] = field(default_factory=list)
 
 
 class LabelingBackend(Protocol):
@@ -63,5 +128,6 @@ class LabelingBackend(Protocol):
         ...
 
     def pull(self) -> Pulled:
-        """Every finished (not cancelled) annotation, the latest one per tile."""
+        """Every finished (not cancelled) annotation, the latest one per tile, and a snapshot of
+        everything the backend holds (acorn.labeling.snapshot keeps it as a stage output)."""
         ...

@@ -16,7 +16,7 @@ import pandas as pd
 
 from acorn.atomic import write_json
 from acorn.formats import read_yolo_labels
-from acorn.labeling.base import ANNOTATION_COLUMNS, LABEL_BOX_COLUMNS, Pulled, PushResult
+from acorn.labeling.base import ANNOTATION_COLUMNS, LABEL_BOX_COLUMNS, Pulled, PushResult, Snapshot
 
 DEFAULT_STATE_DIR = Path(".acorn/oracle")
 
@@ -92,8 +92,29 @@ class OracleBackend:
         return len(todo)
 
     def pull(self) -> Pulled:
+        """Every labeled tile; the snapshot holds the answered tiles with their task and answer.
+
+        Unlike Label Studio's, the oracle's snapshot leaves out tiles still waiting: they hold
+        no work, the next rank re-queues them, and so a repeated ``dvc repro`` after a push
+        changes nothing (Label Studio's snapshot keeps them for ``acorn labelstudio restore``).
+        """
         tasks = self._load("tasks.json")
         annotations = self._load("annotations.json")
+        records = [
+            {
+                "tile_id": tile_id,
+                "data": tasks[tile_id],
+                "predictions": [],
+                "annotations": [_snapshot_annotation(annotations[tile_id])],
+            }
+            for tile_id in sorted(annotations)
+        ]
+        project = {
+            "backend": "oracle",
+            "project": "oracle",
+            "tasks": len(records),
+            "annotations": len(annotations),
+        }
         rows, boxes = [], []
         for tile_id, ann in annotations.items():
             task = tasks[tile_id]
@@ -112,4 +133,16 @@ class OracleBackend:
         return Pulled(
             annotations=pd.DataFrame(rows, columns=ANNOTATION_COLUMNS),
             boxes=pd.DataFrame(boxes, columns=LABEL_BOX_COLUMNS),
+            snapshot=Snapshot(project=project, tasks=records),
         )
+
+
+def _snapshot_annotation(ann: dict) -> dict:
+    """An oracle answer in the snapshot's terms (the fields a Label Studio annotation has, and its boxes)."""
+    return {
+        "id": ann["annotation_id"],
+        "completed_by": ann["annotator"],
+        "updated_at": ann["updated_at"],
+        "was_cancelled": False,
+        "boxes": ann["boxes"],
+    }

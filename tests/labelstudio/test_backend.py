@@ -208,29 +208,44 @@ def test_negative_missing_truth_cancelled_and_updated(workspace):
     assert boxes.get_group("late_cancel")["x1"].iloc[0] == pytest.approx(0.01 * W)
 
 
-def test_bad_labels_are_reported_with_the_task_and_the_rest_pulled(workspace):
+def test_bad_labels_are_reported_with_the_task_and_handled_by_the_policy(workspace):
     backend = workspace.backend()
-    backend.push(workspace.tiles(["bad", "fine"]), no_predictions())
+    backend.push(workspace.tiles(["bad", "fine", "poly"]), no_predictions())
     tasks = workspace.tasks(backend)
     ann = backend.client.annotations
     bad_id = tasks["bad"].id
-    ann.create(
+    bad = ann.create(
         bad_id,
         result=[
             rect(10, 10, 10, 10, rid="ok"),
             rect(10, 10, 10, 10, label="raccoon", rid="unknown"),
-            rect(95, 95, 20, 20, rid="outside"),
+            rect(95, 95, 20, 20, rid="over"),
             rect(40, 40, 0, 0, rid="zero"),
         ],
     )
     ann.create(tasks["fine"].id, result=[rect(5, 5, 5, 5)])
+    polygon = {
+        "id": "p1",
+        "type": "polygonlabels",
+        "from_name": "label",
+        "to_name": "image",
+        "original_width": W,
+        "original_height": H,
+        "value": {"points": [[10, 10], [30, 10], [20, 30]], "polygonlabels": ["squirrel"]},
+    }
+    ann.create(tasks["poly"].id, result=[rect(5, 5, 5, 5), polygon])
     pulled = backend.pull()
-    assert sorted(pulled.annotations["tile_id"]) == ["bad", "fine"]
-    assert pulled.boxes.groupby("tile_id").size().to_dict() == {"bad": 1, "fine": 1}
-    assert len(pulled.problems) == 3
-    assert all(f"task {bad_id}" in p for p in pulled.problems)
-    text = "\n".join(pulled.problems)
-    assert "raccoon" in text and "outside" in text and "zero-area" in text
+    assert sorted(pulled.annotations["tile_id"]) == ["bad", "fine"], "the polygon's annotation is skipped"
+    assert pulled.boxes.groupby("tile_id").size().to_dict() == {"bad": 2, "fine": 1}  # ok + clipped
+    kinds = {(p.tile_id, p.region): (p.kind, p.action) for p in pulled.problems}
+    assert kinds == {
+        ("bad", "unknown"): ("unknown_label", "skipped_box"),
+        ("bad", "over"): ("outside", "clipped"),
+        ("bad", "zero"): ("zero_area", "skipped_box"),
+        ("poly", "p1"): ("not_rectangle", "skipped_annotation"),
+    }
+    bad_messages = [p.message for p in pulled.problems if p.tile_id == "bad"]
+    assert all(m.startswith(f"task {bad_id} (tile bad) annotation {bad.id} region ") for m in bad_messages)
 
 
 def test_personal_access_token_and_bad_key(workspace):

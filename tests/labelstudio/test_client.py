@@ -1,17 +1,25 @@
-"""Connection settings, the .env file, and a server that is down (no server needed)."""
+"""Connection settings, the .env file, the retry schedule, and a server that is down (no server needed)."""
 
 from __future__ import annotations
 
+import time
+from email.utils import format_datetime
+
+import httpx
 import pandas as pd
 import pytest
+from label_studio_sdk.core.api_error import ApiError
 
 from acorn.labeling.base import QUEUE_COLUMNS
 from acorn.labeling.labelstudio.backend import LabelStudioBackend
 from acorn.labeling.labelstudio.client import (
     LabelStudioAuthError,
     LabelStudioUnavailable,
+    RetryPolicy,
+    is_retryable,
     read_dotenv,
     resolve_connection,
+    retry_after,
     update_dotenv,
 )
 from acorn.labeling.labelstudio.project import local_files_url
@@ -63,20 +71,57 @@ def test_local_files_url_is_relative_to_document_root(tmp_path):
         local_files_url("/elsewhere/x.jpg", tmp_path)
 
 
-def test_server_down_names_the_url_and_writes_nothing(tmp_path):
+def test_server_down_is_retried_a_bounded_number_of_times_then_named(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
-    backend = LabelStudioBackend(["squirrel"], repo_root=tmp_path, url=url, api_key="x" * 40)
+    policy = RetryPolicy(tries=4, backoff=0.05)
+    backend = LabelStudioBackend(["squirrel"], repo_root=tmp_path, url=url, api_key="x" * 40, retry=policy)
     queue = pd.DataFrame(
         [["t1", 0, 1.0, 0.5, 1, "data/tiles/images/t1.jpg", 640, 540, "m1"]],
         columns=QUEUE_COLUMNS,
     )
-    with pytest.raises(LabelStudioUnavailable, match=f"cannot reach Label Studio at {url}"):
+    started = time.monotonic()
+    with pytest.raises(LabelStudioUnavailable) as error:
         backend.push(
             queue, pd.DataFrame(columns=["tile_id", "class_id", "confidence", "x1", "y1", "x2", "y2"])
         )
-    with pytest.raises(LabelStudioUnavailable, match=url):
+    assert time.monotonic() - started < 5, "0.05 + 0.1 + 0.2 s of backoff, no more"
+    message = str(error.value)
+    assert message.startswith(
+        f"cannot reach Label Studio at {url} while pushing 1 tasks to project 'acorn' (4 tries over"
+    ), message
+    assert "ConnectError" in message and "acorn labelstudio start" in message
+    with pytest.raises(LabelStudioUnavailable, match=f"{url} while pulling annotations from project 'acorn'"):
         backend.pull()
     assert list(tmp_path.iterdir()) == []
+
+
+def api_error(status: int, **headers: str) -> ApiError:
+    return ApiError(status_code=status, headers=headers, body={"detail": "x"})
+
+
+def test_what_is_retried():
+    request = httpx.Request("GET", "http://127.0.0.1:1/")
+    for exc in (
+        httpx.ConnectError("refused", request=request),
+        httpx.ReadTimeout("slow", request=request),
+        httpx.RemoteProtocolError("dropped", request=request),
+        *(api_error(s) for s in (408, 429, 500, 502, 503, 504)),
+    ):
+        assert is_retryable(exc), exc
+    for exc in (httpx.UnsupportedProtocol("ftp://"), *(api_error(s) for s in (400, 401, 403, 404, 409))):
+        assert not is_retryable(exc), exc
+
+
+def test_backoff_doubles_honours_retry_after_and_is_capped():
+    policy = RetryPolicy(backoff=1.0, max_wait=30.0)
+    assert [policy.delay(n, api_error(503)) for n in (1, 2, 3, 4, 5, 6)] == [1, 2, 4, 8, 16, 30]
+    assert policy.delay(1, api_error(429, **{"Retry-After": "7"})) == 7
+    assert policy.delay(1, api_error(429, **{"retry-after": "3600"})) == 30, "capped"
+    in_a_minute = format_datetime(
+        pd.Timestamp.now(tz="UTC").to_pydatetime() + pd.Timedelta(seconds=20), usegmt=True
+    )
+    assert 15 < retry_after(api_error(503, **{"Retry-After": in_a_minute})) <= 20
+    assert retry_after(api_error(503, **{"Retry-After": "soon"})) is None
 
 
 @pytest.mark.parametrize("verbose", [False, True])

@@ -60,6 +60,14 @@ def test_two_cycles_through_label_studio(ls_server, tiny_template):
         got = (root / "data/labels" / f"{t}.txt").read_text().split()
         assert len(got) == len(truth)
     assert json.loads((root / "metrics/train.json").read_text())["cycle"] == 1
+    assert json.loads((root / "data/labels/report.json").read_text())["labeled_tiles"] == len(queue)
+    # the backup: every task the project held at export, each with its annotation (DVC-tracked)
+    snapshot = [
+        json.loads(line) for line in (root / "data/label-snapshot/tasks.jsonl").read_text().splitlines()
+    ]
+    assert [t["tile_id"] for t in snapshot] == sorted(queue["tile_id"])
+    assert all(len(t["annotations"]) == 1 for t in snapshot)
+    assert "data/label-snapshot" in (root / "dvc.lock").read_text()
     second_queue = pd.read_csv(root / "data/queue.csv")
     tasks = list(backend.client.tasks.list(project=backend.project_id()))
     ids = [t.data["tile_id"] for t in tasks]

@@ -1,12 +1,14 @@
-"""Label Studio as acorn's labeling backend: a local server, project set-up, push/pull, a simulated annotator."""
+"""Label Studio as acorn's labeling backend: a local server, project set-up, push/pull/restore with
+bounded retries, a simulated annotator."""
 
 from acorn.labeling.labelstudio.annotator import AnnotateResult, simulate_annotations
-from acorn.labeling.labelstudio.backend import LabelStudioBackend
+from acorn.labeling.labelstudio.backend import LabelStudioBackend, RestoreResult
 from acorn.labeling.labelstudio.client import (
     Connection,
     LabelStudioAuthError,
     LabelStudioError,
     LabelStudioUnavailable,
+    RetryPolicy,
     connect,
     resolve_connection,
 )
@@ -23,6 +25,8 @@ __all__ = [
     "LocalServer",
     "ProjectSetup",
     "ProjectSpec",
+    "RestoreResult",
+    "RetryPolicy",
     "ServerStatus",
     "connect",
     "ensure_project",

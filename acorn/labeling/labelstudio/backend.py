@@ -4,39 +4,60 @@ One task per tile, keyed by ``data.tile_id``: a tile is never queued twice, howe
 cycles push it. Each push imports new tiles in bulk with the model's boxes as
 pre-annotations, gives tiles that are still waiting the new model's prediction, and sets the
 project's ``model_version`` so the prediction score column and the labeling stream follow
-the new queue. ``pull`` reads every task with a finished annotation, page by page, and turns
-the latest annotation of each into pixel boxes; anything it cannot trust is reported in
-``problems`` with the task id and skipped.
+the new queue. ``pull`` reads every task, page by page, turns the latest finished annotation
+of each tile into pixel boxes (anything it cannot trust is a ``Problem``, handled by the
+policy in ``convert.results_to_boxes``) and keeps everything it read as a ``Snapshot``, which
+``restore`` puts back on a fresh server.
+
+Every operation runs under a ``RetryPolicy`` (client.py): a server that is down, slow, or
+answers 5xx/429 is retried with backoff, then named in a clear error. An operation is retried
+whole and reads the project's state first, so a retry after a request that in fact succeeded
+does only what is still missing: no task, prediction or annotation is made twice.
 """
 
 from __future__ import annotations
 
-import functools
 import json
+import logging
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 import pandas as pd
 from label_studio_sdk.core.api_error import ApiError
 
-from acorn.labeling.base import ANNOTATION_COLUMNS, LABEL_BOX_COLUMNS, QUEUE_COLUMNS, Pulled, PushResult
+from acorn.labeling.base import (
+    ANNOTATION_COLUMNS,
+    LABEL_BOX_COLUMNS,
+    QUEUE_COLUMNS,
+    SKIPPED_ANNOTATION,
+    Problem,
+    Pulled,
+    PushResult,
+    Snapshot,
+)
 from acorn.labeling.labelstudio.client import (
     Connection,
     LabelStudioError,
     LabelStudioUnavailable,
+    RetryPolicy,
     connect,
-    describe,
+    open_client,
     resolve_connection,
+    with_retries,
 )
 from acorn.labeling.labelstudio.convert import (
-    annotation_order,
+    RESTORED_KEY,
     boxes_to_results,
+    import_task,
     latest_finished,
+    restored_meta,
     results_to_boxes,
+    snapshot_annotation,
+    snapshot_task,
 )
 from acorn.labeling.labelstudio.project import (
     DEFAULT_TITLE,
@@ -53,24 +74,12 @@ if TYPE_CHECKING:
     from acorn.params import Params
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
-_FINISHED_QUERY = json.dumps(
-    {
-        "filters": {
-            "conjunction": "and",
-            # total_annotations counts finished, not-cancelled annotations
-            "items": [
-                {
-                    "filter": "filter:tasks:total_annotations",
-                    "operator": "greater",
-                    "type": "Number",
-                    "value": 0,
-                }
-            ],
-        }
-    }
-)
 _URL_PREFIXES = ("http://", "https://", "s3://", "gs://", "azure-blob://", "/data/")
+# annotations that restore adds to a task that already exists get a unique_id derived from this,
+# so that Label Studio refuses (409) a second copy sent by a retry
+_RESTORE_NAMESPACE = uuid.UUID("6f1c3a52-6d0e-4c55-9a4f-0b8a1d7e2c11")
 
 
 @dataclass
@@ -78,29 +87,19 @@ class ExistingTask:
     """What push needs to know about a task already in the project."""
 
     id: int
-    data: dict[str, Any]
     finished: int
     model_versions: set[str] = field(default_factory=set)
 
 
-def _translate_errors(method: Callable[..., T]) -> Callable[..., T]:
-    """Turn transport failures mid-call into ``LabelStudioUnavailable`` naming the server."""
+@dataclass
+class RestoreResult:
+    """What ``restore`` did: tasks created, tasks that were there already and the annotations
+    added to them, and the model version it gave the project ("" when it kept its own)."""
 
-    @functools.wraps(method)
-    def wrapper(self: LabelStudioBackend, *args: Any, **kwargs: Any) -> T:
-        try:
-            return method(self, *args, **kwargs)
-        except ApiError as exc:
-            raise LabelStudioError(
-                f"Label Studio at {self.connection.url} failed during {method.__name__}: {describe(exc)}"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise LabelStudioUnavailable(
-                f"lost Label Studio at {self.connection.url} during {method.__name__} ({exc}); "
-                "re-run when it is up: work done so far is keyed by tile id and is not repeated"
-            ) from exc
-
-    return wrapper
+    created: int = 0
+    annotations_added: int = 0
+    existing: int = 0
+    model_version: str = ""
 
 
 class LabelStudioBackend:
@@ -113,6 +112,7 @@ class LabelStudioBackend:
     ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` (default the repository root, as
     ``acorn labelstudio start`` sets it). ``url``/``api_key`` default to
     ``LABEL_STUDIO_URL``/``LABEL_STUDIO_API_KEY`` from the environment or ``.env``.
+    ``retry``: timeouts and retries of every call (``RetryPolicy``'s defaults if ``None``).
     """
 
     def __init__(
@@ -129,7 +129,7 @@ class LabelStudioBackend:
         display_threshold: float = 0.25,
         chunk_size: int = 1000,
         workers: int = 8,
-        timeout: float = 300.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.repo_root = Path(repo_root).resolve()
         self.connection: Connection = resolve_connection(url, api_key, self.repo_root)
@@ -147,7 +147,7 @@ class LabelStudioBackend:
         self.display_threshold = display_threshold
         self.chunk_size = chunk_size
         self.workers = workers
-        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
         self._client: LabelStudio | None = None
         self._project_id: int | None = None
 
@@ -167,27 +167,47 @@ class LabelStudioBackend:
     def client(self) -> LabelStudio:
         """The SDK client, connected (health and key checked) on first use."""
         if self._client is None:
-            self._client = connect(self.connection, timeout=self.timeout)
+            self._client = connect(self.connection, self.retry)
         return self._client
 
-    @_translate_errors
+    def run(self, what: str, op: Callable[[LabelStudio], T]) -> T:
+        """``op(client)`` under the retry policy; ``what`` names it in the error if it fails.
+
+        ``op`` must be safe to run again from its start after any failure (see
+        ``client.with_retries``): every operation here re-reads what the project holds and
+        does only what is missing.
+        """
+
+        def attempt() -> T:
+            if self._client is None:
+                self._client = open_client(self.connection, self.retry.timeout)
+            return op(self._client)
+
+        return with_retries(self.connection.url, what, attempt, self.retry)
+
     def setup(self) -> ProjectSetup:
         """Create or align the project; says what changed. Idempotent (see ``ensure_project``)."""
-        report = ensure_project(self.client, self.spec)
+        return self.run(f"setting up project {self.spec.title!r}", self._setup)
+
+    def _setup(self, client: LabelStudio) -> ProjectSetup:
+        report = ensure_project(client, self.spec)
         self._project_id = report.project_id
         return report
 
     def project_id(self, create: bool = True) -> int | None:
+        """The project's id (made first when ``create``); ``None`` if there is none."""
+        return self.run(f"finding project {self.spec.title!r}", lambda client: self._project(client, create))
+
+    def _project(self, client: LabelStudio, create: bool) -> int | None:
         if self._project_id is None:
             if create:
-                self.setup()
+                self._setup(client)
             else:
-                project = find_project(self.client, self.spec.title)
+                project = find_project(client, self.spec.title)
                 self._project_id = None if project is None else int(project.id)
         return self._project_id
 
     # ---- push ---------------------------------------------------------------------------
-    @_translate_errors
     def push(
         self, queue: pd.DataFrame, predictions: pd.DataFrame, waiting: pd.DataFrame | None = None
     ) -> PushResult:
@@ -196,14 +216,14 @@ class LabelStudioBackend:
         ``waiting``: the rest of the pool, ranked below the queue (same columns). Only tiles that
         already have an unlabeled task use it: they get the new model's pre-annotation and a
         score that places them after this batch. Re-running a push with the same queue changes
-        nothing (all ``unchanged``).
+        nothing (all ``unchanged``), and so does a retry after a try whose answer was lost.
+        The counts compare with the project as it was before the push.
         """
         missing = [c for c in QUEUE_COLUMNS if c not in queue.columns]
         if missing:
             raise ValueError(f"queue lacks columns {missing} (expected {QUEUE_COLUMNS})")
-        result = PushResult()
         if queue.empty:
-            return result
+            return PushResult()
         if queue["tile_id"].duplicated().any():
             dup = queue.loc[queue["tile_id"].duplicated(), "tile_id"].iloc[0]
             raise ValueError(f"queue lists tile {dup!r} twice")
@@ -213,64 +233,78 @@ class LabelStudioBackend:
                 f"queue mixes model versions {sorted(versions)}; push one model's queue at a time"
             )
         model_version = str(versions[0])
-        client = self.client
-        pid = self.project_id()
-        assert pid is not None
-        existing = self._existing_tasks(pid, model_version)
         boxes_by_tile = _group_boxes(predictions)
-
-        new_tasks: list[dict[str, Any]] = []
-        new_predictions: list[dict[str, Any]] = []
         rows = [(row, True) for row in queue.itertuples(index=False)]
         if waiting is not None:
-            rows += [(row, False) for row in waiting.itertuples(index=False) if str(row.tile_id) in existing]
-        for row, queued in rows:
-            tile_id = str(row.tile_id)
-            width, height = int(row.width), int(row.height)
-            tile_boxes = boxes_by_tile.get(tile_id)
-            results = (
-                []
-                if tile_boxes is None
-                else boxes_to_results(tile_boxes, width, height, self.classes, self.display_threshold)
-            )
-            # the queue's score rises along the queue (acorn.queue.queue_scores): the labeling stream
-            # serves the lowest score of the project's model_version first, so rank 1 comes first,
-            # and the Data Manager sorted by prediction score ascending shows the ranking order
-            prediction = {"model_version": model_version, "score": float(row.score), "result": results}
-            data = {
-                "image": self._image_url(str(row.image)),
-                "tile_id": tile_id,
-                "batch": int(row.batch),
-                "rank": int(row.rank),
-                "strategy_score": float(row.strategy_score),
-                "width": width,
-                "height": height,
-            }
-            task = existing.get(tile_id)
-            if task is None:
-                if queued:
-                    new_tasks.append({"data": data, "predictions": [prediction]})
-                continue
-            if task.finished:
-                result.unchanged += 1  # labeled already; the next pull brings it in
-                continue
-            if model_version in task.model_versions:
-                result.unchanged += 1
-            else:
-                # re-queued while waiting: keep the task (and the batch it was first queued in, as
-                # the oracle does) and add the new model's pre-annotation and score
-                new_predictions.append({"task": task.id, **prediction})
-                result.updated += 1
+            rows += [(row, False) for row in waiting.itertuples(index=False)]
+        prepared: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
 
-        for chunk in _chunks(new_tasks, self.chunk_size):
-            client.projects.import_tasks(pid, request=chunk, return_task_ids=False)
-            result.created += len(chunk)
-        for chunk in _chunks(new_predictions, self.chunk_size):
-            client.projects.import_predictions(pid, request=chunk)
-        project = client.projects.get(pid)
-        if project.model_version != model_version:
-            # the score column and uncertainty sampling use predictions of this version only
-            client.projects.update(pid, model_version=model_version)
+        def prepare(row: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+            """The task and the prediction for a row (made once, whatever the number of tries)."""
+            tile_id = str(row.tile_id)
+            if tile_id not in prepared:
+                width, height = int(row.width), int(row.height)
+                tile_boxes = boxes_by_tile.get(tile_id)
+                results = (
+                    []
+                    if tile_boxes is None
+                    else boxes_to_results(tile_boxes, width, height, self.classes, self.display_threshold)
+                )
+                # the queue's score rises along the queue (acorn.queue.queue_scores): the labeling
+                # stream serves the lowest score of the project's model_version first, so rank 1
+                # comes first, and the Data Manager sorted by prediction score ascending shows the order
+                prediction = {"model_version": model_version, "score": float(row.score), "result": results}
+                data = {
+                    "image": self._image_url(str(row.image)),
+                    "tile_id": tile_id,
+                    "batch": int(row.batch),
+                    "rank": int(row.rank),
+                    "strategy_score": float(row.strategy_score),
+                    "width": width,
+                    "height": height,
+                }
+                prepared[tile_id] = ({"data": data, "predictions": [prediction]}, prediction)
+            return prepared[tile_id]
+
+        before: dict[str, ExistingTask] | None = None  # the project before the first try
+
+        def op(client: LabelStudio) -> None:
+            nonlocal before
+            pid = self._project(client, create=True)
+            assert pid is not None
+            existing = self._existing_tasks(client, pid, model_version)
+            if before is None:
+                before = existing
+            new_tasks: list[dict[str, Any]] = []
+            new_predictions: list[dict[str, Any]] = []
+            for row, queued in rows:
+                task = existing.get(str(row.tile_id))
+                if task is None:
+                    if queued:
+                        new_tasks.append(prepare(row)[0])
+                elif not task.finished and model_version not in task.model_versions:
+                    # re-queued while waiting: keep the task (and the batch it was first queued in,
+                    # as the oracle does) and add the new model's pre-annotation and score
+                    new_predictions.append({"task": task.id, **prepare(row)[1]})
+            for chunk in _chunks(new_tasks, self.chunk_size):
+                client.projects.import_tasks(pid, request=chunk, return_task_ids=False)
+            for chunk in _chunks(new_predictions, self.chunk_size):
+                client.projects.import_predictions(pid, request=chunk)
+            if client.projects.get(pid).model_version != model_version:
+                # the score column and uncertainty sampling use predictions of this version only
+                client.projects.update(pid, model_version=model_version)
+
+        self.run(f"pushing {len(queue)} tasks to project {self.spec.title!r}", op)
+        result = PushResult()
+        assert before is not None
+        for row, queued in rows:
+            task = before.get(str(row.tile_id))
+            if task is None:
+                result.created += 1 if queued else 0
+            elif task.finished or model_version in task.model_versions:
+                result.unchanged += 1  # labeled already (the next pull brings it in), or pushed already
+            else:
+                result.updated += 1
         return result
 
     def _image_url(self, image: str) -> str:
@@ -278,41 +312,41 @@ class LabelStudioBackend:
             return image
         return local_files_url(self.repo_root / image, self.document_root)
 
-    def _existing_tasks(self, project_id: int, model_version: str) -> dict[str, ExistingTask]:
+    def _existing_tasks(
+        self, client: LabelStudio, project_id: int, model_version: str
+    ) -> dict[str, ExistingTask]:
         """Every task of the project by tile id, and whether it has a prediction of ``model_version``.
 
         Two paginated listings without annotation or prediction bodies: all tasks, then those
         whose predictions' versions contain ``model_version`` (a substring filter on the
-        server, checked exactly here, since "m1" is inside "m10").
+        server, checked exactly here, since "m1" is inside "m10"). A second task of a tile
+        that nobody has touched (no annotation, not skipped) is deleted: it comes from an import
+        that reached the server after its retry (a request stuck past its timeout), or from a
+        tile imported twice by hand.
         """
+        by_tile: dict[str, list[Any]] = {}
+        for task in self._list_tasks(client, project_id, fields="task_only"):
+            tile_id = (task.data or {}).get("tile_id")
+            if tile_id is not None:  # else not ours
+                by_tile.setdefault(str(tile_id), []).append(task)
         found: dict[str, ExistingTask] = {}
         by_id: dict[int, ExistingTask] = {}
-        for task in self._iter_tasks(project_id, fields="task_only"):
-            data = dict(task.data or {})
-            tile_id = data.get("tile_id")
-            if tile_id is None or str(tile_id) in found:
-                continue  # not ours / a duplicate made outside acorn: the first one is the tile's task
-            found[str(tile_id)] = by_id[int(task.id)] = ExistingTask(
-                id=int(task.id), data=data, finished=int(task.total_annotations or 0)
+        for tile_id, tasks in by_tile.items():
+            touched = [t for t in tasks if t.total_annotations or t.cancelled_annotations]
+            keep = (touched or tasks)[0]  # the tile's task: the first one with work in it
+            for extra in tasks:
+                if extra is not keep and extra not in touched:
+                    log.warning(
+                        "tile %s: deleting task %s, an untouched second task of the tile", tile_id, extra.id
+                    )
+                    _delete_task(client, extra.id)
+            found[tile_id] = by_id[int(keep.id)] = ExistingTask(
+                id=int(keep.id), finished=int(keep.total_annotations or 0)
             )
-        query = json.dumps(
-            {
-                "filters": {
-                    "conjunction": "and",
-                    "items": [
-                        {
-                            "filter": "filter:tasks:predictions_model_versions",
-                            "operator": "contains",
-                            "type": "List",
-                            "value": [model_version],
-                        }
-                    ],
-                }
-            }
-        )
         if not any(not t.finished for t in found.values()):
             return found  # nothing waiting: no task can need the new model's prediction
-        for task in self._iter_tasks(project_id, fields="task_only", query=query):
+        query = _filter_query("filter:tasks:predictions_model_versions", "contains", "List", [model_version])
+        for task in self._list_tasks(client, project_id, fields="task_only", query=query):
             known = by_id.get(int(task.id))
             if known is not None:
                 known.model_versions.update(
@@ -320,75 +354,237 @@ class LabelStudioBackend:
                 )
         return found
 
-    def _iter_tasks(self, project_id: int, fields: str, query: str | None = None) -> Iterator[Any]:
+    def _list_tasks(
+        self, client: LabelStudio, project_id: int, fields: str, query: str | None = None
+    ) -> Iterator[Any]:
         kwargs: dict[str, Any] = {"project": project_id, "fields": fields, "page_size": self.chunk_size}
         if query is not None:
             kwargs["query"] = query
-        yield from self.client.tasks.list(**kwargs)
+        yield from client.tasks.list(**kwargs)
 
     # ---- pull ---------------------------------------------------------------------------
-    @_translate_errors
     def pull(self) -> Pulled:
-        """Every finished annotation, the latest one per tile, as pixel boxes; bad regions go to ``problems``."""
-        annotations: list[dict[str, Any]] = []
-        boxes: list[tuple[str, int, float, float, float, float]] = []
-        problems: list[str] = []
-        pid = self.project_id(create=False)
+        """Every finished annotation, the latest one per tile, as pixel boxes; bad regions are
+        ``problems``; everything the project holds is the ``snapshot``."""
+        return self.run(f"pulling annotations from project {self.spec.title!r}", self._pull)
+
+    def _pull(self, client: LabelStudio) -> Pulled:
+        project_info: dict[str, Any] = {
+            "backend": "label-studio",
+            "project": self.spec.title,
+            "model_version": "",
+        }
+        pid = self._project(client, create=False)
         if pid is None:
-            return _pulled(annotations, boxes, problems)
-        users = self._user_names()
-        chosen: dict[str, tuple[dict[str, Any], Any]] = {}
-        for task in self._iter_tasks(pid, fields="all", query=_FINISHED_QUERY):
+            note = f"no project {self.spec.title!r} at {self.connection.url} (yet): nothing to pull"
+            return _pulled([], [], [], Snapshot(project=project_info), [note])
+        project_info["model_version"] = str(client.projects.get(pid).model_version or "")
+        users = self._user_names(client)
+        records: dict[str, dict[str, Any]] = {}
+        task_ids: dict[str, list[int]] = {}
+        notes: list[str] = []
+        for task in self._list_tasks(client, pid, fields="all"):
             data = dict(task.data or {})
+            annotations = [snapshot_annotation(dict(a), task.meta, users) for a in task.annotations or []]
             tile_id = data.get("tile_id")
             if tile_id is None:
-                problems.append(f"task {task.id}: no tile_id in its data (not imported by acorn); skipped")
-                continue
-            ann = latest_finished([dict(a) for a in (task.annotations or [])])
-            if ann is None:
+                if annotations:
+                    notes.append(
+                        f"task {task.id}: no tile_id in its data (not imported by acorn); not exported"
+                    )
                 continue
             tile_id = str(tile_id)
-            if tile_id in chosen:
-                other_ann, other_task = chosen[tile_id]
-                problems.append(
-                    f"tile {tile_id} has several tasks ({other_task.id}, {task.id}); the latest annotation is used"
+            predictions = [dict(p) for p in task.predictions or []]
+            meta = dict(task.meta or {})
+            if tile_id in records:  # several tasks of one tile: taken together, the latest annotation counts
+                first = records[tile_id]
+                predictions += first["predictions"]
+                annotations += first["annotations"]
+                data, meta = first["data"], {**first.get("meta", {}), **meta}
+                notes.append(
+                    f"tile {tile_id} has several tasks ({task_ids[tile_id][0]}, {task.id}); taken together"
                 )
-                if annotation_order(ann) <= annotation_order(other_ann):
-                    continue
-            chosen[tile_id] = (ann, task)
-        for tile_id in sorted(chosen):
-            ann, task = chosen[tile_id]
-            data = dict(task.data or {})
-            where = f"task {task.id} (tile {tile_id})"
+            records[tile_id] = snapshot_task(tile_id, data, meta, predictions, annotations)
+            task_ids.setdefault(tile_id, []).append(int(task.id))
+        tasks = [records[t] for t in sorted(records)]
+        project_info["tasks"] = len(tasks)
+        project_info["annotations"] = sum(len(t["annotations"]) for t in tasks)
+        snapshot = Snapshot(project=project_info, tasks=tasks)
+
+        annotations_rows: list[dict[str, Any]] = []
+        boxes: list[tuple[Any, ...]] = []
+        problems: list[Problem] = []
+        for record in tasks:
+            ann = latest_finished(record["annotations"])
+            if ann is None:
+                continue
+            tile_id, data = record["tile_id"], record["data"]
+            where = "task " + ", ".join(map(str, task_ids[tile_id]))
             try:
                 width, height = int(data["width"]), int(data["height"])
             except (KeyError, TypeError, ValueError):
-                problems.append(f"{where}: no width/height in its data; skipped")
+                problems.append(
+                    Problem(
+                        tile_id,
+                        ann["id"],
+                        "",
+                        "no_size",
+                        SKIPPED_ANNOTATION,
+                        "no width/height in its task data",
+                        where,
+                    )
+                )
                 continue
-            parsed = results_to_boxes(ann.get("result"), width, height, self.class_ids, where)
+            parsed = results_to_boxes(
+                ann.get("result"),
+                width,
+                height,
+                self.class_ids,
+                tile_id=tile_id,
+                annotation_id=ann["id"],
+                where=where,
+            )
             problems.extend(parsed.problems)
+            if parsed.skip_annotation:
+                continue
             boxes.extend((tile_id, *b) for b in parsed.boxes)
-            completed_by = ann.get("completed_by")
-            annotations.append(
+            annotations_rows.append(
                 {
                     "tile_id": tile_id,
                     "annotation_id": int(ann["id"]),
-                    "annotator": users.get(completed_by, str(completed_by)),
-                    "updated_at": str(ann.get("updated_at") or ann.get("created_at") or ""),
+                    "annotator": str(ann["completed_by"]),
+                    "updated_at": str(ann["updated_at"]),
                     "batch": int(data.get("batch", -1)),
                     "width": width,
                     "height": height,
                 }
             )
-        return _pulled(annotations, boxes, problems)
+        return _pulled(annotations_rows, boxes, problems, snapshot, notes)
 
-    def _user_names(self) -> dict[Any, str]:
+    def _user_names(self, client: LabelStudio) -> dict[Any, str]:
+        """User id -> email (the same person on any server), for the annotator column."""
         try:
-            return {u.id: (u.email or u.username or str(u.id)) for u in self.client.users.list()}
-        except httpx.TransportError:
+            return {u.id: (u.email or u.username or str(u.id)) for u in client.users.list()}
+        except ApiError as exc:
+            if exc.status_code in (401, 403):  # listing users may be forbidden to a non-admin key
+                return {}
             raise
-        except Exception:  # listing users may be forbidden to a non-admin key: fall back to ids
-            return {}
+
+    # ---- restore ------------------------------------------------------------------------
+    def restore(self, snapshot: Snapshot) -> RestoreResult:
+        """Put a snapshot's tasks back: every tile without a task gets one, with its annotations
+        and predictions, imported in bulk; a tile that has a task already (a push reached the
+        project before the restore) gets the snapshot's task data back (the batch and rank it
+        was first queued with) and the snapshot's annotations it lacks. A project without a
+        model version gets the snapshot's; one that has one (a newer push) keeps it.
+
+        Safe to run again, and to retry: what is there already is not made twice. Annotations
+        keep their identity (id, author, times) for the pull while nobody edits them
+        (``convert.snapshot_annotation``), so an export after a restore gives the same labels.
+        """
+        wanted_version = str(snapshot.project.get("model_version") or "")
+        result = RestoreResult()
+        first = True
+
+        def op(client: LabelStudio) -> None:
+            nonlocal first
+            pid = self._project(client, create=True)
+            assert pid is not None
+            members = {u.email: int(u.id) for u in client.users.list() if u.email}
+            existing: dict[str, Any] = {}
+            for task in self._list_tasks(client, pid, fields="all"):
+                tile_id = (task.data or {}).get("tile_id")
+                if tile_id is not None:
+                    existing.setdefault(str(tile_id), task)
+            new = [import_task(t, members) for t in snapshot.tasks if t["tile_id"] not in existing]
+            missing = {
+                t["tile_id"]: _missing_annotations(existing[t["tile_id"]], t)
+                for t in snapshot.tasks
+                if t["tile_id"] in existing
+            }
+            if first:  # what this restore does, counted against the project before it
+                first = False
+                result.created, result.existing = len(new), len(missing)
+                result.annotations_added = sum(map(len, missing.values()))
+                # the import sets an empty model version to its last prediction's: decide before it
+                result.model_version = "" if client.projects.get(pid).model_version else wanted_version
+            for chunk in _chunks(new, self.chunk_size):
+                client.projects.import_tasks(pid, request=chunk, return_task_ids=False)
+            for record in snapshot.tasks:
+                task = existing.get(record["tile_id"])
+                if task is not None:
+                    _complete_task(client, task, record, missing[record["tile_id"]], members)
+            if result.model_version and client.projects.get(pid).model_version != result.model_version:
+                client.projects.update(pid, model_version=result.model_version)
+
+        self.run(f"restoring {len(snapshot.tasks)} tasks to project {self.spec.title!r}", op)
+        return result
+
+
+def _missing_annotations(task: Any, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The snapshot annotations of a tile that its task on the server lacks.
+
+    An annotation on the server is the snapshot's of the same id: restored ones carry it as
+    ``import_id``, the others have it as their own id (a restore into the project the
+    snapshot was taken from finds them all).
+    """
+    present = {
+        a.get("import_id") if a.get("import_id") is not None else a.get("id") for a in task.annotations or []
+    }
+    return [a for a in record.get("annotations", []) if a["id"] not in present]
+
+
+def _complete_task(
+    client: LabelStudio,
+    task: Any,
+    record: dict[str, Any],
+    wanted: list[dict[str, Any]],
+    members: dict[str, int],
+) -> None:
+    """Bring a task that exists up to its snapshot record: its data, then the annotations it lacks.
+
+    The task's meta gets the annotations' original identity before they are made (one without
+    it would look new); each create carries a ``unique_id`` derived from the task and the
+    original id, so a second copy sent by a retry is refused (409) instead of made.
+    """
+    changes: dict[str, Any] = {}
+    if dict(task.data or {}) != record["data"]:
+        changes["data"] = record["data"]
+    if wanted:
+        meta = dict(task.meta or {})
+        changes["meta"] = {**meta, RESTORED_KEY: {**(meta.get(RESTORED_KEY) or {}), **restored_meta(wanted)}}
+    if changes:
+        client.tasks.update(str(task.id), **changes)
+    for a in wanted:
+        author = members.get(str(a.get("completed_by")))
+        try:
+            client.annotations.create(
+                int(task.id),
+                result=a.get("result"),
+                was_cancelled=bool(a.get("was_cancelled")),
+                ground_truth=bool(a.get("ground_truth")),
+                lead_time=a.get("lead_time"),
+                import_id=int(a["id"]),
+                unique_id=str(uuid.uuid5(_RESTORE_NAMESPACE, f"{task.id}/{a['id']}")),
+                **({} if author is None else {"completed_by": author}),
+            )
+        except ApiError as exc:
+            if exc.status_code != 409:  # 409: made by an earlier try whose answer was lost
+                raise
+
+
+def _delete_task(client: LabelStudio, task_id: int) -> None:
+    try:
+        client.tasks.delete(str(task_id))
+    except ApiError as exc:
+        if exc.status_code != 404:  # 404: gone already (an earlier try, or a person)
+            raise
+
+
+def _filter_query(name: str, operator: str, kind: str, value: Any) -> str:
+    """A Data Manager query with one filter, for ``tasks.list(query=...)``."""
+    item = {"filter": name, "operator": operator, "type": kind, "value": value}
+    return json.dumps({"filters": {"conjunction": "and", "items": [item]}})
 
 
 def _group_boxes(predictions: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -402,7 +598,13 @@ def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
         yield items[start : start + size]
 
 
-def _pulled(annotations: list[dict[str, Any]], boxes: list[tuple], problems: list[str]) -> Pulled:
+def _pulled(
+    annotations: list[dict[str, Any]],
+    boxes: list[tuple[Any, ...]],
+    problems: list[Problem],
+    snapshot: Snapshot,
+    notes: list[str],
+) -> Pulled:
     ann = pd.DataFrame(annotations, columns=ANNOTATION_COLUMNS).astype(
         {
             "tile_id": "str",
@@ -424,7 +626,7 @@ def _pulled(annotations: list[dict[str, Any]], boxes: list[tuple], problems: lis
             "y2": "float64",
         }
     )
-    return Pulled(annotations=ann, boxes=box, problems=problems)
+    return Pulled(annotations=ann, boxes=box, problems=problems, snapshot=snapshot, notes=notes)
 
 
 __all__ = ["LabelStudioBackend", "LabelStudioError", "LabelStudioUnavailable"]

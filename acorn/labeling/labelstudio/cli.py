@@ -111,3 +111,45 @@ def annotate(
     for problem in result.problems:
         typer.echo(f"skipped: {problem}", err=True)
     typer.echo(f"answered {result.created} tasks ({result.negatives} negatives), skipped {result.skipped}")
+
+
+@labelstudio_app.command()
+def restore(
+    params: ParamsOption = Path("params.yaml"),
+    snapshot: Annotated[Path, typer.Option(help="labels snapshot written by export-labels")] = Path(
+        "data/label-snapshot"
+    ),
+    title: Annotated[str | None, typer.Option(help="project title (default: the snapshot's project)")] = None,
+) -> None:
+    """Rebuild the project from the last labels snapshot (a fresh server, a lost database): every
+    task with its annotations and predictions, the model version; safe to re-run."""
+    from acorn.errors import AcornError
+    from acorn.labeling.labelstudio.backend import LabelStudioBackend
+    from acorn.labeling.snapshot import read_snapshot
+    from acorn.params import load_params
+
+    p = load_params(params)
+    snap = read_snapshot(snapshot)
+    if snap is None:
+        raise AcornError(
+            f"no labels snapshot in {snapshot}: `dvc pull {snapshot}` fetches the last one from the "
+            f"DVC remote (`dvc checkout {snapshot}` from the local cache)"
+        )
+    if snap.project.get("backend") != "label-studio":
+        raise AcornError(
+            f"{snapshot} holds a snapshot of the {snap.project.get('backend')!r} backend, not of Label Studio"
+        )
+    lab = p.labeling
+    backend = LabelStudioBackend.from_params(
+        p,
+        Path(),
+        title=title or str(snap.project.get("project") or lab.project),
+        document_root=lab.document_root or None,
+        ml_backend_url=lab.ml_backend_url or None,
+    )
+    result = backend.restore(snap)
+    version = f"model version set to {result.model_version}" if result.model_version else "model version kept"
+    typer.echo(
+        f"project {backend.spec.title!r} at {backend.connection.url}: {result.created} tasks restored, "
+        f"{result.existing} were there already ({result.annotations_added} annotations added to them); {version}"
+    )

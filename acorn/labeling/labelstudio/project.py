@@ -3,7 +3,9 @@
 A project made by hand drifts: a renamed label, a missing storage connection and the
 pipeline silently pulls nothing. ``ensure_project`` derives everything from the class list
 and paths, finds the project by title, and changes only what differs, so it runs on every
-push at the cost of a few GETs, and running it twice changes nothing.
+push at the cost of a few GETs, and running it twice changes nothing. That also makes it
+safe to retry whole: a failure that may pass (``is_retryable``) is left raw for the caller's
+retry loop, any other becomes a ``LabelStudioError`` that says what was refused.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from label_studio_sdk.core.api_error import ApiError
 
-from acorn.labeling.labelstudio.client import LabelStudioError, describe
+from acorn.labeling.labelstudio.client import LabelStudioError, describe, is_retryable
 from acorn.labeling.labelstudio.convert import label_config
 
 if TYPE_CHECKING:
@@ -103,6 +105,8 @@ def ensure_project(client: LabelStudio, spec: ProjectSpec) -> ProjectSetup:
         try:
             project = client.projects.create(title=spec.title, description=spec.description, **wanted)
         except ApiError as exc:
+            if is_retryable(exc):
+                raise
             raise LabelStudioError(f"cannot create project {spec.title!r}: {describe(exc)}") from exc
         changed.append("project")
     else:
@@ -112,6 +116,8 @@ def ensure_project(client: LabelStudio, spec: ProjectSpec) -> ProjectSetup:
             try:
                 client.projects.update(project.id, **diff)
             except ApiError as exc:  # the server explains (e.g. a label still used by annotations)
+                if is_retryable(exc):
+                    raise
                 raise LabelStudioError(
                     f"cannot update project {spec.title!r} ({sorted(diff)}): {describe(exc)}"
                 ) from exc
@@ -144,6 +150,8 @@ def _ensure_storage(client: LabelStudio, project_id: int, spec: ProjectSpec) -> 
             regex_filter=r".*\.(jpe?g|png)$",
         )
     except ApiError as exc:
+        if is_retryable(exc):
+            raise
         raise LabelStudioError(
             f"cannot connect local storage {path} to project {project_id}: {describe(exc)}. The folder must exist "
             "and lie under the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, and the server needs "
@@ -159,6 +167,8 @@ def _ensure_ml_backend(client: LabelStudio, project_id: int, url: str) -> bool:
     try:
         client.ml.create(project=project_id, url=url, title="acorn", is_interactive=False)
     except ApiError as exc:
+        if is_retryable(exc):
+            raise
         raise LabelStudioError(
             f"cannot connect ML backend {url} to project {project_id}: {describe(exc)}. Label Studio calls its "
             "/health and /setup; a backend on 127.0.0.1 needs ML_BLOCK_LOCAL_IP=false and "
