@@ -28,4 +28,4 @@ lint: $(STAMP)
 
 # forget the demo's state (labels, registry, local remote); keeps data and the base model
 clean-demo:
-	rm -rf dvc.lock .acorn/oracle .acorn/work .acorn/cache mlflow.db mlartifacts data/labels data/predictions data/queue.csv metrics models/model.pt models/champion.pt models/registry.json
+	rm -rf dvc.lock .acorn/oracle .acorn/work .acorn/cache mlflow.db mlartifacts data/labels data/label-snapshot data/predictions data/queue.csv metrics models/model.pt models/champion.pt models/registry.json
