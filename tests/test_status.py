@@ -23,9 +23,9 @@ def _cycle(root, queued: list[str], labeled: list[str], annotated: list[str]) ->
     }
     (root / paths.REGISTRY).write_text(json.dumps(record))
     (root / paths.LABELS).mkdir(parents=True)
-    pd.DataFrame(
-        {"tile_id": labeled, "batch": 1, "n_boxes": [1] + [0] * (len(labeled) - 1)}
-    ).to_csv(root / paths.LABELS / "manifest.csv", index=False)
+    pd.DataFrame({"tile_id": labeled, "batch": 1, "n_boxes": [1] + [0] * (len(labeled) - 1)}).to_csv(
+        root / paths.LABELS / "manifest.csv", index=False
+    )
     pd.DataFrame({"tile_id": queued, "batch": 3, "rank": range(1, len(queued) + 1)}).to_csv(
         root / paths.QUEUE, index=False
     )
