@@ -33,14 +33,18 @@ class DiskFullError(AcornError):
     """An output could not be written for lack of space (the message names the file)."""
 
 
-def _disk_full(target: Path, exc: OSError) -> OSError | DiskFullError:
+@contextlib.contextmanager
+def _disk_full_is_the_users(target: Path) -> Iterator[None]:
     """A full disk or quota is the user's to fix, not a bug: say which file and what to do."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc):
-        return DiskFullError(
-            f"{target}: no space left on the device (or quota) while writing it; it was left as it was "
-            "before. Free space there, then re-run"
-        )
-    return exc
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc):
+            raise DiskFullError(
+                f"{target}: no space left on the device (or quota) while writing it; it was left as it "
+                "was before. Free space there, then re-run"
+            ) from exc
+        raise
 
 
 @contextlib.contextmanager
@@ -51,13 +55,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     # a unique sibling name (not mkstemp, whose 0600 mode would stick to the output)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        yield tmp
-        os.replace(tmp, target)
-    except OSError as exc:
-        error = _disk_full(target, exc)
-        if error is exc:
-            raise
-        raise error from exc
+        with _disk_full_is_the_users(target):
+            yield tmp
+            os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -103,17 +103,13 @@ def replace_dir(staging: Path, target: Path) -> None:
     staging, target = Path(staging), Path(target)
     old = target.with_name(f".{target.name}.old")
     try:
-        if old.exists() and not target.exists():  # a two-rename swap was killed between its renames
-            os.replace(old, target)
-        shutil.rmtree(old, ignore_errors=True)
-        pause_point(f"replace_dir:{target.name}")
-        if not (target.exists() and _exchange(staging, target)):
-            _swap_by_renames(staging, target, old)
-    except OSError as exc:
-        error = _disk_full(target, exc)
-        if error is exc:
-            raise
-        raise error from exc
+        with _disk_full_is_the_users(target):
+            if old.exists() and not target.exists():  # a two-rename swap was killed between its renames
+                os.replace(old, target)
+            shutil.rmtree(old, ignore_errors=True)
+            pause_point(f"replace_dir:{target.name}")
+            if not (target.exists() and _exchange(staging, target)):
+                _swap_by_renames(staging, target, old)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # after an exchange: the previous folder
     shutil.rmtree(old, ignore_errors=True)
