@@ -63,7 +63,13 @@ def _local_ttf() -> Path:
 def configure_ultralytics() -> None:
     """Switch off ultralytics' integrations; call before training or predicting."""
     from ultralytics import settings
+    from ultralytics.utils import patches
 
     wanted = {key: False for key in _ULTRALYTICS_OFF}
     if any(settings.get(key) is not False for key in wanted):
         settings.update(wanted)
+    # ultralytics patches PIL.Image.open process-wide: on a file PIL cannot identify it tries to
+    # pip-install pi-heif (a download) and then raises ImportError instead of PIL's error. acorn
+    # reads no HEIF: keep PIL's own behaviour.
+    if hasattr(patches, "_pil_plugins_registered"):
+        patches._pil_plugins_registered = True

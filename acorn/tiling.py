@@ -163,7 +163,7 @@ def decode_frame(path: Path, max_pixels: int = MAX_FRAME_PIXELS):
                     )
                 img.load()
                 image = ImageOps.exif_transpose(img)
-    except UnidentifiedImageError:
+    except (UnidentifiedImageError, ImportError):  # ImportError: ultralytics patches Image.open (acorn.env)
         raise InputError(
             f"{path}: not an image PIL can read (wrong suffix, or not an image at all)"
         ) from None

@@ -126,3 +126,23 @@ def test_stop_policy_names_the_bad_frames_and_keeps_the_good_tiles(raw, tmp_path
         _tile(raw, tmp_path / "tiles", policy="stop")
     kept = pd.read_parquet(tmp_path / "tiles" / "manifest.parquet")
     assert kept["frame_id"].nunique() == len(GOOD)
+
+
+def test_ultralytics_image_open_patch_keeps_the_verdict(tmp_path, monkeypatch):
+    """ultralytics replaces PIL.Image.open process-wide; on an unreadable file it tries to install
+    pi-heif and raises ImportError. acorn.env switches that off; the tile stage copes either way."""
+    from ultralytics.utils import patches
+
+    from acorn.env import configure_ultralytics
+    from acorn.tiling import decode_frame
+
+    notes = tmp_path / "notes.jpg"
+    notes.write_bytes(b"a text file, not a photo\n")
+    monkeypatch.setattr(patches, "_pil_plugins_registered", False)  # as right after `import ultralytics`
+    monkeypatch.setattr("ultralytics.utils.checks.check_requirements", lambda *a, **k: None)  # no pip here
+    with pytest.raises(InputError, match="not an image"):
+        decode_frame(notes)
+    configure_ultralytics()
+    assert patches._pil_plugins_registered
+    with pytest.raises(InputError, match="not an image"):
+        decode_frame(notes)
