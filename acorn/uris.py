@@ -72,6 +72,21 @@ def parse_repo_uri(uri: str) -> RepoUri:
     return RepoUri(match["owner"], match["repo"], revision, path)
 
 
+def under(root: str, path: str) -> str:
+    """The ``repo://`` URI of ``path`` (relative, ``/``-separated) under ``root``.
+
+    ``root`` names a repository and, optionally, a revision and a folder:
+    ``repo://owner/repo/main:`` (the repository's root at ``main``), ``repo://owner/repo/main:data``
+    or ``repo://owner/repo`` (the default branch). The result is checked as any URI is.
+    """
+    if not is_repo_uri(root):
+        raise RepoUriError(f"{root!r}: expected repo://<owner>/<repo>[/<revision>:][<folder>]")
+    sep = "" if root.endswith((":", "/")) else "/"
+    uri = f"{root}{sep}{path.lstrip('/')}"
+    parse_repo_uri(uri)
+    return uri
+
+
 def raw_url(uri: str | RepoUri, host: str, default_revision: str = "main") -> str:
     """The raw-content URL of ``uri`` on ``host``; ``default_revision`` is used when it names none."""
     ref = parse_repo_uri(uri) if isinstance(uri, str) else uri

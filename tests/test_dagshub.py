@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -74,10 +75,11 @@ def _repo(host: str) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def dagshub() -> Iterator[FakeDagsHub]:
+@contextmanager
+def fake_dagshub() -> Iterator[FakeDagsHub]:
     """A private repository squirrel-lab/backyard whose default branch is ``trunk``; every call
-    needs the token. ``slow.jpg`` trickles its bytes; ``huge.jpg`` is ``big.jpg`` without a length."""
+    needs the token. ``slow.jpg`` trickles its bytes; ``huge.jpg`` is ``big.jpg`` without a length.
+    Add files to ``files`` to serve them (tests/serve/test_images.py serves tiles from it)."""
     fake = FakeDagsHub(
         url="", files={("main", "tiles/a b.jpg"): b"\xff\xd8tile", ("trunk", "x.jpg"): b"trunk"}
     )
@@ -133,6 +135,12 @@ def dagshub() -> Iterator[FakeDagsHub]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@pytest.fixture(scope="module")
+def dagshub() -> Iterator[FakeDagsHub]:
+    with fake_dagshub() as fake:
+        yield fake
 
 
 # --- repo:// URIs ---------------------------------------------------------------------------
@@ -323,3 +331,55 @@ def test_setup_refuses_to_write_the_token_where_git_would_commit_it(project, dag
     with pytest.raises(remotes.DagsHubError, match=r"\.env is not git-ignored"):
         remotes.write_profile(project, profile, TOKEN)
     assert not (project / ".env").exists()
+
+
+# --- Label Studio tasks that name their images by repo:// ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "root,path,uri",
+    [
+        ("repo://o/r/main:", "data/tiles/images/t.jpg", "repo://o/r/main:data/tiles/images/t.jpg"),
+        ("repo://o/r/v2:data/", "tiles/t.jpg", "repo://o/r/v2:data/tiles/t.jpg"),
+        ("repo://o/r/v2:data", "tiles/t.jpg", "repo://o/r/v2:data/tiles/t.jpg"),
+        ("repo://o/r", "data/t.jpg", "repo://o/r/data/t.jpg"),
+    ],
+)
+def test_under_joins_a_repo_root_and_a_path(root, path, uri):
+    assert uris.under(root, path) == uri
+
+
+@pytest.mark.parametrize("root", ["repo://o", "/srv/data", "repo://o/r/main:../up"])
+def test_under_refuses_what_is_not_a_repository_root(root):
+    with pytest.raises(uris.RepoUriError):
+        uris.under(root, "t.jpg")
+
+
+def test_label_studio_tasks_name_tiles_by_repo_uri_when_the_root_is_a_repository(tmp_path, dagshub):
+    """With ``labeling.document_root: repo://...`` (DagsHub's hosted Label Studio) a pushed task
+    names its tile by ``repo://`` URI, which resolves to the tile's bytes on the host; no local-files
+    storage is asked for. A local root keeps local-files URLs."""
+    from acorn.labeling.labelstudio import LabelStudioBackend
+
+    tile = "data/tiles/images/f1_r0_c0.jpg"
+    (tmp_path / tile).parent.mkdir(parents=True)
+    (tmp_path / tile).write_bytes(b"\xff\xd8tile")
+    dagshub.files[("main", tile)] = b"\xff\xd8tile"
+    kwargs = {"repo_root": tmp_path, "url": "http://127.0.0.1:9", "api_key": "k"}
+
+    hosted = LabelStudioBackend(["squirrel"], document_root=f"repo://{OWNER}/{REPO}/main:", **kwargs)
+    uri = hosted._image_url(tile)
+    assert uri == f"repo://{OWNER}/{REPO}/main:{tile}"
+    assert hosted.spec.storage_path is None
+    assert hosted._image_url("repo://a/b/c:d.jpg") == "repo://a/b/c:d.jpg"  # as given
+    with pytest.raises(Exception, match="outside the repository"):
+        hosted._image_url("../elsewhere.jpg")
+    with uris.RepoFiles(dagshub.url, TOKEN) as files:
+        assert files.read(uri) == b"\xff\xd8tile"
+
+    local = LabelStudioBackend(["squirrel"], **kwargs)
+    assert local._image_url(tile) == f"/data/local-files/?d={tile}"
+    assert local.spec.storage_path == tmp_path / "data/tiles"
+
+    with pytest.raises(uris.RepoUriError):
+        LabelStudioBackend(["squirrel"], document_root="repo://owner-only", **kwargs)

@@ -2,7 +2,9 @@
 
 A task's image is whatever Label Studio stored: ``/data/local-files/?d=<path>`` (local files
 served by Label Studio), a plain path, ``/data/upload/...`` (resolved against
-``LABEL_STUDIO_URL``) or an http(s) URL. Local files are read straight from the data root
+``LABEL_STUDIO_URL``), an http(s) URL, or a ``repo://owner/repo/rev:path`` URI (a file in a
+DagsHub repository, read through its raw-content API on ``DAGSHUB_CLIENT_HOST`` with
+``DAGSHUB_USER_TOKEN``: acorn.uris). Local files are read straight from the data root
 (no HTTP round trip); URLs are fetched concurrently. Every failure is an :class:`ImageError`
 for that task only, so one bad task never fails the request Label Studio is waiting on.
 """
@@ -15,13 +17,15 @@ import binascii
 import io
 import json
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 
+from acorn import uris
 from acorn.detection import load_images
 
 log = logging.getLogger("acorn.serve")
@@ -51,10 +55,20 @@ class RemoteRef:
     url: str
 
 
-def parse_reference(reference: str | None, label_studio_url: str = "") -> LocalRef | RemoteRef:
+@dataclass(frozen=True)
+class RepoRef:
+    uri: uris.RepoUri  # a file in a DagsHub repository (``repo://``), checked when parsed
+
+
+def parse_reference(reference: str | None, label_studio_url: str = "") -> LocalRef | RemoteRef | RepoRef:
     """Classify a task's image reference; a Label Studio relative URL needs ``LABEL_STUDIO_URL``."""
     if not isinstance(reference, str) or not reference.strip():
         raise ImageError(f"image reference must be a non-empty string, got {reference!r}")
+    if uris.is_repo_uri(reference):
+        try:
+            return RepoRef(uris.parse_repo_uri(reference))
+        except uris.RepoUriError as exc:
+            raise ImageError(str(exc)) from None
     parts = urlsplit(reference)
     if parts.scheme in ("http", "https"):
         return RemoteRef(reference)
@@ -173,6 +187,44 @@ class LabelStudioAuth:
             ) from exc
 
 
+class DagsHubFiles:
+    """Where ``repo://`` files are read from: a DagsHub host and its token, sent to that host only.
+
+    The host is ``DAGSHUB_CLIENT_HOST`` (else dagshub.com) and the token ``DAGSHUB_USER_TOKEN``
+    (public repositories need none), as for the dagshub client. A URI without a revision names
+    the repository's default branch, looked up once per repository.
+    """
+
+    def __init__(self, host: str | None = None, token: str | None = None) -> None:
+        self.host = (host or uris.dagshub_host()).rstrip("/")
+        self.token = token if token is not None else os.environ.get(uris.TOKEN_VAR, "")
+        self._origin = _origin(self.host)
+        self._branches: dict[tuple[str, str], str] = {}
+        self._lock = asyncio.Lock()
+
+    def applies_to(self, url: str) -> bool:
+        return _origin(url) == self._origin
+
+    def headers(self, url: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token and self.applies_to(url) else {}
+
+    async def url(self, ref: uris.RepoUri, get: Callable[[str], Awaitable[bytes]]) -> str:
+        """The raw-content URL of ``ref``; ``get`` fetches the repository's description when needed."""
+        if ref.revision is not None:
+            return uris.raw_url(ref, self.host)
+        key = (ref.owner, ref.repo)
+        async with self._lock:  # one look-up per repository, however many tasks ask at once
+            if key not in self._branches:
+                api = f"{self.host}/api/v1/repos/{ref.owner}/{ref.repo}"
+                try:
+                    self._branches[key] = str(json.loads(await get(api))["default_branch"])
+                except (ValueError, KeyError, TypeError):
+                    raise ImageError(
+                        f"{api}: answered without a default_branch; name the revision in the repo:// URI"
+                    ) from None
+        return uris.raw_url(ref, self.host, self._branches[key])
+
+
 class ImageSource:
     """Loads many tasks' images at once: local reads and decodes in threads, URLs over one client."""
 
@@ -183,11 +235,13 @@ class ImageSource:
         client: httpx.AsyncClient,
         auth: LabelStudioAuth,
         concurrency: int = 16,
+        dagshub: DagsHubFiles | None = None,
     ) -> None:
         self.data_root = data_root
         self.limits = limits
         self.client = client
         self.auth = auth
+        self.dagshub = dagshub or DagsHubFiles()
         self._slots = asyncio.Semaphore(concurrency)
 
     async def load(self, references: Sequence[str | None]) -> list:
@@ -198,7 +252,10 @@ class ImageSource:
         try:
             ref = parse_reference(reference, self.auth.url)
             async with self._slots:
-                if isinstance(ref, RemoteRef):
+                if isinstance(ref, RepoRef):
+                    url = await self.dagshub.url(ref.uri, self._fetch_from_dagshub)
+                    data, name = await self._fetch_from_dagshub(url), _shown(url)
+                elif isinstance(ref, RemoteRef):
                     data, name = await self._fetch(ref.url), _shown(ref.url)
                 else:
                     path = resolve_local(ref.path, self.data_root)
@@ -207,6 +264,21 @@ class ImageSource:
         except ImageError as exc:
             log.warning("task image skipped: %s", exc)
             return exc
+
+    async def _fetch_from_dagshub(self, url: str) -> bytes:
+        """A ``repo://`` file's raw URL (or its repository's description) with the DagsHub token."""
+        try:
+            data, status = await self._get(url, self.dagshub.headers(url))
+        except httpx.HTTPError as exc:
+            raise ImageError(f"cannot fetch {_shown(url)}: {type(exc).__name__} {exc}") from exc
+        if status in (401, 403):
+            raise ImageError(
+                f"{_shown(url)}: HTTP {status}; set {uris.TOKEN_VAR} to a DagsHub token that can read "
+                "this repository"
+            )
+        if status >= 400:
+            raise ImageError(f"{_shown(url)}: HTTP {status}")
+        return data
 
     async def _fetch(self, url: str) -> bytes:
         try:

@@ -9,16 +9,20 @@ import zlib
 import pytest
 from PIL import Image
 
+from acorn import uris
 from acorn.serve.images import (
     ImageError,
     ImageLimits,
     LocalRef,
     RemoteRef,
+    RepoRef,
     _is_jwt,
     decode_image,
     parse_reference,
     resolve_local,
 )
+from tests.test_dagshub import OWNER, REPO, fake_dagshub
+from tests.test_dagshub import TOKEN as DAGSHUB_TOKEN
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -126,3 +130,93 @@ def test_personal_access_tokens_are_told_from_legacy_tokens():
     assert _is_jwt(f"{header}.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.sig")
     assert not _is_jwt("0123456789abcdef0123456789abcdef01234567")
     assert not _is_jwt("a.b.c")
+
+
+# --- repo:// images through the real app, a local server on 127.0.0.1 standing in for DagsHub ---
+
+
+@pytest.mark.parametrize(
+    ("reference", "message"),
+    [
+        ("repo://squirrel-lab/backyard", "expected repo://<owner>/<repo>"),
+        ("repo://squirrel-lab/backyard/main:../x.jpg", "no '..'"),
+    ],
+)
+def test_malformed_repo_uris_are_refused_per_task(reference, message):
+    with pytest.raises(ImageError, match=message):
+        parse_reference(reference, "")
+
+
+def test_repo_uris_are_their_own_kind_of_reference():
+    ref = parse_reference("repo://squirrel-lab/backyard/main:data/tiles/a.jpg", "http://ls:8080")
+    assert isinstance(ref, RepoRef)
+    assert (ref.uri.owner, ref.uri.repo, ref.uri.revision, ref.uri.path) == (
+        "squirrel-lab",
+        "backyard",
+        "main",
+        "data/tiles/a.jpg",
+    )
+
+
+@pytest.fixture(scope="module")
+def dagshub():
+    """tests/test_dagshub.py's stand-in for DagsHub on 127.0.0.1, serving a tile of the data root."""
+    with fake_dagshub() as fake:
+        yield fake
+
+
+@pytest.fixture
+def serve(champion, config_for, dagshub, monkeypatch):
+    """``acorn serve``'s app, reading repo:// files from the stand-in (DAGSHUB_CLIENT_HOST) with
+    the token in ``DAGSHUB_USER_TOKEN`` when ``token`` is given; returns /predict's results."""
+    from fastapi.testclient import TestClient
+
+    from acorn.serve.app import create_app
+
+    def predict(references: list[str], token: str | None = DAGSHUB_TOKEN) -> list[dict]:
+        monkeypatch.setenv(uris.HOST_VAR, dagshub.url)
+        if token is None:
+            monkeypatch.delenv(uris.TOKEN_VAR, raising=False)
+        else:
+            monkeypatch.setenv(uris.TOKEN_VAR, token)
+        tasks = [{"id": i + 1, "data": {"image": ref}} for i, ref in enumerate(references)]
+        with TestClient(create_app(config_for(), champion=champion)) as client:
+            resp = client.post("/predict", json={"tasks": tasks, "project": "1.1", "params": {}})
+        assert resp.status_code == 200, resp.text
+        results = resp.json()["results"]
+        assert len(results) == len(tasks)
+        return results
+
+    return predict
+
+
+def test_predict_reads_repo_uris_from_the_dagshub_host_with_its_token(serve, data_root, dagshub):
+    image = (data_root / "tiles" / "a.jpg").read_bytes()
+    dagshub.files[("main", "data/tiles/a.jpg")] = image
+    dagshub.files[("trunk", "data/tiles/a.jpg")] = image  # trunk: the default branch
+    repo = f"repo://{OWNER}/{REPO}"
+    dagshub.authorizations.clear()
+    results = serve(
+        [
+            "/data/local-files/?d=tiles/a.jpg",
+            f"{repo}/main:data/tiles/a.jpg",
+            f"{repo}/data/tiles/a.jpg",  # no revision: the repository's default branch
+            f"{repo}/main:data/tiles/missing.jpg",
+            f"repo://{OWNER}/other/main:data/tiles/a.jpg",
+        ]
+    )
+
+    local = results[0]
+    assert "error" not in local and len(local["result"]) > 0, "the toy model finds boxes on this image"
+    for result in results[1:3]:
+        assert "error" not in result, result
+        assert result["result"] == local["result"] and result["score"] == local["score"]
+    assert "HTTP 404" in results[3]["error"] and "/raw/main/data/tiles/missing.jpg" in results[3]["error"]
+    assert "HTTP 404" in results[4]["error"] and results[4]["result"] == []
+    assert dagshub.authorizations and set(dagshub.authorizations) == {f"Bearer {DAGSHUB_TOKEN}"}
+
+
+def test_repo_images_without_the_token_name_the_variable(serve):
+    (result,) = serve([f"repo://{OWNER}/{REPO}/main:data/tiles/a.jpg"], token=None)
+    assert "HTTP 401" in result["error"] and uris.TOKEN_VAR in result["error"]
+    assert result["result"] == []

@@ -67,6 +67,7 @@ from acorn.labeling.labelstudio.project import (
     find_project,
     local_files_url,
 )
+from acorn.uris import is_repo_uri, under
 
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
@@ -110,7 +111,11 @@ class LabelStudioBackend:
     the browser (relative paths are from ``repo_root``; ``None`` for a server that cannot
     see this machine's files). ``document_root``: that server's
     ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` (default the repository root, as
-    ``acorn labelstudio start`` sets it). ``url``/``api_key`` default to
+    ``acorn labelstudio start`` sets it); or a ``repo://owner/repo/rev:`` URI for a server
+    that reads images from a DagsHub repository (DagsHub's hosted Label Studio): tasks then
+    name each tile ``repo://owner/repo/rev:data/tiles/...`` (its path in this repository, as
+    pushed there with git and DVC), no local-files storage is set up, and ``acorn serve``
+    resolves the same URIs for pre-annotations. ``url``/``api_key`` default to
     ``LABEL_STUDIO_URL``/``LABEL_STUDIO_API_KEY`` from the environment or ``.env``.
     ``retry``: timeouts and retries of every call (``RetryPolicy``'s defaults if ``None``).
     """
@@ -135,6 +140,11 @@ class LabelStudioBackend:
         self.connection: Connection = resolve_connection(url, api_key, self.repo_root)
         self.classes = tuple(classes)
         self.class_ids = {name: i for i, name in enumerate(self.classes)}
+        # a repo:// root: images are read from a DagsHub repository, not from this machine's disk
+        self.image_root = str(document_root) if document_root and is_repo_uri(str(document_root)) else None
+        if self.image_root is not None:
+            under(self.image_root, "x.jpg")  # a malformed root fails here, not at the first push
+            document_root, storage_path = None, None
         self.document_root = Path(document_root).resolve() if document_root else self.repo_root
         storage = None if storage_path is None else self.repo_root / storage_path
         self.spec = ProjectSpec(
@@ -308,8 +318,15 @@ class LabelStudioBackend:
         return result
 
     def _image_url(self, image: str) -> str:
-        if image.startswith(_URL_PREFIXES):
+        """What the task's ``image`` names: a URL or ``repo://`` URI as it is; a file of this
+        repository under the ``repo://`` root, or else as a local-files URL."""
+        if image.startswith(_URL_PREFIXES) or is_repo_uri(image):
             return image
+        if self.image_root is not None:
+            path = (self.repo_root / image).resolve()
+            if not path.is_relative_to(self.repo_root):
+                raise LabelStudioError(f"{image}: outside the repository; it has no repo:// URI")
+            return under(self.image_root, path.relative_to(self.repo_root).as_posix())
         return local_files_url(self.repo_root / image, self.document_root)
 
     def _existing_tasks(
