@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -124,6 +126,40 @@ def labeled_dataset(
     train_ids, val_ids = split_labeled(ids, val_fraction)
     train_pairs = [pair_of(i) for i in train_ids] + list(replay)
     return write_dataset(workdir, classes, train_pairs, [pair_of(i) for i in val_ids])
+
+
+FETCH_CHUNK = 500  # paths per `dvc pull`: far below any command-line limit
+
+
+def fetch_missing(files: Sequence[Path], root: Path = Path(), what: str = "training data") -> list[Path]:
+    """Pull from DVC (its cache, else the default remote) those of ``files`` that are not here.
+
+    Only the files named are fetched and checked out, even inside a tracked folder: ``dvc pull
+    data/tiles/images/t.jpg`` downloads the folder's listing and that one file, not the pool
+    (DVC 3 pulls paths inside a tracked directory granularly). So a clone that trains needs only
+    the labeled tiles of a pool of any size. Returns the files fetched; raises ``InputError``
+    naming the first missing file when DVC cannot get them (no remote, not pushed, not tracked).
+    """
+    missing = [Path(f) for f in files if not (root / f).exists()]
+    for start in range(0, len(missing), FETCH_CHUNK):
+        chunk = missing[start : start + FETCH_CHUNK]
+        log.info("fetching %d of %d missing %s from DVC", len(chunk), len(missing), what)
+        proc = subprocess.run(
+            [sys.executable, "-m", "dvc", "pull", "--quiet", *map(str, chunk)],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+        still = [f for f in chunk if not (root / f).exists()]
+        detail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:]) or "no message"
+        if still:
+            raise InputError(
+                f"{still[0]}: missing, and `dvc pull` could not get {len(still)} {what} file(s) ({detail}); "
+                "check `dvc remote list` and that the data was pushed (`dvc push`)"
+            )
+        if proc.returncode != 0:
+            log.warning("dvc pull got the %s but said: %s", what, detail)
+    return missing
 
 
 def replay_pairs(folder: str | Path, count: int) -> list[tuple[Path, Path]]:

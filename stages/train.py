@@ -3,6 +3,10 @@
 Fine-tunes the base model on the labeled tiles (plus the replay set, if any) and scores the fixed
 test set; cycle 0, with no labels, scores the base model itself (acorn.training). Each epoch's
 losses and validation scores go to metrics/train-epochs (dvclive), which dvc.yaml plots.
+
+It reads only the labeled tiles of the pool. Those not here (a clone that pulled no tiles) are
+pulled from DVC one by one (acorn.training.fetch_missing), with the tiles manifest, the test set
+and the replay set if they are missing too: a training machine never downloads the whole pool.
 """
 
 import logging
@@ -42,10 +46,39 @@ def log_epoch(live: Live, metrics: dict[str, float]) -> None:
     live.next_step()
 
 
+def labeled_tiles(labels: pd.DataFrame) -> dict[str, Path]:
+    """tile id -> image file of every labeled tile, pulled from DVC (with the tiles manifest) when
+    missing here; the rest of the pool is never read."""
+    if labels.empty:
+        return {}
+    training.fetch_missing([paths.TILE_MANIFEST], what="tiles manifest")
+    images = pd.read_parquet(paths.TILE_MANIFEST, columns=["tile_id", "image"]).set_index("tile_id")
+    unknown = labels.loc[~labels["tile_id"].isin(images.index), "tile_id"]
+    if not unknown.empty:
+        raise InputError(
+            f"{paths.LABELS}/manifest.csv: tile {unknown.iloc[0]} is not in {paths.TILE_MANIFEST}"
+        )
+    files = {t: paths.TILES / images.at[t, "image"] for t in labels["tile_id"]}
+    fetched = training.fetch_missing(list(files.values()), what="labeled tiles")
+    if fetched:
+        log.info("pulled %d of %d labeled tiles from DVC (the rest were here)", len(fetched), len(files))
+    return files
+
+
+def fetch_fixed_sets(p: Params) -> None:
+    """The test set (and the replay set, when used) from DVC if they are tracked and missing here."""
+    wanted = [Path(p.test.data)]
+    if p.train.replay_images:
+        wanted += [Path(p.train.replay_data) / "images", Path(p.train.replay_data) / "labels"]
+    tracked = [f for f in wanted if f.with_name(f.name + ".dvc").exists()]
+    training.fetch_missing(tracked, what="test and replay sets")
+
+
 def train(p: Params) -> None:
     labels = read_manifest(paths.LABELS)
     base, test_dir = Path(p.model.base), Path(p.test.data)
     check_model_classes(base, p.classes)
+    fetch_fixed_sets(p)
     if not (test_dir / "images").is_dir():
         raise InputError(f"{test_dir}/images: test set missing (test.data; YOLO layout images/, labels/)")
     paths.WORK.mkdir(parents=True, exist_ok=True)
@@ -60,15 +93,10 @@ def train(p: Params) -> None:
         if labels.empty:
             log.info("cycle 0: no labels yet, scoring the base model %s", base)
         else:
-            images = pd.read_parquet(paths.TILE_MANIFEST, columns=["tile_id", "image"]).set_index("tile_id")
-            unknown = labels.loc[~labels["tile_id"].isin(images.index), "tile_id"]
-            if not unknown.empty:
-                raise InputError(
-                    f"{paths.LABELS}/manifest.csv: tile {unknown.iloc[0]} is not in {paths.TILE_MANIFEST}"
-                )
+            tiles = labeled_tiles(labels)
             data = training.labeled_dataset(
                 labels["tile_id"],
-                lambda t: (paths.TILES / images.at[t, "image"], paths.LABELS / f"{t}.txt"),
+                lambda t: (tiles[t], paths.LABELS / f"{t}.txt"),
                 p.classes,
                 p.train.val_fraction,
                 work / "data",

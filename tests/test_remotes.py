@@ -216,3 +216,74 @@ def test_dagshub_remote_config_pushes_with_the_keys_in_config_local_only(s3_endp
     proc = subprocess.run(["dvc", "push"], cwd=root, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert s3_keys(s3_endpoint, f"{DVC_PREFIX}/files/md5/")
+
+
+# --- a training machine pulls the labeled tiles only -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pushed_pool(tmp_path_factory) -> Path:
+    """A tiny project whose pool (the tile stage's output: 24 tiles and their truth), test set and
+    replay set are pushed to a local DVC remote and committed; no model is needed."""
+    from tests.conftest import TINY_PARAMS, copy_repo, write_params
+
+    base = tmp_path_factory.mktemp("pool")
+    root = copy_repo(base / "project")
+    write_params(root, TINY_PARAMS)
+    run(["acorn", "demo-data"], root)
+    run(["dvc", "remote", "add", "-f", "-d", "store", str(base / "remote")], root)
+    track_inputs(root)
+    run(["dvc", "repro", "tile"], root)
+    run(["dvc", "push"], root)
+    commit(root, "pool")
+    return root
+
+
+def cached_objects(root: Path) -> list[Path]:
+    return [f for f in (root / ".dvc/cache").rglob("*") if f.is_file() and "/runs/" not in f.as_posix()]
+
+
+@pytest.mark.slow  # the tile stage and a push: ~1 min
+def test_training_pulls_only_the_labeled_tiles_never_the_pool(pushed_pool, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from acorn import paths
+    from acorn.errors import InputError
+    from acorn.params import load_params
+    from stages import train as train_stage
+
+    pool = pd.read_parquet(pushed_pool / paths.TILE_MANIFEST)
+    pool_files = [f for f in (pushed_pool / paths.TILES).rglob("*") if f.is_file()]
+    assert len(pool) == 24 and len(pool_files) > 40, "tiles and their truth"
+    labeled = pool.iloc[[0, 7, 19]]
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(pushed_pool), str(clone)], tmp_path)
+    assert not (clone / paths.TILES).exists() and not (clone / "data/testset").exists()
+    monkeypatch.chdir(clone)
+
+    files = train_stage.labeled_tiles(pd.DataFrame({"tile_id": labeled["tile_id"]}))
+    here = sorted(f.relative_to(clone).as_posix() for f in (clone / paths.TILES).rglob("*") if f.is_file())
+    expected = sorted([paths.TILE_MANIFEST.as_posix(), *(f"{paths.TILES}/{i}" for i in labeled["image"])])
+    assert here == expected
+    assert [f.read_bytes() for f in files.values()] == [
+        (pushed_pool / paths.TILES / i).read_bytes() for i in labeled["image"]
+    ]
+    # the cache holds the pool's listing, its manifest and the three tiles: nothing else was downloaded
+    assert len(cached_objects(clone)) == 1 + 1 + 3, cached_objects(clone)
+
+    # the fixed sets a training run scores on and replays come whole, when missing
+    train_stage.fetch_fixed_sets(load_params())
+    for folder in ("data/testset/images", "data/replay/images", "data/replay/labels"):
+        assert sorted(p.name for p in (clone / folder).iterdir()) == sorted(
+            p.name for p in (pushed_pool / folder).iterdir()
+        ), folder
+    assert not (clone / "data/raw").exists(), "frames are not training data"
+
+    # already here: nothing is pulled, however the remote fares
+    run(["dvc", "remote", "modify", "store", "url", str(tmp_path / "nowhere")], clone)
+    assert train_stage.labeled_tiles(pd.DataFrame({"tile_id": labeled["tile_id"]})) == files
+    # not here and not on the remote: a clear error naming the file
+    other = pool.iloc[[2]]
+    with pytest.raises(InputError, match=rf"{other['image'].iloc[0]}: missing, and `dvc pull` could not get"):
+        train_stage.labeled_tiles(pd.DataFrame({"tile_id": other["tile_id"]}))
