@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 import acorn.detection
 import acorn.training
 from acorn.atomic import write_csv, write_json
+from acorn.candidates import select_candidates
 from acorn.errors import InputError, ParamsError
 from acorn.params import Params
 from acorn.simulate import curves as cv
@@ -400,6 +401,9 @@ def test_config_validates_and_its_identity_ignores_what_may_grow():
     # what the simulation replaces (rank.strategy, the seeds) or never reads (labeling) is not identity
     other = settings(rank__strategy="random", rank__seed=4, train__seed=9, labeling__project="x")
     assert sim.SimulateConfig(other).identity() == small.identity()
+    with pytest.raises(ParamsError, match=r"predict\.candidates \(49\) is below rank\.budget \(50\)"):
+        sim.SimulateConfig(settings(predict__candidates=49))
+    sim.SimulateConfig(settings(predict__candidates=50))
     budget = sim.SimulateConfig(settings(rank__budget=7)).identity()
     assert {k for k in budget if budget[k] != small.identity()[k]} == {"rank.budget"}
     assert sim.SimulateConfig(settings(model__base="yolov8n.yaml")).cold and not small.cold
@@ -496,8 +500,10 @@ class FakeModel:
             class_id=0, x1=0.0, y1=0.0, x2=1.0, y2=1.0
         )
         emb = [np.asarray(self.embeddings.get(n, [0.0, 0.0]), dtype=np.float32) for n in names]
+        top = [max(self.boxes.get(n, [0.0])) for n in names]
         yield acorn.detection.Detections(
-            boxes=boxes, tiles=pd.DataFrame({"tile_id": list(tile_ids), "embedding": emb})
+            boxes=boxes,
+            tiles=pd.DataFrame({"tile_id": list(tile_ids), "embedding": emb, "max_confidence": top}),
         )
 
 
@@ -555,8 +561,9 @@ def test_runs_of_one_seed_are_paired_across_strategies(tmp_path, monkeypatch):
     zero = result.curves[result.curves["cycle"] == 0]
     assert len(zero) == 6 and zero[["map50", "map50_95"]].drop_duplicates().shape[0] == 1
     assert model.detectors.count("base.pt") == 2  # base: the pool once, its empty test images once
-    # run s fine-tunes with seed s whatever the strategy (train.seed is not read); reference: seed 0
-    assert model.trained == [(s, 8) for _ in range(3) for s in (0, 0, 1, 1)] + [(0, 3)]
+    # run s fine-tunes with seed s whatever the strategy (train.seed is not read); reference: seed 0.
+    # Seed-major: every strategy of seed 0 (2 cycles each), then of seed 1, so a stopped run is paired
+    assert model.trained == [(0, 8)] * 6 + [(1, 8)] * 6 + [(0, 3)]
     # random's batch is the seeded order every strategy breaks its ties with
     picks = pd.read_csv(tmp_path / "out" / cv.SELECTIONS)
     for seed in (0, 1):
@@ -613,6 +620,108 @@ def test_screen_measures_first_batch_hit_rates_without_training(tmp_path, monkey
     cold = sim.SimulateConfig(settings(model__base="yolov8n.yaml"), strategies=("random",))
     with pytest.raises(ParamsError, match="screening"):
         sim.screen(pool, cold, tmp_path / "out")
+
+
+# ---------------------------------------------------------------------------------------------
+# predict.candidates: only a candidate subset is predicted and ranked, as in the pipeline
+
+
+def candidate_pool(tmp_path: Path) -> pools.Pool:
+    """40 items, no test split taken from them (a separate test folder)."""
+    return pools.folder_pool(
+        yolo_folder(tmp_path / "pool", 40), ["raccoon"], 0.2, yolo_folder(tmp_path / "t", 2, prefix="t")
+    )
+
+
+# confidences spread over (0, 1): every item has one box, so every tile is more or less undecided
+SPREAD = {f"img{i:02d}": [round(0.02 + 0.024 * ((i * 17) % 40), 3)] for i in range(40)}
+
+
+def candidate_config(tmp_path: Path, strategies=("entropy",), cycles=3, **overrides) -> sim.SimulateConfig:
+    p = settings(
+        rank__budget=2,
+        model__base=str(fake_base(tmp_path)),
+        predict__candidates=10,
+        predict__carry_over=0.5,
+        **overrides,
+    )
+    return sim.SimulateConfig(p, strategies=strategies, seeds=1, cycles=cycles)
+
+
+def pool_calls(model: FakeModel) -> list[list[str]]:
+    """The ids of each predict call on pool items (not the test set's empty image)."""
+    return [ids for ids in model.predicted if set(ids) <= set(SPREAD)]
+
+
+def test_only_the_candidates_are_predicted_and_the_batch_comes_from_them(tmp_path, monkeypatch):
+    model = FakeModel(boxes=SPREAD).install(monkeypatch)
+    pool = candidate_pool(tmp_path)
+    sim.simulate(pool, candidate_config(tmp_path), tmp_path / "out")
+    picks = pd.read_csv(tmp_path / "out" / cv.SELECTIONS)
+    pool_predictions = pool_calls(model)
+    assert len(pool_predictions) == 3  # cycles 1, 2, 3: base, then the cycle-1 and cycle-2 models
+    labeled: set[str] = set()
+    for cycle, ids in enumerate(pool_predictions, start=1):
+        assert len(ids) == 10 and not labeled & set(ids)  # 10 unlabeled candidates, not 40 - labeled
+        batch = picks.loc[picks["cycle"] == cycle, "tile_id"].tolist()
+        assert len(batch) == 2 and set(batch) <= set(ids)  # ranked among the candidates only
+        labeled |= set(batch)
+    # cycle 1's candidates are the pipeline's: a stratified sample seeded with selection_seed
+    first = select_candidates(pool.items, 10, sim.selection_seed(0, 1))
+    assert sorted(pool_predictions[0]) == sorted(first["tile_id"])
+    # the base model predicted 10 items, not the pool, and the false-alarm pass its one empty image
+    assert model.detectors.count("base.pt") == 2
+
+
+def test_the_most_undecided_candidates_are_carried_to_the_next_cycle(tmp_path, monkeypatch):
+    model = FakeModel(boxes=SPREAD).install(monkeypatch)
+    sim.simulate(candidate_pool(tmp_path), candidate_config(tmp_path, cycles=2), tmp_path / "out")
+    first, second = pool_calls(model)
+    conf = {t: SPREAD[t][0] for t in first}
+    # top_tiles: the 5 (0.5 of 10) whose best box is nearest 0.5; the next cycle predicts the 3 of
+    # them not labeled in between, whatever its own sample draws
+    top = sorted(first, key=lambda t: (abs(conf[t] - 0.5), t))[:5]
+    carried = json.loads((tmp_path / "out" / sim.CARRY_OVER / "entropy-s0.json").read_text())
+    assert carried["2"] == top
+    batch = pd.read_csv(tmp_path / "out" / cv.SELECTIONS).query("cycle == 1")["tile_id"].tolist()
+    assert len(set(top) - set(batch)) == 3 and set(top) - set(batch) <= set(second)
+
+
+def test_labeled_items_are_predicted_only_for_the_strategies_reading_their_embeddings(tmp_path, monkeypatch):
+    model = FakeModel(boxes=SPREAD).install(monkeypatch)
+    config = candidate_config(tmp_path, strategies=("entropy", "diversity", "random"), cycles=2)
+    sim.simulate(candidate_pool(tmp_path), config, tmp_path / "out")
+    picks = pd.read_csv(tmp_path / "out" / cv.SELECTIONS)
+    sizes = [len(ids) for ids in pool_calls(model)]
+    # seed 0 cycle 1: entropy's 10 candidates, diversity's are the same (shared base predictions),
+    # random predicts nothing; cycle 2: entropy 10, diversity 10 + its 2 labeled items
+    assert sizes == [10, 10, 12]
+    diversity = picks[picks["strategy"] == "diversity"]
+    labeled = diversity.loc[diversity["cycle"] == 1, "tile_id"].tolist()
+    assert set(labeled) <= set(pool_calls(model)[-1])
+
+
+def test_a_resumed_run_selects_what_an_uninterrupted_one_does(tmp_path, monkeypatch):
+    FakeModel(boxes=SPREAD).install(monkeypatch)
+    pool = candidate_pool(tmp_path)
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    sim.simulate(pool, candidate_config(tmp_path, cycles=4), whole)
+    for cycles in (1, 2, 4):  # stopped after cycle 1, then after 2, then finished
+        sim.simulate(pool, candidate_config(tmp_path, cycles=cycles), resumed)
+    assert (resumed / cv.SELECTIONS).read_bytes() == (whole / cv.SELECTIONS).read_bytes()
+
+    # without what cycle 3 carried over, its selection could not be repeated: refused, not guessed
+    picks = pd.read_csv(whole / cv.SELECTIONS)
+    write_csv(picks[picks["cycle"] < 3], whole / cv.SELECTIONS)
+    write_csv(pd.read_csv(whole / cv.CURVES).query("cycle < 3"), whole / cv.CURVES)
+    carry = whole / sim.CARRY_OVER / "entropy-s0.json"
+    stored = json.loads(carry.read_text())
+    write_json(carry, {k: v for k, v in stored.items() if k != "3"})
+    with pytest.raises(InputError, match="no carried tiles for entropy seed 0 cycle 3"):
+        sim.simulate(pool, candidate_config(tmp_path, cycles=4), whole)
+    write_json(carry, stored)  # put back: the same selections again
+    sim.simulate(pool, candidate_config(tmp_path, cycles=4), whole)
+    assert (whole / cv.SELECTIONS).read_bytes() == (resumed / cv.SELECTIONS).read_bytes()
 
 
 # ---------------------------------------------------------------------------------------------

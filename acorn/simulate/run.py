@@ -16,7 +16,17 @@ are skipped and the labeled sets are rebuilt by replaying the recorded selection
 
 The comparison is paired: in seed ``s`` every strategy starts from the same base model with no
 labels, fine-tunes with seed ``s`` and breaks ties with the same seeded order (``selection_seed``),
-so within a seed the strategy is the only thing that differs.
+so within a seed the strategy is the only thing that differs. Runs go seed by seed (every strategy
+of seed 0, then of seed 1, ...), so a long simulation stopped early holds complete pairs.
+
+``predict.candidates: N`` is honoured as the predict and rank stages honour it (acorn.candidates):
+a strategy that needs predictions predicts and ranks only N unlabeled items per cycle, the previous
+cycle's most undecided ones (``top_tiles``, at most ``predict.carry_over`` of N) plus a sample
+stratified by frame and ``rank.balance_by`` drawn with ``selection_seed``; the labeled items are
+predicted only for the strategies that read their embeddings (diversity, hybrid). What a run
+carries from one cycle to the next is kept in ``carry-over/`` so that a resumed run selects what an
+uninterrupted one would. There is no labeling backlog here (the oracle labels every batch at once),
+so nothing is ever "waiting". Random needs no predictions and draws from the whole pool.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ import pandas as pd
 
 from acorn import detection, training
 from acorn.atomic import copy_file, write_csv, write_json, write_text
+from acorn.candidates import carry_count, check_size, select_candidates, top_tiles
 from acorn.errors import InputError, ParamsError
 from acorn.params import Params
 from acorn.queue import strategy_for
@@ -55,7 +66,7 @@ from acorn.simulate.curves import (
     summarize_curves,
 )
 from acorn.simulate.pools import Pool
-from acorn.strategies import Random, Strategy, StrategyError, cold_start
+from acorn.strategies import Diversity, Hybrid, Random, Strategy, StrategyError, cold_start
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -85,6 +96,7 @@ SUMMARY, STRATEGY_TABLE, COMPARISON, HIT_RATES = (
     "hit_rates.csv",
 )
 CONFIG, REFERENCE, SCREEN = "config.json", "reference.json", "screen.csv"
+CARRY_OVER = "carry-over"  # per run, the tiles each cycle carries from the last (predict.candidates)
 # Sections of params the simulation reads, less what it replaces: the strategy list replaces
 # rank.strategy, and the seeds 0..n-1 replace rank.seed and train.seed (selection_seed, train_config).
 _IDENTITY_SECTIONS = {"model", "predict", "rank", "train"}
@@ -130,6 +142,7 @@ class SimulateConfig:
                 raise StrategyError(f"--strategies entry {name!r}: {exc}") from None
         if not 0.0 < self.target <= 1.0:
             raise ParamsError(f"--target must be in (0, 1]; got {self.target}")
+        check_size(self.params.predict.candidates, self.budget)
 
     @property
     def budget(self) -> int:
@@ -245,7 +258,7 @@ class _Simulation:
 
         self._check_config()
         c = self.config
-        runs = [(s, seed) for s in c.strategies for seed in range(c.seeds)]
+        runs = [(s, seed) for seed in range(c.seeds) for s in c.strategies]  # seed-major: pairs first
         replays = {run: replay_run(self.curves, self.selections, *run) for run in runs}
         todo = sum(1 for run in runs for cycle in range(1, c.cycles + 1) if cycle not in replays[run].done)
         (self.out / "work").mkdir(parents=True, exist_ok=True)
@@ -273,7 +286,7 @@ class _Simulation:
         picks = []
         for name in c.strategies:
             for seed in range(c.seeds):
-                batch = self._select(name, seed, 1, [], self.ids)
+                batch, _ = self._select(name, seed, 1, [], self.ids)
                 picks.append(pd.DataFrame({"strategy": name, "seed": seed, "cycle": 1, "tile_id": batch}))
         runs = hit_rates(pd.concat(picks, ignore_index=True), self.pool.objects).drop(columns="cycle")
         base_rate = self.pool.base_rate
@@ -303,8 +316,11 @@ class _Simulation:
             bar.set_description(f"{name} seed {seed} cycle {cycle}")
             if cycle not in replay.batches:
                 bar.set_postfix_str("predict + select")
-                replay.batches[cycle] = self._select(name, seed, cycle, labeled, unlabeled)
-                self._record_selection(name, seed, cycle, replay.batches[cycle])
+                batch, carried = self._select(name, seed, cycle, labeled, unlabeled)
+                if carried is not None:  # before the selection: a resume must find what it carried
+                    self._write_carried(name, seed, cycle + 1, carried)
+                replay.batches[cycle] = batch
+                self._record_selection(name, seed, cycle, batch)
             labeled = labeled + replay.batches[cycle]
             bar.set_postfix_str(f"train on {len(labeled)}")
             weights = self._train_model(labeled, seed, None, self._model_path(name, seed, cycle))
@@ -314,21 +330,39 @@ class _Simulation:
 
     def _select(
         self, name: str, seed: int, cycle: int, labeled: list[str], unlabeled: list[str]
-    ) -> list[str]:
+    ) -> tuple[list[str], list[str] | None]:
         """The strategy's batch from the previous model's predictions, as the rank stage makes it:
         boxes and embeddings of the unlabeled items, and the embeddings of the labeled ones (by the
-        same model) so that diversity and hybrid know what is already covered."""
+        same model) so that diversity and hybrid know what is already covered.
+
+        With ``predict.candidates`` the batch is chosen among this cycle's candidates only, and the
+        second value is what the next cycle carries over (``top_tiles`` of this cycle's
+        predictions, as the predict stage leaves it); None without candidates.
+        """
         strategy = cold_start(None) if cycle == 1 and self.config.cold else self.config.strategy(name)
-        tiles = self.items.loc[unlabeled].reset_index(drop=True)
+        size = self.p.predict.candidates
+        carried: list[str] | None = [] if size else None
         boxes = embeddings = covered = None
         if not isinstance(strategy, Random):  # random ignores predictions: skip the inference
-            found = self._predictions(name, seed, cycle - 1, labeled)
-            embedding = found.tiles.set_index("tile_id")["embedding"]
-            boxes, embeddings = found.boxes, np.stack(embedding.loc[unlabeled].to_numpy())
-            covered = np.stack(embedding.loc[labeled].to_numpy()) if labeled else None
+            uses_labeled = isinstance(strategy, Diversity | Hybrid)  # their k-center starts from them
+            if size:
+                unlabeled = self._candidates(name, seed, cycle, unlabeled)
+                wanted = unlabeled + (labeled if uses_labeled else [])
+            else:
+                wanted = self.ids  # the whole pool, as the predict stage without candidates
+            found = self._predictions(name, seed, cycle - 1, labeled, wanted)
+            by_id = found.tiles.set_index("tile_id")
+            boxes, embeddings = found.boxes, np.stack(by_id["embedding"].loc[unlabeled].to_numpy())
+            if size:
+                boxes = boxes[boxes["tile_id"].isin(unlabeled)]  # rank sees the candidates' boxes only
+                predicted = by_id.loc[unlabeled, ["max_confidence"]].reset_index()
+                carried = top_tiles(predicted, carry_count(size, self.p.predict.carry_over))
+            if labeled and (uses_labeled or not size):
+                covered = np.stack(by_id["embedding"].loc[labeled].to_numpy())
+        tiles = self.items.loc[unlabeled].reset_index(drop=True)
         balance = self.p.rank.balance_by
         groups = tiles.set_index("tile_id")[balance] if balance and balance in tiles else None
-        return strategy.select(
+        batch = strategy.select(
             boxes,
             tiles,
             self.config.budget,
@@ -337,19 +371,54 @@ class _Simulation:
             embeddings=embeddings,
             labeled_embeddings=covered,
         )
+        return batch, carried
 
-    def _predictions(self, name: str, seed: int, cycle: int, labeled: list[str]) -> detection.Detections:
-        """The model after ``cycle`` on the whole pool (labeled items too: their embeddings); the
-        base model's are computed once and shared by every run."""
+    def _candidates(self, name: str, seed: int, cycle: int, unlabeled: list[str]) -> list[str]:
+        """This cycle's candidates, as the predict stage chooses them (acorn.candidates), in pool
+        order: a stratified sample seeded with ``selection_seed`` plus what the last cycle carried."""
+        p = self.p
+        carried = self._read_carried(name, seed, cycle)
+        chosen = select_candidates(
+            self.items.loc[unlabeled].reset_index(drop=True),
+            p.predict.candidates,
+            seed=selection_seed(seed, cycle),
+            carried=carried,
+            carry_over=p.predict.carry_over,
+            balance_by=p.rank.balance_by,
+        )
+        keep = set(chosen["tile_id"])
+        return [t for t in unlabeled if t in keep]
+
+    def _predictions(
+        self, name: str, seed: int, cycle: int, labeled: list[str], ids: list[str]
+    ) -> detection.Detections:
+        """The model after ``cycle`` on ``ids`` (the whole pool without candidates: labeled items
+        too, for their embeddings); the base model's are computed once per item and shared by
+        every run."""
         if cycle == 0:
-            if self._base_predictions is None:
-                self._base_predictions = self._predict(Path(self.config.base), self.items["image"], self.ids)
-            return self._base_predictions
+            return self._base_on(ids)
         weights = self._model_path(name, seed, cycle)
         if not weights.is_file():  # resumed from a folder whose model files were removed
             log.info("%s seed %d: retraining the cycle %d model (its file is missing)", name, seed, cycle)
             self._train_model(labeled, seed, None, weights)
-        return self._predict(weights, self.items["image"], self.ids)
+        return self._predict(weights, self.items.loc[ids, "image"], ids)
+
+    def _base_on(self, ids: list[str]) -> detection.Detections:
+        """The base model's predictions, holding at least ``ids``: only items never predicted by it
+        are predicted (with candidates each seed's sample adds some)."""
+        known = self._base_predictions
+        done = set() if known is None else set(known.tiles["tile_id"])
+        missing = [t for t in ids if t not in done]
+        if missing:
+            new = self._predict(Path(self.config.base), self.items.loc[missing, "image"], missing)
+            if known is not None:
+                new = detection.Detections(
+                    boxes=pd.concat([known.boxes, new.boxes], ignore_index=True),
+                    tiles=pd.concat([known.tiles, new.tiles], ignore_index=True),
+                )
+            self._base_predictions = new
+        assert self._base_predictions is not None
+        return self._base_predictions
 
     def _predict(self, weights: Path, images: Sequence[str], ids: Sequence[str]) -> detection.Detections:
         detector = detection.Detector(detection.DetectorConfig.from_params(self.p, weights))
@@ -441,6 +510,30 @@ class _Simulation:
                 )
         else:
             write_json(path, self.identity)
+
+    def _carry_path(self, name: str, seed: int) -> Path:
+        return self.out / CARRY_OVER / f"{name.replace(':', '-')}-s{seed}.json"
+
+    def _read_carried(self, name: str, seed: int, cycle: int) -> list[str]:
+        """What the run's previous cycle left for ``cycle`` (nothing for the first). A missing entry
+        cannot be made again (the model that ranked it is gone), so a resume refuses to guess."""
+        if cycle == 1 or carry_count(self.p.predict.candidates, self.p.predict.carry_over) == 0:
+            return []
+        path = self._carry_path(name, seed)
+        stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if str(cycle) not in stored:
+            raise InputError(
+                f"{path}: no carried tiles for {name} seed {seed} cycle {cycle}, so its selection "
+                "could not be repeated (predict.candidates); choose another --out or delete the folder"
+            )
+        return [str(t) for t in stored[str(cycle)]]
+
+    def _write_carried(self, name: str, seed: int, cycle: int, tiles: list[str]) -> None:
+        path = self._carry_path(name, seed)
+        stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        stored[str(cycle)] = tiles
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, stored)
 
     def _model_path(self, name: str, seed: int, cycle: int) -> Path:
         """Where a run keeps its latest model: the next cycle (also after a resume) predicts with it."""
