@@ -8,6 +8,7 @@ done its work. Counts are checked on the server itself, not through the proxy.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 
@@ -224,3 +225,144 @@ def test_pull_under_faults_equals_a_clean_pull(workspace, proxy):
     pd.testing.assert_frame_equal(faulty.boxes, clean.boxes)
     assert faulty.snapshot == clean.snapshot
     assert len(proxy.faulted()) == 2
+
+
+# --- the push killed (SIGKILL) half-way, then pushed again ------------------------------------
+
+PUSH_SCRIPT = """
+import sys
+import pandas as pd
+from acorn.labeling.labelstudio.backend import LabelStudioBackend
+root, title, docroot = sys.argv[1:4]
+backend = LabelStudioBackend(["squirrel", "bird"], repo_root=root, title=title, document_root=docroot)
+frames = [pd.read_json(p, orient="records") for p in sys.argv[4:6]]
+backend.push(frames[0], pd.read_json(sys.argv[6], orient="records"), frames[1])
+"""
+
+
+def _killed_push(workspace, tmp_path, queue, predictions, waiting) -> str:
+    """``push`` in a process of its own (the connection from the environment, as rank has it),
+    stopped at the pause point after the new tasks are imported and SIGKILLed there."""
+    from tests.conftest import tool_env
+    from tests.test_faults import kill_group, paused_at, start, wait_until
+
+    conn = workspace.server.connection()
+    files = []
+    for name, frame in (("queue", queue), ("waiting", waiting), ("predictions", predictions)):
+        path = tmp_path / f"{name}.json"
+        frame.to_json(path, orient="records")
+        files.append(str(path))
+    script = tmp_path / "push.py"
+    script.write_text(PUSH_SCRIPT)
+    log = tmp_path / "push.log"
+    env = {"LABEL_STUDIO_URL": conn.url, "LABEL_STUDIO_API_KEY": conn.api_key}
+    assert "LABEL_STUDIO_API_KEY" not in tool_env(tmp_path)
+    cmd = [
+        sys.executable,
+        str(script),
+        str(workspace.root),
+        workspace.title,
+        str(workspace.server.document_root),
+    ]
+    proc = start(cmd + files, tmp_path, log, ACORN_TEST_PAUSE_AT="labelstudio.push.after_tasks", **env)
+    wait_until(paused_at("labelstudio.push.after_tasks", log), proc, log, timeout=120)
+    kill_group(proc)
+    return log.read_text()
+
+
+def _predictions(workspace) -> dict[str, list[str]]:
+    return {
+        tile: sorted(p.model_version for p in task.predictions)
+        for tile, task in workspace.tasks(workspace.backend()).items()
+    }
+
+
+def test_push_killed_between_new_tasks_and_predictions_then_pushed_again_makes_each_once(workspace, tmp_path):
+    """Cycle 2's push: new tiles are imported, then tiles still waiting get the new model's
+    prediction, then the project's model version moves. SIGKILL between the first and the second:
+    the next push adds only what is missing (no task, no prediction twice), the label stays."""
+    backend = workspace.backend()
+    boxes = pd.DataFrame(
+        {"tile_id": ["a", "d"], "class_id": [0, 0], "confidence": [0.9, 0.8]}
+        | {"x1": [10.0, 20.0], "y1": [10.0, 20.0], "x2": [100.0, 120.0], "y2": [90.0, 100.0]}
+    )
+    backend.push(workspace.tiles(["a", "b", "c"], batch=1, model_version="m1"), boxes)
+    labeled = workspace.tasks(backend)["c"]
+    backend.client.annotations.create(labeled.id, result=[], was_cancelled=False)
+
+    queue = workspace.tiles(["d", "e"], batch=2, model_version="m2")
+    waiting = workspace.tiles(["a", "b", "c"], batch=2, model_version="m2").assign(rank=[2, 3, 4])
+    log = _killed_push(workspace, tmp_path, queue, boxes, waiting)
+    assert "paused at labelstudio.push.after_tasks" in log
+    # precondition: killed half-way: new tasks in, waiting tiles without m2, project still on m1
+    assert on_server(workspace) == dict.fromkeys("abcde", 1)
+    assert _predictions(workspace) == {"a": ["m1"], "b": ["m1"], "c": ["m1"], "d": ["m2"], "e": ["m2"]}
+    assert backend.client.projects.get(backend.project_id()).model_version == "m1"
+
+    again = backend.push(queue, boxes, waiting)
+    assert (again.created, again.updated, again.unchanged) == (0, 2, 3), "d, e in; a, b refreshed; c labeled"
+    assert on_server(workspace) == dict.fromkeys("abcde", 1)
+    expected = {"a": ["m1", "m2"], "b": ["m1", "m2"], "c": ["m1"], "d": ["m2"], "e": ["m2"]}
+    assert _predictions(workspace) == expected
+    assert backend.client.projects.get(backend.project_id()).model_version == "m2"
+    third = backend.push(queue, boxes, waiting)
+    assert (third.created, third.updated, third.unchanged) == (0, 0, 5)
+    assert _predictions(workspace) == expected
+    pulled = backend.pull()
+    assert pulled.annotations["tile_id"].tolist() == ["c"], "the label made before the kill is kept"
+
+
+@pytest.mark.slow
+def test_rank_killed_mid_push_then_repro_makes_each_task_and_prediction_once(
+    ls_server, tiny_template, tmp_path
+):
+    """`dvc repro` with Label Studio as the backend, SIGKILLed inside rank's push with the tasks
+    imported and the rest of the push (predictions for waiting tiles, the project's model version)
+    not yet done; then `dvc repro` again."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import tool_env, write_params
+    from tests.test_faults import kill_group, paused_at, start, wait_until
+
+    root = ls_server.document_root / "killed-push-repo"
+    shutil.copytree(tiny_template, root, symlinks=True)
+    title = "killed push"
+    labeling = {"backend": "label-studio", "project": title, "document_root": str(ls_server.document_root)}
+    write_params(root, {"labeling": labeling})
+    conn = ls_server.connection()
+    env = {"LABEL_STUDIO_URL": conn.url, "LABEL_STUDIO_API_KEY": conn.api_key}
+    backend = LabelStudioBackend(
+        ["squirrel"], repo_root=root, title=title, document_root=ls_server.document_root, **_as_args(env)
+    )
+
+    log = tmp_path / "killed.log"
+    proc = start(["dvc", "repro"], root, log, ACORN_TEST_PAUSE_AT="labelstudio.push.after_tasks", **env)
+    wait_until(paused_at("labelstudio.push.after_tasks", log), proc, log, timeout=900)
+    kill_group(proc)
+    pid = backend.project_id(create=False)
+    killed = {t.data["tile_id"]: t for t in backend.client.tasks.list(project=pid, fields="all")}
+    assert len(killed) == 4, "precondition: the batch's tasks were imported before the kill"
+    assert not (root / "data/queue.csv").exists()
+
+    again = subprocess.run(
+        ["dvc", "repro"], cwd=root, env={**tool_env(root), **env}, capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    queue = pd.read_csv(root / "data/queue.csv")
+    tasks = list(backend.client.tasks.list(project=pid, fields="all"))
+    assert Counter(t.data["tile_id"] for t in tasks) == dict.fromkeys(queue["tile_id"], 1)
+    assert set(killed) == set(queue["tile_id"]), "the re-run queued the same batch"
+    [version] = queue["model_version"].unique()
+    for task in tasks:
+        assert [p.model_version for p in task.predictions] == [version], task.data["tile_id"]
+        assert task.id == killed[task.data["tile_id"]].id, "the task made before the kill is the one kept"
+    assert backend.client.projects.get(pid).model_version == version
+    status = subprocess.run(
+        ["dvc", "status", "rank"], cwd=root, env=tool_env(root), capture_output=True, text=True
+    )
+    assert "up to date" in status.stdout, status.stdout
+
+
+def _as_args(env: dict[str, str]) -> dict[str, str]:
+    return {"url": env["LABEL_STUDIO_URL"], "api_key": env["LABEL_STUDIO_API_KEY"]}

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pandas as pd
 from label_studio_sdk.core.api_error import ApiError
 
+from acorn.atomic import pause_point
 from acorn.labeling.base import (
     ANNOTATION_COLUMNS,
     LABEL_BOX_COLUMNS,
@@ -298,6 +299,7 @@ class LabelStudioBackend:
                     new_predictions.append({"task": task.id, **prepare(row)[1]})
             for chunk in _chunks(new_tasks, self.chunk_size):
                 client.projects.import_tasks(pid, request=chunk, return_task_ids=False)
+            pause_point("labelstudio.push.after_tasks")  # test-only (tests/labelstudio/test_faults_ls.py)
             for chunk in _chunks(new_predictions, self.chunk_size):
                 client.projects.import_predictions(pid, request=chunk)
             if client.projects.get(pid).model_version != model_version:
