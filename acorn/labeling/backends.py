@@ -16,8 +16,10 @@ def get_backend(p: Params, root: Path = Path()) -> LabelingBackend:
 
     if p.labeling.backend == "oracle":
         from acorn.labeling.oracle import DEFAULT_STATE_DIR, OracleBackend
+        from acorn.labeling.snapshot import SNAPSHOT_DIR
 
-        return OracleBackend(root / DEFAULT_STATE_DIR, root / paths.TRUTH)
+        # a clone or a queued experiment has the committed snapshot but not .acorn/: start from it
+        return OracleBackend(root / DEFAULT_STATE_DIR, root / paths.TRUTH, root / SNAPSHOT_DIR)
     if p.labeling.backend == "label-studio":
         from acorn.labeling.labelstudio import LabelStudioBackend
 

@@ -4,6 +4,12 @@ It stands in for a person in demos, tests and strategy benchmarks. Its state (wh
 queued, what was labeled) lives in a folder outside the DVC DAG, exactly as a Label Studio
 database would, and labeling happens in a separate step (``acorn annotate``) between two
 ``dvc repro`` runs, as a person would label between two cycles.
+
+A repository that has the labels' snapshot (``data/label-snapshot``, a DVC output) but no
+oracle state (a fresh clone after ``dvc pull``, or a queued experiment, which runs in a copy of
+the last commit without the git-ignored ``.acorn/``) starts from the snapshot's answers when it
+is given ``snapshot_dir``: so the copy exports the labels the commit was trained on, instead of
+none.
 """
 
 from __future__ import annotations
@@ -23,15 +29,39 @@ DEFAULT_STATE_DIR = Path(".acorn/oracle")
 
 class OracleBackend:
     def __init__(
-        self, state_dir: Path = DEFAULT_STATE_DIR, truth_dir: Path = Path("data/tiles/truth")
+        self,
+        state_dir: Path = DEFAULT_STATE_DIR,
+        truth_dir: Path = Path("data/tiles/truth"),
+        snapshot_dir: Path | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.truth_dir = Path(truth_dir)
+        self.snapshot_dir = None if snapshot_dir is None else Path(snapshot_dir)
 
     # state: tasks.json {tile_id: task}, annotations.json {tile_id: annotation}
     def _load(self, name: str) -> dict:
+        self._seed()
         path = self.state_dir / name
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+    def _seed(self) -> None:
+        """No state yet (no tasks.json) but an oracle snapshot in ``snapshot_dir``: start from its
+        answered tasks (answers already in annotations.json win)."""
+        if self.snapshot_dir is None or (self.state_dir / "tasks.json").exists():
+            return
+        from acorn.labeling.snapshot import read_snapshot
+
+        snapshot = read_snapshot(self.snapshot_dir)
+        if snapshot is None or snapshot.project.get("backend") != "oracle" or not snapshot.tasks:
+            return
+        tasks = {t["tile_id"]: dict(t["data"]) for t in snapshot.tasks}
+        answers = {
+            t["tile_id"]: _state_annotation(t["annotations"][-1]) for t in snapshot.tasks if t["annotations"]
+        }
+        path = self.state_dir / "annotations.json"
+        answers |= json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        write_json(self.state_dir / "annotations.json", answers)
+        write_json(self.state_dir / "tasks.json", tasks)
 
     def push(
         self, queue: pd.DataFrame, predictions: pd.DataFrame, waiting: pd.DataFrame | None = None
@@ -135,6 +165,16 @@ class OracleBackend:
             boxes=pd.DataFrame(boxes, columns=LABEL_BOX_COLUMNS),
             snapshot=Snapshot(project=project, tasks=records),
         )
+
+
+def _state_annotation(ann: dict) -> dict:
+    """A snapshot's answer back in the oracle's state (the inverse of ``_snapshot_annotation``)."""
+    return {
+        "annotation_id": int(ann["id"]),
+        "annotator": str(ann["completed_by"]),
+        "updated_at": str(ann["updated_at"]),
+        "boxes": ann["boxes"],
+    }
 
 
 def _snapshot_annotation(ann: dict) -> dict:
