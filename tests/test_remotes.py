@@ -287,3 +287,59 @@ def test_training_pulls_only_the_labeled_tiles_never_the_pool(pushed_pool, tmp_p
     other = pool.iloc[[2]]
     with pytest.raises(InputError, match=rf"{other['image'].iloc[0]}: missing, and `dvc pull` could not get"):
         train_stage.labeled_tiles(pd.DataFrame({"tile_id": other["tile_id"]}))
+
+
+# --- the demo's data: tracked, so that a clone pulls it instead of generating it -------------
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {
+        f.relative_to(folder).as_posix(): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()
+    }
+
+
+@pytest.mark.slow  # demo data, dvc add, push, two clones: ~1 min
+def test_demo_data_is_dvc_tracked_and_a_clone_pulls_it(tmp_path, monkeypatch):
+    from acorn.demo.run import demo_inputs, make_demo_data, track_demo_inputs
+    from acorn.params import load_params
+    from tests.conftest import TINY_PARAMS, copy_repo, write_params
+
+    for role in ("AUTHOR", "COMMITTER"):  # the identity track_demo_inputs would give a bare machine
+        monkeypatch.setenv(f"GIT_{role}_NAME", "t")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "t@localhost")
+    root = copy_repo(tmp_path / "project")
+    (root / "dvc.lock").unlink(missing_ok=True)  # a lock left by a run in the checkout: not pushed here
+    write_params(root, TINY_PARAMS)
+    run(["dvc", "remote", "add", "-f", "-d", "store", str(tmp_path / "remote")], root)
+    commit(root, "project")
+    p = load_params(root / "params.yaml")
+    inputs = demo_inputs(p)
+    assert [i.as_posix() for i in inputs] == [
+        "data/raw",
+        "data/testset",
+        "data/replay/images",
+        "data/replay/labels",
+    ]
+
+    make_demo_data(p, root)
+    assert track_demo_inputs(p, root), "the .dvc files are committed"
+    assert not track_demo_inputs(p, root), "a second time: nothing changed, no commit"
+    committed = run(["git", "show", "--name-only", "--format=%s", "HEAD"], root).stdout.split("\n")
+    assert committed[0].startswith("demo data: 4 frames, 2 test frames")
+    assert {f"{i}.dvc" for i in inputs} | {"data/.demo-data.json"} <= set(committed)
+    assert run(["git", "status", "--porcelain", "--", "data"], root).stdout == "", "data/ is clean"
+    run(["dvc", "push"], root)
+
+    for pull_first in (True, False):
+        clone = tmp_path / f"clone-{pull_first}"
+        run(["git", "clone", "-q", str(root), str(clone)], tmp_path)
+        assert not (clone / "data/raw").exists()
+        if pull_first:  # no cycle has run, so only the inputs have data (`dvc pull` would fail on the rest)
+            run(["dvc", "pull", *(f"{i}.dvc" for i in inputs)], clone)
+        out = run(["acorn", "demo-data"], clone)
+        said = out.stdout + out.stderr
+        assert ("nothing to do" if pull_first else "demo data pulled from DVC") in said, said
+        assert "webcam pool" not in said, "nothing was generated"
+        for folder in inputs:
+            assert tree(clone / folder) == tree(root / folder), folder
+        assert run(["dvc", "data", "status", "--not-in-remote", "--json"], clone).stdout.strip() in ("{}", "")

@@ -2,6 +2,11 @@
 
 Everything is made locally and deterministically (seeded), so a fresh clone with no internet
 runs the whole active-learning loop and shows what each labeled batch bought.
+
+``acorn demo`` also DVC-tracks what the pipeline reads of that data (``demo_inputs``: frames,
+test set, replay set) and commits the ``.dvc`` files with the data's stamp, so that a clone
+(``git clone`` + ``dvc pull``) and a queued experiment (a copy of the last commit) have the
+same inputs without generating anything.
 """
 
 from __future__ import annotations
@@ -17,14 +22,33 @@ from pathlib import Path
 
 from acorn import paths
 from acorn.atomic import replace_dir, write_json
+from acorn.errors import AcornError
 from acorn.params import Params
 
 log = logging.getLogger("acorn")
 STAMP = Path("data/.demo-data.json")
 
 
+def demo_inputs(p: Params) -> list[Path]:
+    """The demo data the pipeline reads (dvc.yaml: tile reads the frames, train the test and replay sets)."""
+    replay = Path(p.train.replay_data)
+    return [paths.RAW, Path(p.test.data), replay / "images", replay / "labels"]
+
+
+def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True)
+
+
+def _dvc_file(target: Path) -> Path:
+    return target.with_name(target.name + ".dvc")
+
+
 def make_demo_data(p: Params, root: Path = Path()) -> None:
-    """Write data/raw (unlabeled pool with hidden truth), data/testset (tiles) and data/source."""
+    """Write data/raw (unlabeled pool with hidden truth), data/testset (tiles) and data/source.
+
+    Nothing is done when the stamp says the data matches the params and it is all here; when the
+    stamp matches but tracked inputs are missing (a clone), they are pulled from DVC instead.
+    """
     from acorn.demo.synth import make_closeup_set, make_webcam_set
     from acorn.tiling import TileGrid, tile_dataset
 
@@ -37,8 +61,18 @@ def make_demo_data(p: Params, root: Path = Path()) -> None:
     }
     stamp = root / STAMP
     if stamp.exists() and json.loads(stamp.read_text()) == wanted:
-        log.info("demo data already matches params (%s); nothing to do", STAMP)
-        return
+        needed = demo_inputs(p) + ([] if (root / p.model.base).exists() else [paths.SOURCE])
+        missing = [t for t in needed if not (root / t).exists()]
+        if not missing:
+            log.info("demo data already matches params (%s); nothing to do", STAMP)
+            return
+        if all((root / _dvc_file(t)).exists() for t in missing):
+            pulled = _dvc(root, "pull", "--quiet", *map(str, missing))
+            if pulled.returncode == 0 and all((root / t).exists() for t in missing):
+                log.info("demo data pulled from DVC: %s", ", ".join(map(str, missing)))
+                return
+            log.warning("dvc pull could not get the demo data (%s)", pulled.stderr.strip()[-300:])
+        log.info("demo data missing (%s): generating it again", ", ".join(map(str, missing)))
     (root / paths.WORK).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root / paths.WORK, prefix="demo-") as tmp:
         work = Path(tmp)
@@ -78,6 +112,33 @@ def make_demo_data(p: Params, root: Path = Path()) -> None:
     write_json(stamp, wanted)
 
 
+def track_demo_inputs(p: Params, root: Path = Path()) -> bool:
+    """``dvc add`` the demo's inputs and, in a git work tree, commit their ``.dvc`` files and the
+    data's stamp (only those paths). Returns whether a commit was made; nothing outside DVC."""
+    if not (root / ".dvc").is_dir():
+        return False
+    targets = demo_inputs(p)
+    added = _dvc(root, "add", "--quiet", *map(str, targets))
+    if added.returncode != 0:
+        raise AcornError(f"dvc add {' '.join(map(str, targets))} failed: {added.stderr.strip()[-1000:]}")
+    if not _in_git_work_tree(root):
+        return False
+    files = [_dvc_file(t) for t in targets] + [STAMP]
+    files += sorted({t.parent / ".gitignore" for t in targets if (root / t.parent / ".gitignore").exists()})
+    names = [str(f) for f in files]
+    subprocess.run(["git", "add", "-f", "--", *names], cwd=root, check=True)
+    unchanged = subprocess.run(["git", "diff", "--cached", "--quiet", "--", *names], cwd=root)
+    if unchanged.returncode == 0:
+        return False
+    d = p.demo
+    message = (
+        f"demo data: {d.frames} frames, {d.test_frames} test frames, replay set (DVC-tracked: "
+        "`dvc pull` gets them)"
+    )
+    subprocess.run(["git", "commit", "-q", "-m", message, "--", *names], cwd=root, check=True)
+    return True
+
+
 def _replay_subset(source: Path, out: Path, count: int) -> None:
     """The first ``count`` close-ups (images + labels), replayed in every fine-tune."""
     for sub in ("images", "labels"):
@@ -95,12 +156,14 @@ def run_demo(p: Params, root: Path = Path(), cycles: int | None = None) -> list[
     from acorn.cycle import commit_cycle
     from acorn.demo.base_model import train_base_model
     from acorn.labeling.oracle import DEFAULT_STATE_DIR, OracleBackend
+    from acorn.labeling.snapshot import SNAPSHOT_DIR
 
     make_demo_data(p, root)
+    track_demo_inputs(p, root)
     if not (root / p.model.base).exists():
         train_base_model(p, root)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    oracle = OracleBackend(root / DEFAULT_STATE_DIR, root / paths.TRUTH)
+    oracle = OracleBackend(root / DEFAULT_STATE_DIR, root / paths.TRUTH, root / SNAPSHOT_DIR)
     commits = _in_git_work_tree(root)
     rows = []
     for cycle in range((cycles if cycles is not None else p.demo.cycles) + 1):
