@@ -671,6 +671,7 @@ def test_only_the_candidates_are_predicted_and_the_batch_comes_from_them(tmp_pat
     assert sorted(pool_predictions[0]) == sorted(first["tile_id"])
     # the base model predicted 10 items, not the pool, and the false-alarm pass its one empty image
     assert model.detectors.count("base.pt") == 2
+    assert "10 candidates/cycle" in (tmp_path / "out" / report.REPORT).read_text()  # said in the report
 
 
 def test_the_most_undecided_candidates_are_carried_to_the_next_cycle(tmp_path, monkeypatch):

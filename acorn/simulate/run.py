@@ -210,8 +210,8 @@ def screen(pool: Pool, config: SimulateConfig, out: Path) -> Screen:
     """Each strategy's first batch from the base model's predictions, and the share of it holding an
     object, for every seed: no training, so all strategies can be screened before simulating a few.
 
-    Always recomputed in full (one predict pass over the pool), so it has no resume state and
-    leaves the folder's config.json alone.
+    Always recomputed in full (one predict pass over the pool; with ``predict.candidates`` over
+    each seed's candidates), so it has no resume state and leaves the folder's config.json alone.
     """
     return _Simulation(pool, config, Path(out)).screen()
 
@@ -601,6 +601,7 @@ class _Simulation:
             "title": (
                 f"{d['pool']}: {d['items']} items, budget {c.budget}/cycle, {self.p.train.epochs} epochs, "
                 f"imgsz {self.p.model.imgsz}, {c.seeds} seeds"
+                + (f", {self.p.predict.candidates} candidates/cycle" if self.p.predict.candidates else "")
             ),
             "test": f"{d['test']} ({d['test_items']} images, {int((self.pool.test['objects'] == 0).sum())} empty)",
             "base": c.base,
