@@ -102,7 +102,7 @@ class LabelingParams(Section):
 
 class TrainParams(Section):
     epochs: PositiveInt = 8
-    batch: PositiveInt = 16
+    batch: Annotated[int, Field(ge=-1)] = 16  # -1: the largest that fits a GPU (ultralytics' AutoBatch)
     lr0: Annotated[float, Field(gt=0.0, le=1.0)] = 0.01
     optimizer: Literal["SGD", "Adam", "AdamW", "auto"] = "SGD"
     freeze: Count = 10
@@ -112,6 +112,13 @@ class TrainParams(Section):
     val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
     seed: int = 0
     workers: Count = 0
+
+    @field_validator("batch")
+    @classmethod
+    def _batch(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("a batch of 0 images trains nothing; use a positive size or -1 (fit the GPU)")
+        return value
 
 
 class TestParams(Section):

@@ -53,6 +53,8 @@ def test_repository_params_load_and_name_every_schema_key():
         ("tile:\n  rowz: 3\n", "tile.rowz"),
         ("rank:\n  budget: many\n", "rank.budget"),
         ("train: 3\n", "train"),
+        ("train:\n  batch: 0\n", "train.batch: a batch of 0 images trains nothing"),
+        ("train:\n  batch: -2\n", "train.batch"),
     ],
 )
 def test_bad_params_name_the_field(tmp_path, text, field):
@@ -60,6 +62,12 @@ def test_bad_params_name_the_field(tmp_path, text, field):
     path.write_text(text)
     with pytest.raises(ParamsError, match=rf"params.yaml: .*{field}"):
         load_params(path)
+
+
+def test_train_batch_minus_one_asks_for_the_largest_batch_the_gpu_holds(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  batch: -1\n")
+    assert load_params(path).train.batch == -1
 
 
 def test_missing_params_file_is_named(tmp_path):
