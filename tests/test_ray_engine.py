@@ -19,7 +19,7 @@ from test_predict import OUTPUTS, STAGE, build_repo, finish, make_weights, outpu
 
 from acorn.errors import ParamsError
 from acorn.prediction_store import CACHE_ROOT
-from acorn.ray_engine import ActorPlan, plan_actors
+from acorn.ray_engine import ActorPlan, block_size, plan_actors
 
 # a single-node Ray on 127.0.0.1 (not the machine's LAN address) that reports no usage
 LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -89,3 +89,55 @@ def test_actors_use_the_clusters_gpus_when_the_device_allows():
     assert plan_actors("auto", cpus) == ActorPlan(8, 1.0, 0.0, "cpu")
     with pytest.raises(ParamsError, match="model.device is 'cuda' but the Ray cluster has no GPU"):
         plan_actors("cuda", cpus)
+
+
+@pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(),
+    reason="CPU-only machine: no CUDA GPU, so Ray's GPU actors are not exercised here",
+)
+def test_ray_actors_predict_on_the_gpu_as_the_local_engine_does(tmp_path, monkeypatch):
+    """model.device auto on a machine with a GPU: the stage's own Ray instance plans GPU actors,
+    and their tables equal the local engine's on the same GPU (numbers to float noise)."""
+    import numpy as np
+    import pandas as pd
+
+    repo = build_repo(tmp_path / "repo", make_weights(tmp_path / "toy.pt"))
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["model"]["device"] = "auto"
+    params["predict"]["batch"] = 16
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stats, _ = predict_here(repo, monkeypatch)
+    local = {p: pd.read_parquet(repo / p) for p in OUTPUTS}
+    params["predict"].update({"engine": "ray", "ray_actors": 2})
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for path in OUTPUTS:
+        (repo / path).unlink()
+    shutil.rmtree(repo / CACHE_ROOT)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(STAGE)], cwd=repo, env=env, stderr=subprocess.PIPE, text=True
+    )
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    assert "on cuda:0" in err and "0.5 GPU each" in err, err[-3000:]  # two actors share the GPU
+    assert f"{stats.predicted_tiles} tiles predicted, 0 from the cache" in err
+    for path, table in local.items():
+        ray_table = pd.read_parquet(repo / path)
+        assert list(ray_table.columns) == list(table.columns)
+        assert len(ray_table) == len(table), path
+        for column in table.columns:
+            if column == "embedding":
+                np.testing.assert_allclose(
+                    np.stack(ray_table[column].to_numpy()), np.stack(table[column].to_numpy()), atol=1e-3
+                )
+            elif pd.api.types.is_float_dtype(table[column]):
+                np.testing.assert_allclose(ray_table[column], table[column], atol=1e-3)
+            else:
+                assert ray_table[column].tolist() == table[column].tolist(), (path, column)
+
+
+def test_blocks_give_every_actor_work_in_whole_forward_passes():
+    assert block_size(6000, 128, 8) == 256  # 6000 / (8 x 4) = 188 tiles -> two passes of 128
+    assert block_size(6000, 128, 1) == 1024  # capped at PART_BATCHES passes (a kill loses one block)
+    assert block_size(300_000, 8, 2) == 64
+    assert block_size(5, 8, 4) == 8  # never less than one pass

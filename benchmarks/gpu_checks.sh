@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The checks that need a GPU, as run for README "At scale" and "Which strategy pays?" on one
+# NVIDIA card (python3 with a CUDA torch and this repository's requirements importable; `acorn`
+# on PATH). Logs go to $OUT (default gpu-results/). Two parts, so each fits a short lease:
+#   train: GPU tests (training with AutoBatch, predict), then the demo pool generated here and
+#          `acorn simulate` on it with model.device cuda: one random cycle and the whole-pool
+#          reference trained for REF_EPOCHS (the ceiling the demo's learning curves are read against)
+#   ray:   the Ray engine's GPU test, then benchmarks/ray_predict.py measured on the card
+set -uo pipefail
+OUT=${OUT:-gpu-results}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 RAY_USAGE_STATS_ENABLED=0
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu-$1.txt"
+nproc | tee -a "$OUT/gpu-$1.txt"
+
+case "$1" in
+train)
+  [ -n "${SKIP_TESTS:-}" ] || timeout 200 python3 -m pytest -x -q -rs -p no:cacheprovider tests/test_gpu.py \
+    tests/test_predict.py::test_predict_runs_on_the_gpu_with_a_gpu_sized_batch 2>&1 | tee "$OUT/pytest-train.log"
+  start=$(date +%s)
+  sed -i 's/^  workers: 2 /  workers: 0 /' params.yaml  # tile on every core
+  timeout 150 acorn demo-data 2>&1 | tail -5 | tee "$OUT/demo-data.log"
+  timeout 120 python3 stages/tile.py 2>&1 | tail -3 | tee -a "$OUT/demo-data.log"
+  echo "demo data + tiles: $(($(date +%s) - start)) s" | tee -a "$OUT/demo-data.log"
+  python3 -c "import pandas as pd, hashlib; m = pd.read_parquet('data/tiles/manifest.parquet');
+print(len(m), 'tiles;', 'frames sha1 digest', hashlib.sha1(''.join(sorted(set(m.frame_sha1))).encode()).hexdigest())" |
+    tee -a "$OUT/demo-data.log"
+  timeout "${SIM_TIMEOUT:-330}" acorn simulate --pool data/tiles --strategies random --seeds 1 --cycles 1 \
+    --full-epochs "${REF_EPOCHS:-30}" -S model.device=cuda -S predict.batch=128 -S train.batch=64 \
+    -S train.workers=8 --out "$OUT/simulate-gpu" 2>&1 | tr '\r' '\n' | grep -v "^simulate\|it/s\]$" |
+    tee "$OUT/simulate.log"
+  ;;
+ray)
+  [ -n "${SKIP_TESTS:-}" ] || timeout 200 python3 -m pytest -x -q -rs -p no:cacheprovider \
+    tests/test_ray_engine.py::test_ray_actors_predict_on_the_gpu_as_the_local_engine_does 2>&1 |
+    tee "$OUT/pytest-ray.log"
+  timeout "${BENCH_TIMEOUT:-300}" python3 benchmarks/ray_predict.py --tiles "${TILES:-8000}" --device cuda \
+    --batch 128 --actors "${ACTORS:-1,4,12}" 2>&1 | grep -v "it/s\]$" | tee "$OUT/ray-predict.log"
+  ;;
+esac
