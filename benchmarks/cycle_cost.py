@@ -46,10 +46,8 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +60,7 @@ from acorn.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from predict_floor import FLOOR, base_weights, make_pool, source_tiles  # noqa: E402  (a sibling script)
+from predict_floor import FLOOR, base_weights, make_pool, run_child, source_tiles  # noqa: E402
 
 CONDITIONS = np.array(["day", "dusk", "night"])
 CYCLE = ("export-labels", "train", "register", "predict", "rank")
@@ -96,31 +94,10 @@ pd.read_csv("data/labels/manifest.csv")
 """
 
 
-# Peak RSS comes from wait4 in a bare launcher: Linux carries a process's RSS high-water mark
-# across exec, and a child forked by this (large) process would start with this process's RSS.
-LAUNCHER = """
-import json, os, sys
-cmd = json.loads(sys.argv[1])
-pid = os.fork()
-if pid == 0:
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-    os.execv(cmd[0], cmd)
-_, status, usage = os.wait4(pid, 0)
-print(json.dumps({"rc": os.waitstatus_to_exitcode(status), "maxrss_kib": usage.ru_maxrss}))
-"""
-
-
 def child(cmd: list[str], cwd: Path) -> dict:
-    """One child process: seconds, peak RSS (MiB) and its stderr (the stages log there)."""
+    """One child process (predict_floor.run_child): seconds, peak RSS (MiB), its stderr log."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the repo's sqlite
-    launch = [sys.executable, "-S", "-E", "-c", LAUNCHER, json.dumps([str(c) for c in cmd])]
-    start = time.perf_counter()
-    done = subprocess.run(launch, cwd=cwd, env=env, capture_output=True, text=True, errors="replace")
-    seconds = time.perf_counter() - start
-    result = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {"rc": -1}
-    if done.returncode != 0 or result["rc"] != 0:
-        raise SystemExit(f"{' '.join(map(str, cmd))} failed in {cwd}:\n{done.stderr[-3000:]}")
-    return {"s": seconds, "rss": result["maxrss_kib"] / 1024, "log": done.stderr}  # Linux: KiB
+    return run_child(cmd, cwd, env)
 
 
 def stage(name: str, root: Path) -> dict:

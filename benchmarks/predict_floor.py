@@ -94,17 +94,39 @@ def make_pool(
     return root
 
 
+# Peak RSS comes from wait4 in a bare launcher process: Linux keeps a process's RSS high-water
+# mark across exec, so a child forked straight from this (large) process would report at least
+# this process's RSS, whatever it used itself.
+LAUNCHER = """
+import json, os, sys
+cmd = json.loads(sys.argv[1])
+pid = os.fork()
+if pid == 0:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    os.execv(cmd[0], cmd)
+_, status, usage = os.wait4(pid, 0)
+print(json.dumps({"rc": os.waitstatus_to_exitcode(status), "maxrss_kib": usage.ru_maxrss}))
+"""
+
+
+def run_child(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict:
+    """One child process: ``s`` (wall seconds, start to exit), ``rss`` (peak RSS in MiB, the largest
+    of it and the processes it waited for) and ``log`` (its stderr); its stdout is discarded."""
+    launch = [sys.executable, "-S", "-E", "-c", LAUNCHER, json.dumps([str(c) for c in cmd])]
+    start = time.perf_counter()
+    done = subprocess.run(launch, cwd=cwd, env=env, capture_output=True, text=True, errors="replace")
+    seconds = time.perf_counter() - start
+    out = done.stdout.strip()
+    result = json.loads(out.splitlines()[-1]) if out else {"rc": -1}
+    if done.returncode != 0 or result["rc"] != 0:
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed in {cwd}:\n{done.stderr[-3000:]}")
+    return {"s": seconds, "rss": result["maxrss_kib"] / 1024, "log": done.stderr}  # Linux: KiB
+
+
 def timed_child(cmd: list[str], cwd: Path) -> tuple[float, float]:
     """(seconds, peak RSS in MiB) of one child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{err.decode()[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
+    run = run_child(cmd, cwd)
+    return run["s"], run["rss"]
 
 
 def base_weights(path: Path | None, work: Path) -> Path:
