@@ -16,6 +16,7 @@ from acorn import paths
 from acorn.errors import AcornError
 from acorn.params import Params, load_params
 from acorn.tiling import IMAGE_SUFFIXES
+from acorn.uris import is_repo_uri
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 SAMPLE_FRAMES = 5  # decoded to prove the frames are readable; a full pass is the tile stage's job
@@ -222,6 +223,8 @@ def _document_root(root: Path, p: Params) -> Check:
     """Label Studio serves local images only from under its document root: tiles outside it are
     tasks whose images never load in the browser."""
     setting = p.labeling.document_root
+    if is_repo_uri(setting):  # DagsHub's hosted Label Studio: tasks name tiles by repo:// URI
+        return Check("doc root", OK, f"{setting}: tasks name tiles by repo:// URI, no local files served")
     document_root = (root / setting).resolve() if setting else root.resolve()
     tiles = (root / paths.TILES).resolve()
     if not tiles.is_relative_to(document_root):

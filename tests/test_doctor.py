@@ -225,7 +225,10 @@ def test_label_studio_that_is_down_fails_fast(label_studio_repo, monkeypatch):
     assert check.status == FAIL and url in check.detail and "acorn labelstudio start" in check.detail
 
 
-@pytest.mark.parametrize("document_root,status", [("data", OK), ("models", FAIL), ("{outside}", FAIL)])
+@pytest.mark.parametrize(
+    "document_root,status",
+    [("data", OK), ("models", FAIL), ("{outside}", FAIL), ("repo://owner/repo/main:", OK)],
+)
 def test_label_studio_document_root_must_cover_the_tiles(
     label_studio_repo, health_server, monkeypatch, tmp_path, document_root, status
 ):
