@@ -33,10 +33,10 @@ hard links of the few real ones) so that it finds only the new frames new.
 
 Usage: ``python benchmarks/cycle_cost.py [--tiles 3000,30000] [--candidates 1500] [--epochs 1]
 [--imgsz 320] [--new-frames 12] [--frames 4] [--weights models/base.pt]``; the target scale is
-``--tiles 3000,30000,300000`` (~600,000 more hard links). The cycle's cost hardly depends on the
-pool, so each size costs about the same: ~9 minutes here on 2 loaded cores (load average ~5),
-half of it the predict floor. Timings on a shared machine are noisy (+-40% between sizes of one
-run): compare the columns of one row.
+``--tiles 3000,30000,300000``. The cycle's cost hardly depends on the pool, so each size costs
+about the same: here, on 2 cores under a load average of ~5, the defaults took 19 minutes (about
+a third of it the predict floor) and 300,000 alone 17 (with ~625,000 hard links to make).
+Timings on a shared machine are noisy (+-40% between sizes of one run): compare within a row.
 """
 
 from __future__ import annotations
