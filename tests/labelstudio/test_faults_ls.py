@@ -3,7 +3,9 @@
 Every call is retried a bounded number of times with backoff (honouring ``Retry-After``, up to
 a cap) and then fails with an error naming the server and what was being done; retries never
 make a task, a prediction or an annotation twice, also when the try that timed out had in fact
-done its work. Counts are checked on the server itself, not through the proxy.
+done its work. Counts are checked on the server itself, not through the proxy. The last two
+tests SIGKILL the push half-way (at the pause point ``labelstudio.push.after_tasks``), in a
+process of its own and inside `dvc repro`'s rank stage, then push again.
 """
 
 from __future__ import annotations
