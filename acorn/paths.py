@@ -20,3 +20,4 @@ REGISTRY = Path("models/registry.json")
 TRAIN_METRICS = Path("metrics/train.json")
 RANK_METRICS = Path("metrics/rank.json")
 WORK = Path(".acorn/work")  # scratch space for ultralytics runs, git-ignored
+FRAME_HASHES = Path(".acorn/cache/frame-hashes.parquet")  # tile: frames' sha1 by path + stat, git-ignored

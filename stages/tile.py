@@ -25,6 +25,7 @@ def tile(p: Params) -> None:
         workers=t.workers,
         on_bad_frame=t.on_bad_frame,
         max_pixels=t.max_frame_pixels,
+        hash_cache=paths.FRAME_HASHES,
     )
     log.info("%d tiles from %d frames in %s", len(manifest), manifest["frame_id"].nunique(), paths.TILES)
 

@@ -102,6 +102,41 @@ def test_tile_dataset_tiles_only_new_frames(tmp_path):
     assert (m.loc[m.frame_id == "f9", "n_truth"] == -1).all()  # no label file: unknown, not "empty"
 
 
+def test_only_new_or_changed_frames_are_read_to_hash_them(tmp_path, monkeypatch):
+    """The hash cache: a re-run reads the new frame and the rewritten one, not the rest; a frame
+    rewritten in place still gets its new tiles (its stat changed)."""
+    import acorn.tiling as tiling
+
+    _frames(tmp_path / "raw", 3)
+    cache = tmp_path / "cache" / "hashes.parquet"
+    run = lambda: tile_dataset(  # noqa: E731
+        tmp_path / "raw", tmp_path / "tiles", TileGrid(2, 2), ["squirrel"], workers=1, hash_cache=cache
+    )
+    first = run()
+    read = []
+    monkeypatch.setattr(tiling, "file_sha1", lambda path: read.append(Path(path).name) or _sha1(path))
+    Image.new("RGB", (120, 60)).save(tmp_path / "raw" / "images" / "f9.jpg")
+    Image.new("RGB", (120, 60), "white").save(tmp_path / "raw" / "images" / "f1.jpg")
+    second = run()
+    assert sorted(read) == ["f1.jpg", "f9.jpg"]
+    assert len(second) == 16
+    changed = (
+        first.set_index("tile_id")["frame_sha1"]
+        != second.set_index("tile_id")["frame_sha1"].loc[first["tile_id"]]
+    )
+    assert sorted({t.split("_")[0] for t in changed[changed].index}) == ["f1"]
+    read.clear()
+    cache.write_bytes(b"not parquet")  # a broken cache costs a re-hash, not a failure
+    assert run()["frame_sha1"].tolist() == second["frame_sha1"].tolist()
+    assert sorted(read) == ["f0.jpg", "f1.jpg", "f2.jpg", "f9.jpg"]
+
+
+def _sha1(path) -> str:
+    import hashlib
+
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
 def test_tile_dataset_names_the_bad_label_file(tmp_path):
     _frames(tmp_path / "raw", 1)
     (tmp_path / "raw" / "labels" / "f0.txt").write_text("0 0.5 0.5 0.2\n")
