@@ -16,8 +16,7 @@ repository, as ``acorn labelstudio start`` sets it) must not hand out ``.env`` o
 outside the tiles folder: the last test asks the real server for it in every way that
 comes to mind.
 
-The ``ls_server`` fixture is imported from tests/labelstudio/conftest.py: a run that also
-collects tests/labelstudio starts a second server for this module (~40 s).
+It lives in tests/labelstudio so that it shares that folder's one Label Studio server.
 """
 
 from __future__ import annotations
@@ -42,9 +41,8 @@ import httpx
 import pytest
 
 from tests.conftest import tool_env, write_params
-from tests.labelstudio.conftest import Workspace, no_predictions
-from tests.labelstudio.conftest import ls_server as ls_server  # noqa: F401 (a fixture)
-from tests.labelstudio.conftest import workspace as workspace  # noqa: F401 (a fixture)
+
+from .conftest import Workspace, no_predictions
 
 # distinctive fake values: found anywhere, they were written by acorn or a tool it drives. Each is
 # put together at run time, so that this file (copied into the test repository) does not hold it.
