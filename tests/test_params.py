@@ -55,6 +55,8 @@ def test_repository_params_load_and_name_every_schema_key():
         ("train: 3\n", "train"),
         ("train:\n  batch: 0\n", "train.batch: a batch of 0 images trains nothing"),
         ("train:\n  batch: -2\n", "train.batch"),
+        ("tile:\n  rows: 3\n  cols: 2\n  rows: 4\n", r"key 'rows' appears twice \(lines 2 and 4\)"),
+        ("rank: {}\nrank:\n  budget: 5\n", r"key 'rank' appears twice"),
     ],
 )
 def test_bad_params_name_the_field(tmp_path, text, field):
