@@ -69,6 +69,9 @@ def boxes_to_percent(boxes: pd.DataFrame, width: int, height: int) -> pd.DataFra
     return out
 
 
+_SLACK = 1e-3  # YOLO values are written rounded: a full-image box may read 1.0004
+
+
 def parse_yolo_text(text: str, width: int, height: int, source: str = "<text>") -> pd.DataFrame:
     """Parse YOLO label lines into pixel boxes, naming ``source`` and the line on any error."""
     rows: list[list[float]] = []
@@ -90,6 +93,11 @@ def parse_yolo_text(text: str, width: int, height: int, source: str = "<text>") 
             raise LabelFileError(
                 f"{source}:{lineno}: box values must be finite, positive sizes: {line.strip()!r}"
             )
+        _, cx, cy, w, h = values
+        if w > 1 + _SLACK or h > 1 + _SLACK:
+            raise LabelFileError(f"{source}:{lineno}: box larger than the image: {line.strip()!r}")
+        if cx - w / 2 >= 1 or cy - h / 2 >= 1:  # (negative values are refused above)
+            raise LabelFileError(f"{source}:{lineno}: box lies outside the image: {line.strip()!r}")
         rows.append(values)
     if not rows:
         return empty_boxes()

@@ -61,10 +61,12 @@ BAD = {
     "twin.png": (lambda: _png(_rgb(13)), "same frame id 'twin'"),
     "badlabel.jpg": (lambda: _jpeg(_rgb(14)), "badlabel.txt"),
     "badclass.jpg": (lambda: _jpeg(_rgb(15)), "class id 7"),
+    "offframe.jpg": (lambda: _jpeg(_rgb(16)), "offframe.txt:2: box lies outside the image"),
 }
 LABELS = {
     "badlabel.txt": "0 0.5 0.5 oops\n",
     "badclass.txt": "7 0.5 0.5 0.2 0.2\n",
+    "offframe.txt": "0 0.5 0.5 0.2 0.2\n0 1.5 0.5 0.1 0.1\n",
     "good.txt": "0 0.5 0.5 0.2 0.2\n",
 }
 

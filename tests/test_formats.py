@@ -31,6 +31,13 @@ def test_format_then_parse_keeps_boxes_within_a_pixel():
     )
 
 
+def test_boxes_at_and_just_past_the_edge_are_kept():
+    """Rounded full-image boxes (w 1.0004) and boxes whose centre is past the edge but which still
+    overlap the image are real boxes; only one wholly outside, or larger than the image, is not."""
+    boxes = parse_yolo_text("0 0.5 0.5 1.0004 1.0\n0 1.02 0.5 0.1 0.1\n", 100, 100)
+    assert len(boxes) == 2
+
+
 def test_empty_label_means_no_boxes():
     assert parse_yolo_text("", 10, 10).empty
     assert format_yolo(parse_yolo_text("\n", 10, 10), 10, 10) == ""
@@ -44,6 +51,9 @@ def test_empty_label_means_no_boxes():
         ("0.5 0.5 0.5 0.1 0.1", "class id"),
         ("0 0.5 0.5 0 0.1", "positive"),
         ("0 nan 0.5 0.1 0.1", "finite"),
+        ("0 1.5 0.5 0.1 0.1", "outside the image"),
+        ("0 0.5 1.06 0.1 0.1", "outside the image"),
+        ("0 0.5 0.5 1.2 0.5", "larger than the image"),
     ],
 )
 def test_bad_lines_name_file_and_line(line, msg):
