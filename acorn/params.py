@@ -69,7 +69,7 @@ class PredictParams(Section):
 
 
 class RankParams(Section):
-    strategy: Literal[STRATEGIES] = "entropy"
+    strategy: Literal[STRATEGIES] = "hybrid"
     aggregate: Literal[AGGREGATES] = "max"
     threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
     budget: PositiveInt = 50
