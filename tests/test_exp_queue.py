@@ -62,7 +62,7 @@ def test_queued_experiments_run_compare_and_never_push_to_label_studio(tiny_repo
     # the worked example of docs/remotes.md, on the tiny repository (budget 4)
     for command in (
         "dvc exp run --queue -n random-2 -S rank.strategy=random -S rank.budget=2",
-        "dvc exp run --queue -n entropy-3 -S rank.budget=3",
+        "dvc exp run --queue -n entropy-3 -S rank.strategy=entropy -S rank.budget=3",
         "dvc queue start --jobs 1",
     ):
         run(command.split(), root)
