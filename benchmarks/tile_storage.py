@@ -190,7 +190,7 @@ def source_tiles(work: Path, frames: int) -> list[Path]:
 
 def measure(base: Path, layout: str, cache: str, n: int, sources: list[Path], per_frame: int, args) -> dict:
     """Build one repository of ``n`` tiles and time every operation on it; delete it after."""
-    root, remote, site = base / "repo", base / "remote", base / "site-cache"
+    root, remote = base / "repo", base / "remote"
     for d in (root, remote):
         d.mkdir(parents=True)
     frames = n // per_frame
@@ -212,7 +212,6 @@ def measure(base: Path, layout: str, cache: str, n: int, sources: list[Path], pe
         ("core.analytics", "false"),
         ("core.check_update", "false"),
         ("core.autostage", "true"),
-        ("core.site_cache_dir", str(site)),
         ("cache.type", cache),
         ("core.remote", "store"),
     ):
@@ -301,6 +300,8 @@ def main() -> None:
     if REPO in work.parents or work == REPO:
         raise SystemExit(f"--work {work} is inside the project: pick a folder outside it")
     work.mkdir(parents=True, exist_ok=False)  # never reuse (or delete) a folder this run did not make
+    # DVC's state and index databases (else one folder per repository left in /var/tmp/dvc)
+    os.environ["DVC_SITE_CACHE_DIR"] = str(work / "site-cache")
     rows, skipped = [], []
     load = os.getloadavg()
     started = time.time()
