@@ -87,6 +87,21 @@ def under(root: str, path: str) -> str:
     return uri
 
 
+def repo_api_url(host: str, owner: str, repo: str) -> str:
+    """The repository's description in DagsHub's API (it names the default branch)."""
+    return f"{host.rstrip('/')}/api/v1/repos/{owner}/{repo}"
+
+
+def parse_default_branch(body: bytes, url: str) -> str:
+    """The default branch from the description ``url`` answered; ``RepoUriError`` if it has none."""
+    try:
+        return str(json.loads(body)["default_branch"])
+    except (ValueError, KeyError, TypeError):
+        raise RepoUriError(
+            f"{url}: answered without a default_branch; name the revision in the repo:// URI"
+        ) from None
+
+
 def raw_url(uri: str | RepoUri, host: str, default_revision: str = "main") -> str:
     """The raw-content URL of ``uri`` on ``host``; ``default_revision`` is used when it names none."""
     ref = parse_repo_uri(uri) if isinstance(uri, str) else uri
@@ -138,14 +153,8 @@ class RepoFiles:
     def default_branch(self, owner: str, repo: str) -> str:
         key = (owner, repo)
         if key not in self._default_branches:
-            url = f"{self.host}/api/v1/repos/{owner}/{repo}"
-            body = self._get(url, f"repo://{owner}/{repo}")
-            try:
-                self._default_branches[key] = str(json.loads(body)["default_branch"])
-            except (ValueError, KeyError, TypeError):
-                raise RepoUriError(
-                    f"{url}: answered without a default_branch; name the revision in the URI"
-                ) from None
+            url = repo_api_url(self.host, owner, repo)
+            self._default_branches[key] = parse_default_branch(self._get(url, f"repo://{owner}/{repo}"), url)
         return self._default_branches[key]
 
     def read(self, uri: str) -> bytes:

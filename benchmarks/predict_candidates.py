@@ -32,10 +32,8 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +46,7 @@ from acorn.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from predict_floor import base_weights, source_tiles  # noqa: E402  (a sibling script)
+from predict_floor import base_weights, run_child, source_tiles  # noqa: E402  (a sibling script)
 
 CONDITIONS = np.array(["day", "dusk", "night"])
 
@@ -85,20 +83,9 @@ def make_pool(
 
 def run_stage(root: Path) -> dict:
     """One predict stage run: seconds, peak RSS (MiB), tiles predicted and served from the cache."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "stages" / "predict.py")],
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    err = proc.stderr.read().decode()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"predict stage failed in {root}:\n{err[-3000:]}")
-    found = re.search(r"(\d+) tiles predicted, (\d+) from the cache", err)
-    return {"s": seconds, "rss": usage.ru_maxrss / 1024, "predicted": int(found[1]), "cached": int(found[2])}
+    run = run_child([sys.executable, str(REPO / "stages" / "predict.py")], root)
+    found = re.search(r"(\d+) tiles predicted, (\d+) from the cache", run["log"])
+    return {"s": run["s"], "rss": run["rss"], "predicted": int(found[1]), "cached": int(found[2])}
 
 
 def label_some(root: Path, budget: int) -> None:

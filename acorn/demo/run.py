@@ -22,7 +22,7 @@ from pathlib import Path
 
 from acorn import paths
 from acorn.atomic import replace_dir, write_json
-from acorn.errors import AcornError
+from acorn.errors import AcornError, InputError
 from acorn.params import Params
 
 log = logging.getLogger("acorn")
@@ -67,11 +67,14 @@ def make_demo_data(p: Params, root: Path = Path()) -> None:
             log.info("demo data already matches params (%s); nothing to do", STAMP)
             return
         if all((root / _dvc_file(t)).exists() for t in missing):
-            pulled = _dvc(root, "pull", "--quiet", *map(str, missing))
-            if pulled.returncode == 0 and all((root / t).exists() for t in missing):
+            from acorn.training import fetch_missing
+
+            try:
+                fetch_missing(missing, root, what="demo data")
                 log.info("demo data pulled from DVC: %s", ", ".join(map(str, missing)))
                 return
-            log.warning("dvc pull could not get the demo data (%s)", pulled.stderr.strip()[-300:])
+            except InputError as exc:
+                log.warning("%s", exc)
         log.info("demo data missing (%s): generating it again", ", ".join(map(str, missing)))
     (root / paths.WORK).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root / paths.WORK, prefix="demo-") as tmp:

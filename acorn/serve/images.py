@@ -215,13 +215,11 @@ class DagsHubFiles:
         key = (ref.owner, ref.repo)
         async with self._lock:  # one look-up per repository, however many tasks ask at once
             if key not in self._branches:
-                api = f"{self.host}/api/v1/repos/{ref.owner}/{ref.repo}"
+                api = uris.repo_api_url(self.host, ref.owner, ref.repo)
                 try:
-                    self._branches[key] = str(json.loads(await get(api))["default_branch"])
-                except (ValueError, KeyError, TypeError):
-                    raise ImageError(
-                        f"{api}: answered without a default_branch; name the revision in the repo:// URI"
-                    ) from None
+                    self._branches[key] = uris.parse_default_branch(await get(api), api)
+                except uris.RepoUriError as exc:
+                    raise ImageError(str(exc)) from None
         return uris.raw_url(ref, self.host, self._branches[key])
 
 
