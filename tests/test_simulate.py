@@ -118,6 +118,11 @@ def test_run_table_has_auc_labels_last_false_alarm_and_pooled_hit_rate_per_run()
     assert runs.loc[("random", 1), "auc"] == pytest.approx(0.3)  # (0.1 + 0.5) / 2
     assert runs.loc[("entropy", 1), "labels"] == 10 and np.isnan(runs.loc[("random", 0), "labels"])
     assert runs.loc[("entropy", 1), "false_alarm"] == pytest.approx(0.6)  # the last cycle's
+    # the last cycle's map50 minus cycle 0's: 0.3 - 0.1 and 0.9 - 0.1
+    assert runs.loc[("random", 0), "gain"] == pytest.approx(0.2)
+    assert runs.loc[("entropy", 1), "gain"] == pytest.approx(0.8)
+    cold = cv.run_table(CURVES[CURVES["cycle"] > 0], None)  # a cold start has no cycle 0 to gain over
+    assert cold["gain"].isna().all()
     # pooled, not the mean of the cycles' rates: (5 + 3) / (10 + 30) = 0.2, not 0.3
     assert runs.loc[("entropy", 0), "hit_rate"] == pytest.approx(0.2)
     assert np.isnan(runs.loc[("entropy", 1), "hit_rate"])  # no selections recorded for it
@@ -230,6 +235,7 @@ def test_comparison_table_and_its_cells():
             "strategy": ["random", "random", "entropy", "entropy"],
             "seed": [0, 1, 0, 1],
             "auc": [0.2, 0.3, 0.3, 0.5],
+            "gain": [0.1, 0.3, 0.2, np.nan],
             "labels": [np.nan, np.nan, 20.0, 30.0],
             "hit_rate": [0.1, 0.2, 0.5, 0.6],
             "false_alarm": [0.2, 0.2, 0.5, 0.3],
@@ -244,10 +250,15 @@ def test_comparison_table_and_its_cells():
     assert e[["false_alarm_diff", "false_alarm_low", "false_alarm_high"]].tolist() == pytest.approx(
         [0.2, 0.1, 0.3]
     )
+    # gain: mean over the seeds that have one, bootstrap interval over them; none from one seed
+    assert table.loc["random", ["gain", "gain_low", "gain_high"]].tolist() == pytest.approx([0.2, 0.1, 0.3])
+    assert e["gain"] == pytest.approx(0.2) and np.isnan(e["gain_low"])
     shown = cv.format_comparison(table.reset_index(), has_target=True).set_index("strategy")
     assert shown.loc["entropy", "AUC − random [90% CI]"] == "+0.150 [+0.100, +0.200]"
     assert shown.loc["entropy", "verdict"] == "better"
     assert shown.loc["entropy", "false alarms − random [90% CI]"] == "+0.200 [+0.100, +0.300] (more)"
+    assert shown.loc["random", "map50 gain over cycle 0 [90% CI]"] == "+0.200 [+0.100, +0.300]"
+    assert shown.loc["entropy", "map50 gain over cycle 0 [90% CI]"] == "+0.200"
     assert shown.loc["entropy", "labels to target"] == "25"
     assert shown.loc["random", "labels to target"] == "not reached"
     assert shown.loc["random", "AUC − random [90% CI]"] == "" and shown.loc["random", "verdict"] == ""
@@ -808,6 +819,22 @@ def test_a_finished_folder_is_summarised_without_any_work(tmp_path, no_work):
     assert rows == [["random", "0.000"], ["entropy", "1.000"]]
     assert pd.read_csv(out / sim.SUMMARY)["strategy"].tolist() == ["random", "random", "entropy", "entropy"]
     assert pd.read_csv(out / sim.COMPARISON)["strategy"].tolist() == ["random", "entropy"]
+
+
+def test_full_epochs_zero_trains_no_reference_and_reports_no_target(tmp_path, no_work):
+    pool, config, out = finished_folder(tmp_path)
+    (out / sim.REFERENCE).unlink()  # a reference would otherwise have to be trained (no_work: fails)
+    with pytest.raises(ParamsError, match="full-epochs"):
+        sim.SimulateConfig(config.params, full_epochs=-1)
+    bare = sim.SimulateConfig(config.params, strategies=config.strategies, seeds=2, cycles=1, full_epochs=0)
+    result = sim.simulate(pool, bare, out)
+    assert result.reference is None and result.target is None and not (out / sim.REFERENCE).exists()
+    assert result.strategies["reached"].tolist() == [0, 0]
+    text = (out / report.REPORT).read_text()
+    assert "not trained (--full-epochs 0)" in text and "n/a (no target)" in text
+    # random gains 0.3 and 0.1 over cycle 0, entropy 0.5 in both seeds
+    assert "+0.200 [+0.100, +0.300]" in text and "+0.500 [+0.500, +0.500]" in text
+    assert (out / report.PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_folder_made_with_other_settings_is_refused(tmp_path, no_work):

@@ -82,7 +82,8 @@ def simulate_command(
         int | None, typer.Option(help="fine-tuning epochs per cycle: sets train.epochs")
     ] = None,
     full_epochs: Annotated[
-        int | None, typer.Option(help="epochs of the whole-pool reference model (default train.epochs)")
+        int | None,
+        typer.Option(help="epochs of the whole-pool reference model (default train.epochs; 0: none)"),
     ] = SimulateConfig.full_epochs,
     imgsz: Annotated[int | None, typer.Option(help="train / predict / test size: sets model.imgsz")] = None,
     base: Annotated[
@@ -127,10 +128,11 @@ def simulate_command(
         return
     result = simulate(source, config, out)
     target_map50 = "no target" if result.target is None else f"target {result.target:.3f}"
-    _print(
-        format_comparison(result.comparison, result.target is not None),
-        f"whole pool map50 {result.reference['map50']:.3f}; {target_map50}",
+    reference = result.reference
+    whole_pool = (
+        "no whole-pool reference" if reference is None else f"whole pool map50 {reference['map50']:.3f}"
     )
+    _print(format_comparison(result.comparison, result.target is not None), f"{whole_pool}; {target_map50}")
     log.info("curves, summaries, %s and %s in %s", PLOT, REPORT, result.out)
 
 

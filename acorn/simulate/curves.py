@@ -175,7 +175,7 @@ def summarize_curves(curves: pd.DataFrame) -> pd.DataFrame:
     return summary.round(4)
 
 
-RUN_COLUMNS = ["strategy", "seed", "auc", "labels", "hit_rate", "false_alarm"]
+RUN_COLUMNS = ["strategy", "seed", "auc", "gain", "labels", "hit_rate", "false_alarm"]
 
 
 def run_table(
@@ -183,8 +183,9 @@ def run_table(
 ) -> pd.DataFrame:
     """One row per (strategy, seed) run: the numbers strategies are compared on.
 
-    ``auc`` (area_under_curve), ``labels`` (labels_to_reach the target; NaN when never or without a
-    target), ``hit_rate`` (all hits over all picked items of the run, from ``hit_rates``; NaN
+    ``auc`` (area_under_curve), ``gain`` (the last model's map50 minus cycle 0's: what the labels
+    added to the base model; NaN without a cycle 0, i.e. a cold start), ``labels`` (labels_to_reach
+    the target; NaN when never or without a target), ``hit_rate`` (all hits over all picked items of the run, from ``hit_rates``; NaN
     without) and ``false_alarm`` (the false-alarm rate of the run's last model: the one a user
     would keep).
     """
@@ -193,11 +194,13 @@ def run_table(
         reach = None
         if target_map50 is not None:
             reach = labels_to_reach(run["labeled_tiles"], run["map50"], target_map50)
+        by_cycle = run.set_index("cycle")["map50"]
         rows.append(
             {
                 "strategy": strategy,
                 "seed": seed,
                 "auc": area_under_curve(run["labeled_tiles"], run["map50"]),
+                "gain": float(by_cycle[by_cycle.index.max()] - by_cycle[0]) if 0 in by_cycle else np.nan,
                 "labels": np.nan if reach is None else float(reach),
                 "false_alarm": float(run.loc[run["cycle"].idxmax(), "false_alarm_rate"]),
             }
@@ -254,7 +257,7 @@ def format_strategy_table(table: pd.DataFrame, has_target: bool) -> pd.DataFrame
 def _labels_cells(table: pd.DataFrame, has_target: bool, detailed: bool) -> list[str]:
     def cell(r: pd.Series) -> str:
         if not has_target:
-            return "n/a (reference map50 is 0)"
+            return "n/a (no target)"
         if r["reached"] == 0:
             return "not reached"
         text = f"{r['labels_mean']:.0f}"
@@ -324,13 +327,15 @@ def paired_difference(
 
 
 def comparison_table(runs: pd.DataFrame, baseline: str = BASELINE, seed: int = 0) -> pd.DataFrame:
-    """Per strategy: means over seeds of the run numbers, and the paired differences to the baseline
-    of the AUC and of the last model's false-alarm rate on empty test images."""
+    """Per strategy: means over seeds of the run numbers, the gain over cycle 0 with a bootstrap
+    interval over seeds (what labels add, whatever the strategy), and the paired differences to the
+    baseline of the AUC and of the last model's false-alarm rate on empty test images."""
     means = (
         runs.groupby("strategy", sort=False)
         .agg(
             seeds=("seed", "nunique"),
             auc=("auc", "mean"),
+            gain=("gain", "mean"),
             reached=("labels", "count"),
             labels_mean=("labels", "mean"),
             hit_rate=("hit_rate", "mean"),
@@ -338,6 +343,11 @@ def comparison_table(runs: pd.DataFrame, baseline: str = BASELINE, seed: int = 0
         )
         .reset_index()
     )
+    spread = [
+        bootstrap_interval(runs.loc[runs["strategy"] == s, "gain"].dropna(), seed=seed)
+        for s in means["strategy"]
+    ]
+    means["gain_low"], means["gain_high"] = [lo for lo, _ in spread], [hi for _, hi in spread]
     for value in ("auc", "false_alarm"):
         paired = paired_difference(runs, value, baseline, seed=seed).drop(columns="paired")
         means = means.merge(paired.add_prefix(f"{value}_").rename(columns={f"{value}_strategy": "strategy"}))
@@ -370,6 +380,12 @@ def format_comparison(comparison: pd.DataFrame, has_target: bool, baseline: str 
                 cells.append(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
         return cells
 
+    def gain(r: pd.Series) -> str:
+        if np.isnan(r["gain"]):
+            return "n/a (no cycle 0)"
+        spread = "" if np.isnan(r["gain_low"]) else f" [{r['gain_low']:+.3f}, {r['gain_high']:+.3f}]"
+        return f"{r['gain']:+.3f}{spread}"
+
     fewer = verdict(comparison["false_alarm_low"], comparison["false_alarm_high"], higher_is_better=False)
     alarm_words = fewer.map({"better": " (fewer)", "worse": " (more)"}).fillna("")
     return pd.DataFrame(
@@ -377,6 +393,7 @@ def format_comparison(comparison: pd.DataFrame, has_target: bool, baseline: str 
             "strategy": comparison["strategy"],
             "seeds": comparison["seeds"].astype(str),
             "AUC map50": comparison["auc"].map(lambda v: f"{v:.3f}"),
+            f"map50 gain over cycle 0 [{ci}]": comparison.apply(gain, axis=1).astype(str),
             f"AUC − {baseline} [{ci}]": diff("auc"),
             "verdict": verdict(comparison["auc_low"], comparison["auc_high"]),
             "labels to target": _labels_cells(comparison, has_target, detailed=False),

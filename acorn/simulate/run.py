@@ -125,14 +125,14 @@ class SimulateConfig:
     seeds: int = 3
     cycles: int = 5
     target: float = 0.95  # fraction of the whole-pool model's map50
-    full_epochs: int | None = None  # whole-pool reference; None: train.epochs
+    full_epochs: int | None = None  # whole-pool reference; None: train.epochs; 0: none
 
     def __post_init__(self) -> None:
         for name in ("seeds", "cycles"):
             if getattr(self, name) < 1:
                 raise ParamsError(f"--{name} must be at least 1; got {getattr(self, name)}")
-        if self.full_epochs is not None and self.full_epochs < 1:
-            raise ParamsError(f"--full-epochs must be at least 1; got {self.full_epochs}")
+        if self.full_epochs is not None and self.full_epochs < 0:
+            raise ParamsError(f"--full-epochs must be 0 (no reference) or more; got {self.full_epochs}")
         if not self.strategies or len(set(self.strategies)) != len(self.strategies):
             raise ParamsError(f"--strategies must be a non-empty list without repeats; got {self.strategies}")
         for name in self.strategies:
@@ -185,7 +185,7 @@ class Result:
     strategies: pd.DataFrame
     comparison: pd.DataFrame
     hit_rates: pd.DataFrame
-    reference: dict
+    reference: dict | None  # None: not trained (--full-epochs 0)
     target: float | None
     out: Path
 
@@ -471,8 +471,14 @@ class _Simulation:
             return zero[["map50", "map50_95", "false_alarm_rate"]].iloc[0].astype(float).to_dict()
         return self._evaluate(Path(self.config.base))
 
-    def _reference(self, bar: tqdm) -> dict:
-        """The whole pool labeled and trained once (seed 0): the map50 the curves are measured against."""
+    def _reference(self, bar: tqdm) -> dict | None:
+        """The whole pool labeled and trained once (seed 0): the map50 the curves are measured against.
+
+        None with ``full_epochs`` 0: on a CPU it can cost more than the curves (every epoch reads the
+        whole pool), and a reference trained elsewhere (a GPU, to convergence) is the better yardstick.
+        """
+        if self.config.full_epochs == 0:
+            return None
         epochs = self.config.full_epochs or self.p.train.epochs
         path = self.out / REFERENCE
         if path.is_file():
@@ -560,7 +566,7 @@ class _Simulation:
         self.curves = _sorted(pd.concat([self.curves, row[CURVE_COLUMNS]], ignore_index=True))
         write_csv(self.curves, self.out / CURVES)
 
-    def _summarise(self, reference: dict) -> Result:
+    def _summarise(self, reference: dict | None) -> Result:
         c = self.config
 
         def this_config(df: pd.DataFrame) -> pd.DataFrame:
@@ -572,7 +578,7 @@ class _Simulation:
 
         curves = this_config(self.curves).reset_index(drop=True)
         hits = hit_rates(this_config(self.selections), self.pool.objects)
-        target = c.target * reference["map50"] if reference["map50"] > 0 else None
+        target = c.target * reference["map50"] if reference and reference["map50"] > 0 else None
         runs = run_table(curves, target, hits)
         result = Result(
             curves=curves,
