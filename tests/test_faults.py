@@ -236,7 +236,9 @@ def test_train_killed_mid_epoch_then_repro_writes_model_and_metrics_together(tra
     assert not (root / "models/model.pt").exists() and not (root / "metrics/train.json").exists()
     kill_group(proc)
 
+    assert list((root / ".acorn/work").glob("train-*"))  # the killed run's scratch folder
     run(["dvc", "repro", "train"], root)
+    assert not list((root / ".acorn/work").glob("train-*"))  # cleared by the next run, its own too
     metrics = json.loads((root / "metrics/train.json").read_text())
     assert metrics["labeled_tiles"] == 4 and {"map50", "precision", "recall"} <= set(metrics)
     assert (root / "models/model.pt").stat().st_size > 0
