@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from acorn.errors import InputError
-from acorn.formats import BOX_COLUMNS, empty_boxes
+from acorn.formats import BOX_COLUMNS, empty_boxes, xyxy_to_yolo
 
 log = logging.getLogger("acorn")
 
@@ -71,8 +71,18 @@ def clip_boxes(boxes: pd.DataFrame, window: tuple[int, int, int, int], min_visib
     """
     if boxes.empty:
         return empty_boxes()
-    x0, y0, x1, y1 = window
     xyxy = boxes[["x1", "y1", "x2", "y2"]].to_numpy(dtype=np.float64)
+    inside, keep = _clip_xyxy(xyxy, window, min_visibility)
+    out = pd.DataFrame(inside, columns=["x1", "y1", "x2", "y2"])
+    out.insert(0, "class_id", boxes["class_id"].to_numpy()[keep].astype("int64"))
+    return out[BOX_COLUMNS].reset_index(drop=True)
+
+
+def _clip_xyxy(
+    xyxy: np.ndarray, window: tuple[int, int, int, int], min_visibility: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """clip_boxes on bare arrays: (kept boxes in tile pixels, the keep mask over the input rows)."""
+    x0, y0, x1, y1 = window
     clipped = np.stack(
         [
             np.clip(xyxy[:, 0], x0, x1),
@@ -86,9 +96,25 @@ def clip_boxes(boxes: pd.DataFrame, window: tuple[int, int, int, int], min_visib
     inside = np.clip(clipped[:, 2] - clipped[:, 0], 0, None) * np.clip(clipped[:, 3] - clipped[:, 1], 0, None)
     visibility = np.divide(inside, area, out=np.zeros_like(area), where=area > 0)
     keep = (inside > 0) & (visibility >= min_visibility)
-    out = pd.DataFrame(clipped[keep] - [x0, y0, x0, y0], columns=["x1", "y1", "x2", "y2"])
-    out.insert(0, "class_id", boxes["class_id"].to_numpy()[keep].astype("int64"))
-    return out[BOX_COLUMNS].reset_index(drop=True)
+    return clipped[keep] - [x0, y0, x0, y0], keep
+
+
+def _truth_text(
+    class_ids: np.ndarray, xyxy: np.ndarray, window: tuple[int, int, int, int], min_visibility: float
+) -> tuple[str, int]:
+    """One tile's truth file text and box count: ``format_yolo(clip_boxes(...))`` byte for byte,
+    without building DataFrames (24 tiles a frame made them ~40% of a frame's tiling time)."""
+    if not len(xyxy):
+        return "", 0
+    inside, keep = _clip_xyxy(xyxy, window, min_visibility)
+    if not keep.any():
+        return "", 0
+    yolo = xyxy_to_yolo(inside, window[2] - window[0], window[3] - window[1])
+    lines = [
+        f"{int(c)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}"
+        for c, (cx, cy, w, h) in zip(class_ids[keep], yolo, strict=True)
+    ]
+    return "\n".join(lines) + "\n", len(lines)
 
 
 def encode_jpeg(image, quality: int) -> bytes:
@@ -200,7 +226,8 @@ def decode_frame(path: Path, max_pixels: int = MAX_FRAME_PIXELS):
                         "(tile.max_frame_pixels)"
                     )
                 img.load()
-                image = ImageOps.exif_transpose(img)
+                ImageOps.exif_transpose(img, in_place=True)  # no copy of the whole frame
+                image = img
     except (UnidentifiedImageError, ImportError):  # ImportError: ultralytics patches Image.open (acorn.env)
         raise InputError(
             f"{path}: not an image PIL can read (wrong suffix, or not an image at all)"
@@ -215,13 +242,13 @@ def decode_frame(path: Path, max_pixels: int = MAX_FRAME_PIXELS):
         image = Image.fromarray((wide // scale).clip(0, 255).astype(np.uint8), mode="L")
     if image.mode == "P":
         image = image.convert("RGBA")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")  # convert would copy an RGB frame
 
 
 def tile_frame(job: TileJob) -> list[dict]:
     """Decode one frame once, write its tiles and clipped truth labels; return manifest rows."""
     from acorn.atomic import write_bytes, write_text
-    from acorn.formats import format_yolo, read_yolo_labels
+    from acorn.formats import read_yolo_labels
 
     image = decode_frame(job.frame_path, job.max_pixels)
     width, height = image.size
@@ -231,26 +258,27 @@ def tile_frame(job: TileJob) -> list[dict]:
         unknown = sorted(set(boxes["class_id"]) - set(job.class_map))
         if unknown:
             raise InputError(f"{job.label_path}: class id {unknown[0]} is not in classes.txt")
-        boxes["class_id"] = boxes["class_id"].map(job.class_map).astype("int64")
+        class_ids = boxes["class_id"].map(job.class_map).to_numpy(dtype="int64")
+        xyxy = boxes[["x1", "y1", "x2", "y2"]].to_numpy(dtype=np.float64)
+    windows = job.grid.windows(width, height)[["row", "col", "x0", "y0", "x1", "y1"]].to_numpy().tolist()
     rows = []
-    for w in job.grid.windows(width, height).itertuples(index=False):
-        tid = tile_id(job.frame_id, w.row, w.col)
-        window = (int(w.x0), int(w.y0), int(w.x1), int(w.y1))
+    for r, c, x0, y0, x1, y1 in windows:  # Python ints
+        tid = tile_id(job.frame_id, r, c)
+        window = (x0, y0, x1, y1)
         tile = image.crop(window)
         write_bytes(job.out_dir / "images" / f"{tid}.jpg", encode_jpeg(tile, job.jpeg_quality))
         n_truth = -1
         if boxes is not None:
-            clipped = clip_boxes(boxes, window, job.min_visibility)
-            write_text(job.out_dir / "truth" / f"{tid}.txt", format_yolo(clipped, *tile.size))
-            n_truth = len(clipped)
+            text, n_truth = _truth_text(class_ids, xyxy, window, job.min_visibility)
+            write_text(job.out_dir / "truth" / f"{tid}.txt", text)
         rows.append(
             {
                 "tile_id": tid,
                 "frame_id": job.frame_id,
-                "row": int(w.row),
-                "col": int(w.col),
-                "x0": window[0],
-                "y0": window[1],
+                "row": r,
+                "col": c,
+                "x0": x0,
+                "y0": y0,
                 "width": tile.size[0],
                 "height": tile.size[1],
                 "image": f"images/{tid}.jpg",
