@@ -7,6 +7,7 @@ decides where images come from and where results go.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ class DetectorConfig:
     iou: float
     max_det: int
     batch: int
+    threads: int = 0  # model.threads; models registered before it existed use every core
 
     @classmethod
     def from_params(cls, p: Params, weights: str | Path) -> DetectorConfig:
@@ -50,6 +52,7 @@ def detector_settings(p: Params) -> dict:
         "iou": p.predict.iou,
         "max_det": p.predict.max_det,
         "batch": p.predict.batch,
+        "threads": p.model.threads,
     }
 
 
@@ -60,6 +63,32 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def cpu_threads(threads: int) -> int:
+    """``model.threads`` -> torch's thread count: 0 is every core this process may run on (its CPU
+    affinity, which ``taskset`` and container cpusets narrow; ``os.cpu_count()`` counts the host's)."""
+    if threads:
+        return threads
+    if hasattr(os, "sched_getaffinity"):  # not on macOS
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def use_cpu_threads(threads: int, device) -> None:
+    """Give torch ``cpu_threads(threads)`` threads when ``device`` is the CPU; nothing on a GPU.
+
+    Call it after ultralytics has picked the device: its ``select_device`` sets torch to
+    ``min(8, os.cpu_count() - 1)`` threads, one on a 2-core machine, which leaves half of it idle
+    (benchmarks/cpu_threads.py). The setting is process-wide, as every torch thread count is.
+    """
+    import torch
+
+    if torch.device(device).type != "cpu":
+        return
+    wanted = cpu_threads(threads)
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
 
 
 def check_model_classes(weights: str | Path, classes: list[str], where: str = "model.base") -> None:
@@ -178,6 +207,9 @@ class Detector:
 
     def _run(self, images: list) -> list:
         cfg = self.config
+        predictor = self.model.predictor
+        if predictor is not None:  # set up (the warm-up): training or another detector in this
+            use_cpu_threads(cfg.threads, predictor.device)  # process may have reset the count since
         return self.model.predict(
             images,
             imgsz=cfg.imgsz,

@@ -19,7 +19,9 @@ path on every worker (a shared filesystem).
 Resources: actors ask for one GPU each when ``model.device`` is ``cuda``/``cuda:N`` or ``auto``
 and the cluster has GPUs (each actor then predicts on its own GPU), else one CPU each; the pool
 grows to ``predict.ray_actors`` actors (0: one per GPU, or one per CPU; more actors than GPUs
-share the GPUs).
+share the GPUs). A CPU actor runs torch on as many threads as CPUs it reserved (one), not
+``model.threads``: the pool already has an actor per CPU, and more threads per actor would
+oversubscribe the node (ultralytics alone would give each actor ``cores - 1`` threads).
 """
 
 from __future__ import annotations
@@ -76,6 +78,11 @@ def plan_actors(device: str, resources: dict[str, float], actors: int = 0) -> Ac
         n = actors or gpus  # more actors than GPUs share them: decoding is CPU work, per actor
         return ActorPlan(n, 1.0, min(1.0, round(gpus / n, 4)), "cuda:0")
     return ActorPlan(actors or max(cpus, 1), 1.0, 0.0, "cpu" if device == "auto" else device)
+
+
+def actor_config(config: DetectorConfig, plan: ActorPlan) -> DetectorConfig:
+    """Each actor's detector: the plan's device and, on a CPU, one thread per CPU it reserved."""
+    return replace(config, device=plan.device, threads=max(1, int(plan.num_cpus)))
 
 
 def block_size(tiles: int, batch: int, actors: int) -> int:
@@ -176,7 +183,7 @@ class RayEngine:
         results = dataset.map_batches(
             TileDetector,
             fn_constructor_kwargs={
-                "config": replace(self.config, device=plan.device),
+                "config": actor_config(self.config, plan),
                 "weights": Path(self.config.weights).read_bytes(),
             },
             batch_size=batch,

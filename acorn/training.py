@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import yaml
 
+from acorn.detection import use_cpu_threads
 from acorn.env import configure_ultralytics
 from acorn.errors import InputError
 
@@ -44,6 +45,7 @@ class TrainConfig:
     seed: int
     workers: int
     device: str
+    threads: int  # model.threads: torch threads when device is the CPU
 
     @classmethod
     def from_params(cls, p: Params, **changes) -> TrainConfig:
@@ -62,6 +64,7 @@ class TrainConfig:
             seed=t.seed,
             workers=t.workers,
             device=resolve_device(p.model.device),
+            threads=p.model.threads,
         )
         return replace(config, **changes)
 
@@ -225,6 +228,7 @@ def train(
 
     model = YOLO(str(start))
     model.add_callback("on_fit_epoch_end", partial(_epoch_end, on_epoch=on_epoch))
+    _use_threads(model, config.threads)
     model.train(
         data=str(data_yaml),
         epochs=config.epochs,
@@ -250,6 +254,14 @@ def train(
     if not weights.exists():
         raise RuntimeError(f"ultralytics finished without writing {weights}")
     return weights
+
+
+def _use_threads(model, threads: int) -> None:
+    """``model.threads`` for the trainer and every validation (the final one of a training run
+    loads best.pt anew): these events come after ultralytics picked the device, which resets
+    torch's thread count (acorn.detection.use_cpu_threads)."""
+    for event in ("on_pretrain_routine_start", "on_val_start"):
+        model.add_callback(event, lambda owner: use_cpu_threads(threads, owner.device))
 
 
 # ultralytics' validation keys -> names that read as file names in dvclive's plots folder
@@ -284,12 +296,15 @@ def _epoch_end(trainer, on_epoch: Callable[[dict[str, float]], None] | None = No
 
 
 def evaluate(
-    weights: str | Path, data_yaml: Path, imgsz: int, workdir: Path, device: str = "cpu"
+    weights: str | Path, data_yaml: Path, imgsz: int, workdir: Path, device: str = "cpu", threads: int = 0
 ) -> EvalMetrics:
+    """mAP, precision and recall on ``data_yaml``'s val split; ``threads``: model.threads."""
     configure_ultralytics()
     from ultralytics import YOLO
 
-    results = YOLO(str(weights)).val(
+    model = YOLO(str(weights))
+    _use_threads(model, threads)
+    results = model.val(
         data=str(data_yaml),
         split="val",
         imgsz=imgsz,
