@@ -409,8 +409,11 @@ def test_config_validates_and_its_identity_ignores_what_may_grow():
         sim.SimulateConfig(p, target=1.5)
     small = sim.SimulateConfig(p, strategies=("random",), seeds=1, cycles=1, target=0.5, full_epochs=3)
     assert small.identity() == sim.SimulateConfig(p).identity()
-    # what the simulation replaces (rank.strategy, the seeds) or never reads (labeling) is not identity
-    other = settings(rank__strategy="random", rank__seed=4, train__seed=9, labeling__project="x")
+    # what the simulation replaces (rank.strategy, the seeds), never reads (labeling) or only runs
+    # faster with (model.threads) is not identity
+    other = settings(
+        rank__strategy="random", rank__seed=4, train__seed=9, labeling__project="x", model__threads=1
+    )
     assert sim.SimulateConfig(other).identity() == small.identity()
     with pytest.raises(ParamsError, match=r"predict\.candidates \(49\) is below rank\.budget \(50\)"):
         sim.SimulateConfig(settings(predict__candidates=49))

@@ -101,6 +101,7 @@ CARRY_OVER = "carry-over"  # per run, the tiles each cycle carries from the last
 # rank.strategy, and the seeds 0..n-1 replace rank.seed and train.seed (selection_seed, train_config).
 _IDENTITY_SECTIONS = {"model", "predict", "rank", "train"}
 _NOT_READ = {"rank.strategy", "rank.seed", "train.seed"}
+_SPEED_ONLY = {"model.threads"}  # how fast, not what is measured: a resume may run with more threads
 
 
 def selection_seed(seed: int, cycle: int) -> int:
@@ -173,7 +174,7 @@ class SimulateConfig:
         change. The strategy list, seeds, cycles, target and reference epochs may change."""
         read = self.params.model_dump(include=_IDENTITY_SECTIONS)
         flat = {f"{s}.{k}": v for s, section in read.items() for k, v in section.items()}
-        return {k: v for k, v in sorted(flat.items()) if k not in _NOT_READ}
+        return {k: v for k, v in sorted(flat.items()) if k not in _NOT_READ | _SPEED_ONLY}
 
 
 @dataclass
