@@ -36,7 +36,7 @@ class DetectorConfig:
     iou: float
     max_det: int
     batch: int
-    threads: int = 0  # model.threads; models registered before it existed use every core
+    threads: int = 0  # model.threads (0 also for models registered before it existed)
 
     @classmethod
     def from_params(cls, p: Params, weights: str | Path) -> DetectorConfig:
@@ -66,21 +66,23 @@ def resolve_device(device: str) -> str:
 
 
 def cpu_threads(threads: int) -> int:
-    """``model.threads`` -> torch's thread count: 0 is every core this process may run on (its CPU
-    affinity, which ``taskset`` and container cpusets narrow; ``os.cpu_count()`` counts the host's)."""
+    """``model.threads`` -> torch's thread count. 0 is ultralytics' own rule, one core left to the
+    rest of the machine (at most 8), but counting the cores this process may run on (its affinity,
+    which ``taskset`` and container cpusets narrow) rather than the host's ``os.cpu_count()``: on a
+    2-core machine 1 thread, which measured 4-7x faster than 2 while other processes kept the cores
+    busy, and 1.2-1.4x slower when they did not (benchmarks/cpu_threads.py)."""
     if threads:
         return threads
-    if hasattr(os, "sched_getaffinity"):  # not on macOS
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(8, max(1, usable - 1))
 
 
 def use_cpu_threads(threads: int, device) -> None:
     """Give torch ``cpu_threads(threads)`` threads when ``device`` is the CPU; nothing on a GPU.
 
     Call it after ultralytics has picked the device: its ``select_device`` sets torch to
-    ``min(8, os.cpu_count() - 1)`` threads, one on a 2-core machine, which leaves half of it idle
-    (benchmarks/cpu_threads.py). The setting is process-wide, as every torch thread count is.
+    ``min(8, os.cpu_count() - 1)`` threads whatever acorn asked. The setting is process-wide, as
+    every torch thread count is.
     """
     import torch
 

@@ -55,7 +55,7 @@ class ModelParams(Section):
     base: Annotated[str, Field(min_length=1)] = "models/base.pt"
     imgsz: Annotated[int, Field(ge=32, multiple_of=32)] = 320
     device: Annotated[str, Field(pattern=r"^(cpu|auto|mps|cuda(:\d+)?|\d+(,\d+)*)$")] = "cpu"
-    threads: Count = 0  # torch threads on the CPU (0: every usable core); ignored on a GPU
+    threads: Count = 0  # torch threads on the CPU (0: usable cores - 1, at most 8); ignored on a GPU
 
 
 class PredictParams(Section):
