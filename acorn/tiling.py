@@ -141,7 +141,7 @@ def frame_hashes(frames: list[Path], cache: Path | None = None) -> list[str]:
     stats = [f.stat() for f in frames]
     current = pd.DataFrame(
         {
-            "path": [str(f.resolve()) for f in frames],
+            "path": [os.path.abspath(f) for f in frames],  # not resolve(): an lstat per path part
             "size": [s.st_size for s in stats],
             "mtime_ns": [s.st_mtime_ns for s in stats],
             "inode": [s.st_ino for s in stats],
@@ -339,12 +339,17 @@ def tile_dataset(
     frame_ids = [f for f, c in zip(frame_ids, clash, strict=True) if not c]
     shas = frame_hashes(frames, hash_cache)
 
-    done = set()
+    # a tile is kept when its frame is still there with the same hash and the grid is the same;
+    # a frame is done when its tiles are kept (whole-column operations: a pool has ~300,000 rows)
+    keep = pd.Series(False, index=previous.index)
     if not previous.empty and "signature" in previous:
-        done = set(zip(previous["frame_id"], previous["frame_sha1"], previous["signature"], strict=True))
+        current_sha = pd.Series(shas, index=frame_ids, dtype=object)  # frame ids are unique here
+        same_frame = previous["frame_id"].map(current_sha).eq(previous["frame_sha1"]).fillna(False)
+        keep = same_frame.astype(bool) & previous["signature"].eq(signature).fillna(False).astype(bool)
+    done = set(previous.loc[keep, "frame_id"].unique()) if keep.any() else set()
     jobs = []
     for path, fid, sha in zip(frames, frame_ids, shas, strict=True):
-        if (fid, sha, signature) in done:
+        if fid in done:
             continue
         label = raw_dir / "labels" / path.relative_to(images_dir).with_suffix(".txt")
         jobs.append(
@@ -361,15 +366,10 @@ def tile_dataset(
                 max_pixels,
             )
         )
-    current = set(zip(frame_ids, shas, strict=True))
     kept = previous
     if not previous.empty:
-        keep = [
-            (f, s) in current and g == signature
-            for f, s, g in previous[["frame_id", "frame_sha1", "signature"]].itertuples(index=False)
-        ]
         kept = previous[keep]
-        _remove_tiles(out_dir, previous.loc[~pd.Series(keep, index=previous.index), "tile_id"])
+        _remove_tiles(out_dir, previous.loc[~keep, "tile_id"])
 
     new_rows: list[dict] = []
 
@@ -468,7 +468,7 @@ def read_metadata(path: Path, frame_ids: pd.Series) -> pd.DataFrame:
     repeated = meta["frame_id"][meta["frame_id"].duplicated()]
     if not repeated.empty:
         raise InputError(f"{path}: frame {repeated.iloc[0]!r} has two rows")
-    frames = set(frame_ids)
+    frames = set(frame_ids.unique())  # one per frame, not per tile
     missing = frames - set(meta["frame_id"])
     if missing:
         log.warning(
@@ -487,12 +487,11 @@ def _remove_strays(out_dir: Path, manifest: pd.DataFrame) -> None:
     """Delete tile and truth files no manifest row names. A run killed before its checkpoint
     leaves tiles (and temporary files) the manifest never listed; they are re-tiled next run,
     unless their frame was removed meanwhile, and then nothing else would ever delete them."""
-    ids = set(manifest["tile_id"])
+    ids = manifest["tile_id"].tolist()
     for folder, suffix in (("images", ".jpg"), ("truth", ".txt")):
-        if (out_dir / folder).is_dir():
-            for entry in os.scandir(out_dir / folder):
-                if not (entry.name.endswith(suffix) and entry.name.removesuffix(suffix) in ids):
-                    os.unlink(entry.path)
+        if (out_dir / folder).is_dir():  # set difference: no Python loop over ~300,000 names
+            for name in set(os.listdir(out_dir / folder)).difference([t + suffix for t in ids]):
+                os.unlink(out_dir / folder / name)
 
 
 def _remove_tiles(out_dir: Path, tile_ids: pd.Series) -> None:

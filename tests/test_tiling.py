@@ -317,3 +317,32 @@ def test_an_rgb_frame_is_decoded_without_copying_it(tmp_path, monkeypatch):
     monkeypatch.setattr(Image.Image, "copy", lambda self: pytest.fail("the frame was copied"))
     image = decode_frame(tmp_path / "f.jpg")
     assert (image.mode, image.size) == ("RGB", (60, 40))
+
+
+def test_rerun_keeps_removes_and_retiles_exactly_what_changed(tmp_path):
+    """The pool bookkeeping (done frames, kept tiles, strays) works on whole columns; each case:
+    an unchanged frame keeps its files untouched, a rewritten frame is re-tiled, a deleted frame's
+    tiles go, a file no manifest row names (a killed run's tile or temporary file) goes, a new grid
+    re-tiles everything, and a manifest from before grid signatures is re-tiled, not an error."""
+    _frames(tmp_path / "raw", 3)
+    out = tmp_path / "tiles"
+    two_by_two = TileGrid(2, 2)
+    run = lambda grid=two_by_two: tile_dataset(tmp_path / "raw", out, grid, ["squirrel"], workers=1)  # noqa: E731
+    run()
+    kept = {p.name: p.stat().st_mtime_ns for p in (out / "images").glob("f0_*")}
+    Image.new("RGB", (120, 60), "white").save(tmp_path / "raw" / "images" / "f1.jpg")
+    (tmp_path / "raw" / "images" / "f2.jpg").unlink()
+    (out / "images" / "f9_r0c0.jpg").write_bytes(b"left by a killed run")
+    (out / "truth" / ".f9_r0c0.txt.123.abcd.tmp").write_text("")
+    m = run()
+    assert sorted(m["frame_id"].unique()) == ["f0", "f1"]
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "images").glob("f0_*")} == kept
+    assert Image.open(out / "images" / "f1_r0c0.jpg").getpixel((5, 5)) == (255, 255, 255)
+    for folder, suffix in (("images", ".jpg"), ("truth", ".txt")):
+        assert sorted(p.name for p in (out / folder).iterdir()) == sorted(t + suffix for t in m["tile_id"])
+    regrid = run(TileGrid(1, 2))
+    assert len(regrid) == 4 and set(regrid["signature"]) == {"1x2:o0.0:v0.3:q90"}
+    assert sorted(p.name for p in (out / "images").iterdir()) == sorted(t + ".jpg" for t in regrid["tile_id"])
+    regrid.drop(columns="signature").to_parquet(out / "manifest.parquet")  # an older manifest
+    assert len(run(TileGrid(1, 2))) == 4
+    assert set(pd.read_parquet(out / "manifest.parquet")["signature"]) == {"1x2:o0.0:v0.3:q90"}
