@@ -77,6 +77,7 @@ def fetch_fixed_sets(p: Params) -> None:
 def train(p: Params) -> None:
     labels = read_manifest(paths.LABELS)
     base, test_dir = Path(p.model.base), Path(p.test.data)
+    config = training.TrainConfig.from_params(p)
     check_model_classes(base, p.classes)
     fetch_fixed_sets(p)
     if not (test_dir / "images").is_dir():
@@ -102,12 +103,10 @@ def train(p: Params) -> None:
                 work / "data",
                 replay=training.replay_pairs(p.train.replay_data, p.train.replay_images),
             )
-            weights = training.train(
-                base, data, training.TrainConfig.from_params(p), work, on_epoch=partial(log_epoch, live)
-            )
+            weights = training.train(base, data, config, work, on_epoch=partial(log_epoch, live))
         test_yaml = training.folder_dataset(test_dir, p.classes, work / "test")
         scores = training.evaluate(
-            weights, test_yaml, p.model.imgsz, work, device=training.TrainConfig.from_params(p).device
+            weights, test_yaml, p.model.imgsz, work, device=config.device, threads=config.threads
         )
         copy_file(weights, paths.MODEL)
     cycle = int(labels["batch"].max()) if not labels.empty else 0

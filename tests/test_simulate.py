@@ -484,6 +484,7 @@ class FakeModel:
         self.trained: list[tuple[int, int]] = []  # (seed, epochs) per training
         self.detectors: list[str] = []  # the weights of each detector built
         self.predicted: list[list[str]] = []  # the ids of each predict_files call
+        self.eval_threads: list[int | None] = []  # model.threads as each evaluate got it
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> FakeModel:
         monkeypatch.setattr(acorn.training, "train", self.train)
@@ -499,7 +500,8 @@ class FakeModel:
         weights.write_bytes(b"fake")
         return weights
 
-    def evaluate(self, *_args, **_kwargs) -> acorn.training.EvalMetrics:
+    def evaluate(self, *_args, **kwargs) -> acorn.training.EvalMetrics:
+        self.eval_threads.append(kwargs.get("threads"))
         return acorn.training.EvalMetrics(map50=0.5, map50_95=0.25, precision=0.5, recall=0.5)
 
     def detector(self, config) -> SimpleNamespace:
@@ -565,7 +567,7 @@ def test_runs_of_one_seed_are_paired_across_strategies(tmp_path, monkeypatch):
     pool = pools.folder_pool(
         yolo_folder(tmp_path / "pool", 8), ["raccoon"], 0.2, yolo_folder(tmp_path / "t", 4, prefix="t")
     )
-    p = settings(rank__budget=2, model__base=str(fake_base(tmp_path)), train__seed=5)
+    p = settings(rank__budget=2, model__base=str(fake_base(tmp_path)), train__seed=5, model__threads=3)
     config = sim.SimulateConfig(
         p, strategies=("random", "entropy", "diversity"), seeds=2, cycles=2, full_epochs=3
     )
@@ -578,6 +580,7 @@ def test_runs_of_one_seed_are_paired_across_strategies(tmp_path, monkeypatch):
     # run s fine-tunes with seed s whatever the strategy (train.seed is not read); reference: seed 0.
     # Seed-major: every strategy of seed 0 (2 cycles each), then of seed 1, so a stopped run is paired
     assert model.trained == [(0, 8)] * 6 + [(1, 8)] * 6 + [(0, 3)]
+    assert model.eval_threads and set(model.eval_threads) == {3}  # model.threads reaches every test
     # random's batch is the seeded order every strategy breaks its ties with
     picks = pd.read_csv(tmp_path / "out" / cv.SELECTIONS)
     for seed in (0, 1):

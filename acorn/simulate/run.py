@@ -456,7 +456,9 @@ class _Simulation:
         decision threshold (``rank.threshold``, the one pre-annotations are shown at)."""
         work = Path(tempfile.mkdtemp(dir=self.work, prefix="eval-"))
         device = detection.resolve_device(self.p.model.device)
-        metrics = training.evaluate(weights, self._test_yaml, self.p.model.imgsz, work, device=device)
+        metrics = training.evaluate(
+            weights, self._test_yaml, self.p.model.imgsz, work, device=device, threads=self.p.model.threads
+        )
         shutil.rmtree(work, ignore_errors=True)
         empty = self.pool.test.loc[self.pool.test["objects"] == 0, "image"].tolist()
         alarms = float("nan")
