@@ -22,9 +22,10 @@ Cache (``.acorn/cache/predict/``, git-ignored):
 Who detects is an :class:`Engine`: :class:`LocalEngine` in this process, or Ray Data over a
 cluster (acorn.ray_engine); the store decides what is missing and caches what comes back.
 
-Device and ``batch`` are not in the key: they change how fast results come, and results only
-at float-rounding level; ``Detector.predict(fixed_batch=True)`` makes a tile's result
-independent of the tiles it is batched with, so cached and fresh results agree bit for bit.
+Device, ``batch`` and ``model.threads`` are not in the key: they change how fast results come,
+and results only at float-rounding level (kept out so that the local and Ray engines share one
+cache); ``Detector.predict(fixed_batch=True)`` makes a tile's result independent of the tiles it
+is batched with, so cached and fresh results agree bit for bit on the same device and thread count.
 
 Outputs (the predict stage's DVC outputs) are written with ``pyarrow.parquet.ParquetWriter``,
 one row group per block of whole frames in manifest order, so the same manifest, labels and
