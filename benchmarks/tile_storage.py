@@ -36,7 +36,12 @@ Tiles: ``--frames`` synthetic 4K webcam frames from the demo generator, tiled on
 stage's own code with params.yaml's grid (4 x 6, ~67 KB JPEGs at quality 90); every pool tile is
 one of those JPEGs with a few unique bytes appended after its end-of-image marker (still a valid
 JPEG, a distinct content hash), so pools are real-sized, all-distinct files for the price of a
-copy. The page cache is warm (files were just written): a cold-disk ``status`` would be slower.
+copy. ``--tile-bytes small`` makes each source tile a 64 x 54 thumbnail of itself instead (~1.5 KB,
+one 4 KiB block on disk): DVC's ``status`` and no-op ``repro`` cost per file (a stat and a state
+database lookup), not per byte once hashed, so small tiles measure them at 300,000 files in ~1.5 GB
+where real ones need ~40 GB; ``commit`` and ``push`` read and copy every byte, so with small tiles
+they are a lower bound. The page cache is warm (files were just written): a cold-disk ``status``
+would be slower.
 
 Disk: a size runs only if the free space at ``--work`` is above ~3x its pool (workspace + cache,
 the unprotect copy or the clone, the remote) plus ``--reserve-gb``; otherwise it is skipped and
@@ -46,7 +51,15 @@ said so. Run it niced on a shared machine::
         [--layouts files,shards] [--caches copy,hardlink] [--copy-up-to 3000] [--shard-tiles 1000]
         [--frames 4]
 
-``--sizes 3000,30000,300000`` is the target scale (~20 GB per copy of the pool: needs ~70 GB free).
+``--sizes 3000,30000,300000`` is the target scale (~20 GB per copy of the pool: needs ~70 GB free);
+with small tiles it fits in a few GB::
+
+    nice -n 10 ionice -c3 .venv/bin/python benchmarks/tile_storage.py --tile-bytes small \
+        --sizes 30000,100000,300000 --layouts files --caches copy --copy-up-to 300000 \
+        --steps commit,status,noop,frame
+
+``--steps`` picks what is timed (default: all of ``commit,status,noop,push,frame,push1,pull,pull50``;
+``commit`` always runs, the rest need it); a step left out shows ``-``.
 """
 
 from __future__ import annotations
@@ -174,8 +187,9 @@ def du(*paths: Path) -> float:
     return int(out.stdout.strip().splitlines()[-1].split()[0]) / 1024**2
 
 
-def source_tiles(work: Path, frames: int) -> list[Path]:
-    """A few synthetic 4K frames tiled by the tile stage's code: the JPEGs every pool repeats."""
+def source_tiles(work: Path, frames: int, small: bool = False) -> list[Path]:
+    """A few synthetic 4K frames tiled by the tile stage's code: the JPEGs every pool repeats
+    (``small``: a 64 x 54 thumbnail of each, ~1.5 KB)."""
     from acorn.demo.synth import make_webcam_set
     from acorn.tiling import TileGrid, tile_dataset
 
@@ -185,7 +199,16 @@ def source_tiles(work: Path, frames: int) -> list[Path]:
     manifest = tile_dataset(
         work / "raw", work / "tiles", grid, p.classes, jpeg_quality=p.tile.jpeg_quality, workers=1
     )
-    return [work / "tiles" / image for image in manifest.sort_values("tile_id")["image"]]
+    tiles = [work / "tiles" / image for image in manifest.sort_values("tile_id")["image"]]
+    if not small:
+        return tiles
+    from PIL import Image
+
+    (work / "small").mkdir()
+    for tile in tiles:
+        with Image.open(tile) as img:
+            img.resize((64, 54)).save(work / "small" / tile.name, format="JPEG", quality=90)
+    return [work / "small" / tile.name for tile in tiles]
 
 
 def measure(base: Path, layout: str, cache: str, n: int, sources: list[Path], per_frame: int, args) -> dict:
@@ -217,6 +240,7 @@ def measure(base: Path, layout: str, cache: str, n: int, sources: list[Path], pe
     ):
         run([DVC, "config", key, value], root)
     run([DVC, "remote", "add", "store", str(remote)], root)
+    steps = args.steps
     r: dict = {"layout": layout, "cache": cache, "tiles": n}
     r["write"] = run([sys.executable, "make_tiles.py"], root)
     r["files"] = sum(len(files) for _, _, files in os.walk(root / "data" / "tiles"))
@@ -224,33 +248,48 @@ def measure(base: Path, layout: str, cache: str, n: int, sources: list[Path], pe
     run([DVC, "repro", "-q"], root)  # runs consume once
     run([*git, "add", "-A"], root)
     run([*git, "commit", "-q", "-m", "pool"], root)
-    r["status"] = best([DVC, "status", "-q"], root)
-    r["noop"] = best([DVC, "repro", "-q"], root)
-    r["push"] = run([DVC, "push", "-q"], root)
-    with (root / "raw.txt").open("a") as f:
-        f.write(f"f{frames:06d}\n")
-    r["frame"] = run([DVC, "repro", "-q", "tile"], root)
-    r["push1"] = run([DVC, "push", "-q"], root)
+    if "status" in steps:
+        r["status"] = best([DVC, "status", "-q"], root)
+    if "noop" in steps:
+        r["noop"] = best([DVC, "repro", "-q"], root)
+    if "push" in steps:
+        r["push"] = run([DVC, "push", "-q"], root)
+    if "frame" in steps:
+        with (root / "raw.txt").open("a") as f:
+            f.write(f"f{frames:06d}\n")
+        r["frame"] = run([DVC, "repro", "-q", "tile"], root)
+    if "push1" in steps:
+        r["push1"] = run([DVC, "push", "-q"], root)
     run([DVC, "repro", "-q"], root)
     run([*git, "add", "-A"], root)
     run([*git, "commit", "-q", "-m", "one more frame"], root)
     tiles, cachedir = root / "data" / "tiles", root / ".dvc" / "cache"
     r["du_ws"], r["du_cache"], r["du_both"] = du(tiles), du(cachedir), du(tiles, cachedir)
-    r["du_remote"] = du(remote)
+    r["du_remote"] = du(remote) if {"push", "push1"} & steps else None
     # the cache type really in use: a hard-linked workspace file has a second link (the cache's)
     one = next(p for p in tiles.rglob("*") if p.is_file() and p.name != "manifest.parquet")
     r["linked"] = one.stat().st_nlink > 1
     if r["linked"] != (cache == "hardlink"):
         raise RuntimeError(f"{one}: {one.stat().st_nlink} links with cache.type {cache}")
+    if not {"pull", "pull50"} & steps:
+        shutil.rmtree(base)
+        return r
+    if not {"push", "push1"} & steps:
+        run([DVC, "push", "-q"], root)  # the clones pull from the remote
+        r["du_remote"] = du(remote)
     # the clones need only the git history and the remote: drop the pool first (disk)
     shutil.rmtree(tiles)
     shutil.rmtree(cachedir)
 
     clone = base / "clone"
-    run(["git", "clone", "-q", str(root), str(clone)], base)
-    r["pull"] = run([DVC, "pull", "-q"], clone)
-    r["du_clone"] = du(clone / "data" / "tiles", clone / ".dvc" / "cache")
-    shutil.rmtree(clone)
+    if "pull" in steps:
+        run(["git", "clone", "-q", str(root), str(clone)], base)
+        r["pull"] = run([DVC, "pull", "-q"], clone)
+        r["du_clone"] = du(clone / "data" / "tiles", clone / ".dvc" / "cache")
+        shutil.rmtree(clone)
+    if "pull50" not in steps:
+        shutil.rmtree(base)
+        return r
 
     run(["git", "clone", "-q", str(root), str(clone)], base)
     # which tiles: a seeded sample of the pool's ids (tile ids are known from raw.txt and the grid)
@@ -273,8 +312,15 @@ def measure(base: Path, layout: str, cache: str, n: int, sources: list[Path], pe
     return r
 
 
-def fmt_time(t: tuple[float, float]) -> str:
-    return f"{t[0]:.1f}"
+STEPS = ("commit", "status", "noop", "push", "frame", "push1", "pull", "pull50")
+
+
+def fmt_time(t: tuple[float, float] | None) -> str:
+    return "-" if t is None else f"{t[0]:.1f}"
+
+
+def fmt_gb(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
 
 
 def main() -> None:
@@ -290,7 +336,17 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=4, help="distinct synthetic frames to repeat")
     parser.add_argument("--work", type=Path, default=Path("/work/tmp-bench-storage"))
     parser.add_argument("--reserve-gb", type=float, default=10.0, help="free space left untouched")
+    parser.add_argument(
+        "--tile-bytes",
+        choices=("real", "small"),
+        default="real",
+        help="real: the demo's ~67 KB tiles; small: ~1.5 KB thumbnails (per-file costs at 300,000 files)",
+    )
+    parser.add_argument("--steps", default=",".join(STEPS), help=f"what to time, of {','.join(STEPS)}")
     args = parser.parse_args()
+    args.steps = set(args.steps.split(",")) | {"commit"}
+    if args.steps - set(STEPS):
+        parser.error(f"--steps: unknown {sorted(args.steps - set(STEPS))}; known: {', '.join(STEPS)}")
     sizes = sorted(int(s) for s in args.sizes.split(","))
     layouts = args.layouts.split(",")
 
@@ -306,7 +362,7 @@ def main() -> None:
     load = os.getloadavg()
     started = time.time()
     try:
-        sources = source_tiles(work / "source", args.frames)
+        sources = source_tiles(work / "source", args.frames, small=args.tile_bytes == "small")
         per_frame = len(sources) // args.frames
         tile_bytes = sum(s.stat().st_size for s in sources) / len(sources)
         for n in sizes:
@@ -326,11 +382,10 @@ def main() -> None:
                     print(f"{label}: pool ~{pool_gb:.1f} GB, {free_gb:.0f} GB free ...", flush=True)
                     r = measure(work / label.replace("/", "-"), layout, cache, n, sources, per_frame, args)
                     rows.append(r)
-                    print(
-                        f"  done: commit {r['commit'][0]:.1f} s, status {r['status'][0]:.1f} s, "
-                        f"push {r['push'][0]:.1f} s, pull {r['pull'][0]:.1f} s",
-                        flush=True,
+                    done = ", ".join(
+                        f"{k} {fmt_time(r.get(k))} s" for k in ("commit", "status", "noop", "frame")
                     )
+                    print(f"  done: {done}", flush=True)
     finally:
         if _current is not None and _current.poll() is None:
             _current.terminate()
@@ -339,10 +394,11 @@ def main() -> None:
     end_load = os.getloadavg()
 
     print(
-        f"\nDVC tile storage: {os.cpu_count()} CPUs, load average {load[0]:.1f} at start, "
-        f"{end_load[0]:.1f} at end, {(time.time() - started) / 60:.0f} min; tiles ~{tile_bytes / 1024:.0f} KB "
-        f"JPEG (+{args.frames}-frame source), shards of ~{args.shard_tiles} tiles; local remote on the same "
-        f"disk; wall seconds (CPU seconds in the second table)\n"
+        f"\nDVC tile storage: {os.cpu_count()} CPUs, shared (load average {load[0]:.1f} at start, "
+        f"{end_load[0]:.1f} at end; this run at nice {os.nice(0)}), {(time.time() - started) / 60:.0f} min; "
+        f"tiles ~{tile_bytes / 1024:.1f} KB JPEG ({args.tile_bytes}; {args.frames}-frame source), shards of "
+        f"~{args.shard_tiles} tiles; local remote on the same disk; wall seconds (CPU seconds in the second "
+        f"table); steps: {','.join(s for s in STEPS if s in args.steps)}\n"
     )
     cols = [
         ("layout", "layout"),
@@ -362,14 +418,15 @@ def main() -> None:
     print("|" + "---|" * (len(cols) + 1))
     for r in rows:
         cells = [str(r[k]) if isinstance(r[k], str) else f"{r[k]:,}" for _, k in cols[:4]]
-        cells += [fmt_time(r[k]) for _, k in cols[4:]]
-        cells.append(f"{r['pull50_units']}, {r['pull50_mb']:.0f}")
+        cells += [fmt_time(r.get(k)) for _, k in cols[4:]]
+        cells.append(f"{r['pull50_units']}, {r['pull50_mb']:.0f}" if "pull50" in r else "-")
         print("| " + " | ".join(cells) + " |")
     print("\nCPU seconds (user + system of the command and its children)\n")
     print("| layout | cache | tiles | " + " | ".join(c for c, _ in cols[4:]) + " |")
     print("|" + "---|" * (len(cols) - 1))
     for r in rows:
-        cells = [r["layout"], r["cache"], f"{r['tiles']:,}"] + [f"{r[k][1]:.1f}" for _, k in cols[4:]]
+        cells = [r["layout"], r["cache"], f"{r['tiles']:,}"]
+        cells += ["-" if r.get(k) is None else f"{r[k][1]:.1f}" for _, k in cols[4:]]
         print("| " + " | ".join(cells) + " |")
     print("\nDisk use, GB (du; workspace + cache counts a hard-linked file once)\n")
     print("| layout | cache | tiles | workspace | cache | workspace + cache | remote | full clone |")
@@ -377,7 +434,7 @@ def main() -> None:
     for r in rows:
         print(
             f"| {r['layout']} | {r['cache']} | {r['tiles']:,} | {r['du_ws']:.2f} | {r['du_cache']:.2f} | "
-            f"{r['du_both']:.2f} | {r['du_remote']:.2f} | {r['du_clone']:.2f} |"
+            f"{r['du_both']:.2f} | {fmt_gb(r['du_remote'])} | {fmt_gb(r.get('du_clone'))} |"
         )
     for s in skipped:
         print(f"\nskipped {s}")
