@@ -77,6 +77,11 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def remove(folder: Path) -> None:
+    """``rm -rf``: shutil.rmtree took >20 min for 300,000 hard links here (rm: under a minute)."""
+    subprocess.run(["rm", "-rf", "--", str(folder)], check=False)
+
+
 def niced() -> None:
     os.setpriority(os.PRIO_PROCESS, 0, 10)
 
@@ -501,11 +506,11 @@ def main() -> None:
         for n in sizes:
             results.append(measure(work, n, source, manifest, params, weights, server, args, env))
             print_rows(results[-1])
-            shutil.rmtree(work / f"repo{n}")  # after the rows: unlinking 300,000 files takes minutes
+            remove(work / f"repo{n}")  # after the rows: 300,000 files
     finally:
         server.stop()
         os.setpriority(os.PRIO_PROCESS, 0, 10)
-        shutil.rmtree(work, ignore_errors=True)
+        remove(work)
 
 
 if __name__ == "__main__":
