@@ -211,19 +211,28 @@ def measure_tile(
 # -- one cycle: export-labels -> train -> register -> predict -> rank ------------------------------
 
 
-def make_cycle_pool(
-    work: Path, n: int, source: Path, manifest: pd.DataFrame, test: Path, params: dict, weights: Path
-) -> Path:
-    """predict_floor's pool (distinct frame hashes) plus what a cycle needs: truth files for the
-    oracle, a condition column, the test set and the base model; no champion yet."""
-    root = make_pool(work / f"pool{n}", manifest, source / "tiles", n, params, weights)
-    for stale in (paths.CHAMPION, paths.REGISTRY):  # make_pool fakes a champion; register makes one
+def conditioned_pool(
+    root: Path, n: int, source: Path, manifest: pd.DataFrame, params: dict, weights: Path
+) -> tuple[Path, pd.DataFrame]:
+    """predict_floor's pool with the base model, no champion (register makes one) and a
+    ``condition`` column for ``rank.balance_by``; returns the root and its manifest."""
+    root = make_pool(root, manifest, source / "tiles", n, params, weights)
+    for stale in (paths.CHAMPION, paths.REGISTRY):  # make_pool fakes a champion
         (root / stale).unlink()
     shutil.copyfile(weights, root / "models" / "base.pt")
     pool = pd.read_parquet(root / paths.TILE_MANIFEST)
     frame_number = pd.factorize(pool["frame_id"])[0]
     pool["condition"] = CONDITIONS[np.minimum(frame_number % 10, 2)]  # 80% day, 10% dusk, 10% night
     pool.to_parquet(root / paths.TILE_MANIFEST, index=False)
+    return root, pool
+
+
+def make_cycle_pool(
+    work: Path, n: int, source: Path, manifest: pd.DataFrame, test: Path, params: dict, weights: Path
+) -> Path:
+    """predict_floor's pool (distinct frame hashes) plus what a cycle needs: truth files for the
+    oracle, a condition column, the test set and the base model; no champion yet."""
+    root, pool = conditioned_pool(work / f"pool{n}", n, source, manifest, params, weights)
     truth = root / paths.TRUTH
     truth.mkdir()
     for tid in pool["tile_id"]:

@@ -66,9 +66,9 @@ from acorn.params import load_params
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO / "benchmarks"))
-from predict_floor import base_weights, make_pool, source_tiles  # noqa: E402
+from cycle_cost import conditioned_pool, link_tree  # noqa: E402
+from predict_floor import base_weights, source_tiles  # noqa: E402
 
-CONDITIONS = np.array(["day", "dusk", "night"])
 CYCLE = ("export-labels", "train", "register", "predict", "rank")
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -138,21 +138,8 @@ def make_inputs(work: Path, p, test_frames: int, replay: int) -> tuple[Path, pd.
     return source, manifest
 
 
-def link_tree(src: Path, dst: Path) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():
-        os.link(f, dst / f.name)
-
-
 def build_repo(work: Path, n: int, source: Path, manifest: pd.DataFrame, params: dict, weights: Path) -> Path:
-    root = make_pool(work / f"repo{n}", manifest, source / "tiles", n, params, weights)
-    for stale in (paths.CHAMPION, paths.REGISTRY):  # make_pool fakes a champion; register makes one
-        (root / stale).unlink()
-    shutil.copyfile(weights, root / "models" / "base.pt")
-    pool = pd.read_parquet(root / paths.TILE_MANIFEST)
-    frame_number = pd.factorize(pool["frame_id"])[0]
-    pool["condition"] = CONDITIONS[np.minimum(frame_number % 10, 2)]
-    pool.to_parquet(root / paths.TILE_MANIFEST, index=False)
+    root, pool = conditioned_pool(work / f"repo{n}", n, source, manifest, params, weights)
     raw = root / paths.RAW / "images"
     raw.mkdir(parents=True)
     for fid in pool["frame_id"].unique():
