@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The checks that need a GPU, as run for README "At scale" and "Which strategy pays?" on one
 # NVIDIA card (python3 with a CUDA torch and this repository's requirements importable; `acorn`
-# on PATH). Logs go to $OUT (default gpu-results/). Two parts, so each fits a short lease:
-#   train: GPU tests (training with AutoBatch, predict), then the demo pool generated here and
-#          `acorn simulate` on it with model.device cuda: one random cycle and the whole-pool
-#          reference trained for REF_EPOCHS (the ceiling the demo's learning curves are read against)
-#   ray:   the Ray engine's GPU test, then benchmarks/ray_predict.py measured on the card
+# on PATH). Logs go to $OUT (default gpu-results/). Three parts, so each fits a short lease:
+#   train:  GPU tests (training with AutoBatch, predict), then the demo pool generated here and
+#           `acorn simulate` on it with model.device cuda: one random cycle and the whole-pool
+#           reference trained for REF_EPOCHS (the ceiling the demo's learning curves are read against)
+#   curves: the same GPU tests while the demo pool is generated, then the paired demo-pool curves
+#           (benchmarks/learning_curve_demo.sh's: random vs hybrid, 5 seeds, 2 cycles of 50, the
+#           demo's fine-tune) with one process per strategy and seed (--first-seed, then --merge),
+#           beside the whole-pool reference for REF_EPOCHS; results packed in $OUT/curves.tar.gz
+#   ray:    the Ray engine's GPU test, then benchmarks/ray_predict.py measured on the card
 set -uo pipefail
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
@@ -13,11 +17,13 @@ export PYTHONUNBUFFERED=1 RAY_USAGE_STATS_ENABLED=0
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu-$1.txt"
 nproc | tee -a "$OUT/gpu-$1.txt"
 
-case "$1" in
-train)
-  [ -n "${SKIP_TESTS:-}" ] || timeout 200 python3 -m pytest -x -q -rs -p no:cacheprovider tests/test_gpu.py \
-    tests/test_predict.py::test_predict_runs_on_the_gpu_with_a_gpu_sized_batch 2>&1 | tee "$OUT/pytest-train.log"
-  start=$(date +%s)
+gpu_tests() {
+  timeout 200 python3 -m pytest -q -rs -p no:cacheprovider tests/test_gpu.py \
+    tests/test_predict.py::test_predict_runs_on_the_gpu_with_a_gpu_sized_batch > "$OUT/pytest-train.log" 2>&1
+}
+
+demo_pool() {  # the demo's pool and test set, made here: the same frames as `make demo` makes
+  local start=$(date +%s)
   sed -i 's/^  workers: 2 /  workers: 0 /' params.yaml  # tile on every core
   timeout 150 acorn demo-data 2>&1 | tail -5 | tee "$OUT/demo-data.log"
   timeout 120 python3 stages/tile.py 2>&1 | tail -3 | tee -a "$OUT/demo-data.log"
@@ -25,10 +31,52 @@ train)
   python3 -c "import pandas as pd, hashlib; m = pd.read_parquet('data/tiles/manifest.parquet');
 print(len(m), 'tiles;', 'frames sha1 digest', hashlib.sha1(''.join(sorted(set(m.frame_sha1))).encode()).hexdigest())" |
     tee -a "$OUT/demo-data.log"
+}
+
+case "$1" in
+train)
+  [ -n "${SKIP_TESTS:-}" ] || { gpu_tests; cat "$OUT/pytest-train.log"; }
+  demo_pool
   timeout "${SIM_TIMEOUT:-330}" acorn simulate --pool data/tiles --strategies random --seeds 1 --cycles 1 \
     --full-epochs "${REF_EPOCHS:-30}" -S model.device=cuda -S predict.batch=128 -S train.batch=64 \
     -S train.workers=8 --out "$OUT/simulate-gpu" 2>&1 | tr '\r' '\n' | grep -v "^simulate\|it/s\]$" |
     tee "$OUT/simulate.log"
+  ;;
+curves)
+  [ -n "${SKIP_TESTS:-}" ] || gpu_tests &
+  demo_pool
+  wait
+  cat "$OUT/pytest-train.log" 2>/dev/null
+  runs=/tmp/curves-runs
+  mkdir -p $runs
+  gpu=(-S model.device=cuda -S model.threads=2)
+  recipe=(--pool data/tiles --cycles 2 --full-epochs 0 -S predict.batch=64 "${gpu[@]}")
+  parts=()
+  for seed in 0 1 2 3 4; do
+    for strategy in random hybrid; do
+      part=$runs/$strategy-s$seed
+      parts+=(--merge "$part")
+      timeout "${CURVES_TIMEOUT:-300}" acorn simulate "${recipe[@]}" --strategies $strategy --seeds 1 \
+        --first-seed $seed --out "$part" > "$part.log" 2>&1 &
+    done
+  done
+  timeout "${CURVES_TIMEOUT:-300}" acorn simulate --pool data/tiles --strategies random --seeds 1 --cycles 1 \
+    --full-epochs "${REF_EPOCHS:-35}" "${gpu[@]}" -S predict.batch=128 -S train.batch=64 -S train.workers=8 \
+    --out $runs/reference > $runs/reference.log 2>&1 &
+  wait
+  for log in $runs/*.log; do echo "== $log"; tr '\r' '\n' < "$log" | grep -v "it/s\]$\|cycle/s" | tail -4; done
+  grep -h "epoch" $runs/reference.log | tr '\r' '\n' | grep "INFO" | tee "$OUT/reference-epochs.log"
+  finished() {  # every part ran both cycles: merging then trains nothing
+    python3 -c "import pandas as pd, sys; sys.exit(any(pd.read_csv(f'{p}/curves.csv')['cycle'].max() != 2
+for p in sys.argv[1:]))" $(printf '%s\n' "${parts[@]}" | grep -v -- --merge)
+  }
+  if finished 2>/dev/null; then
+    timeout 120 acorn simulate "${recipe[@]}" --strategies random,hybrid --seeds 5 "${parts[@]}" \
+      --out $runs/merged 2>&1 | tr '\r' '\n' | grep -v "it/s\]$\|cycle/s"
+  else
+    echo "not every run finished both cycles: merge the parts elsewhere (acorn simulate --merge)"
+  fi
+  tar -czf "$OUT/curves.tar.gz" --exclude=models --exclude=work -C $runs .
   ;;
 ray)
   [ -n "${SKIP_TESTS:-}" ] || timeout 200 python3 -m pytest -x -q -rs -p no:cacheprovider \

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -740,6 +741,50 @@ def test_a_resumed_run_selects_what_an_uninterrupted_one_does(tmp_path, monkeypa
     write_json(carry, stored)  # put back: the same selections again
     sim.simulate(pool, candidate_config(tmp_path, cycles=4), whole)
     assert (whole / cv.SELECTIONS).read_bytes() == (resumed / cv.SELECTIONS).read_bytes()
+
+
+def test_seeds_split_across_folders_merge_into_what_one_run_writes(tmp_path, monkeypatch):
+    model = FakeModel(boxes=SPREAD).install(monkeypatch)
+    pool = candidate_pool(tmp_path)
+    both = replace(candidate_config(tmp_path, strategies=("random", "entropy"), cycles=2), seeds=2)
+    whole = tmp_path / "whole"
+    sim.simulate(pool, both, whole)
+    parts = [tmp_path / f"part{seed}" for seed in (0, 1)]
+    for seed, part in enumerate(parts):
+        sim.simulate(pool, replace(both, seeds=1, first_seed=seed), part)
+    assert set(pd.read_csv(parts[1] / cv.CURVES)["seed"]) == {1}  # only its own seed
+    assert "seed 1" in (parts[1] / report.REPORT).read_text()
+
+    trained = len(model.trained)
+    merged = tmp_path / "merged"
+    result = sim.simulate(pool, both, merged, merge=parts)
+    assert len(model.trained) == trained  # every run came from the parts: nothing trained again
+    for name in (cv.CURVES, cv.SELECTIONS, sim.COMPARISON):
+        assert (merged / name).read_bytes() == (whole / name).read_bytes(), name
+    assert result.comparison["seeds"].tolist() == [2, 2]
+    # what a resume with more cycles reads came along: the runs' models and carried tiles
+    assert sorted(f.name for f in (merged / "models").iterdir()) == sorted(
+        f.name for f in (whole / "models").iterdir()
+    )
+    assert (merged / sim.CARRY_OVER / "entropy-s1.json").read_bytes() == (
+        whole / sim.CARRY_OVER / "entropy-s1.json"
+    ).read_bytes()
+    sim.simulate(pool, both, merged, merge=parts)  # the same runs again: identical, accepted
+
+    # one run with two different records cannot be told apart: refused, naming both folders
+    curves = pd.read_csv(parts[1] / cv.CURVES)
+    write_csv(curves.assign(map50=curves["map50"] + 0.1), parts[1] / cv.CURVES)
+    with pytest.raises(InputError, match=r"part1: entropy seed 1 is also in .*merged with other results"):
+        sim.simulate(pool, both, merged, merge=parts)
+    other = replace(both, params=both.params.with_overrides({"train.lr0": 0.02}))
+    with pytest.raises(
+        ParamsError, match=r"part0.*config\.json: made with other settings \(train\.lr0 differ"
+    ):
+        sim.simulate(pool, other, tmp_path / "elsewhere", merge=parts[:1])
+    with pytest.raises(InputError, match="nothing.*not found"):
+        sim.simulate(pool, both, merged, merge=[tmp_path / "nothing"])
+    with pytest.raises(ParamsError, match="first-seed"):
+        replace(both, first_seed=-1)
 
 
 # ---------------------------------------------------------------------------------------------

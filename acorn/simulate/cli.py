@@ -76,6 +76,9 @@ def simulate_command(
         ),
     ] = None,
     seeds: Annotated[int, typer.Option(help="runs per strategy (seeds 0..n-1)")] = SimulateConfig.seeds,
+    first_seed: Annotated[
+        int, typer.Option(help="start the seeds here (first..first+n-1): one share of a split simulation")
+    ] = SimulateConfig.first_seed,
     cycles: Annotated[int, typer.Option(help="labeling cycles per run")] = SimulateConfig.cycles,
     budget: Annotated[int | None, typer.Option(help="items labeled per cycle: sets rank.budget")] = None,
     epochs: Annotated[
@@ -105,6 +108,12 @@ def simulate_command(
         ),
     ] = False,
     out: Annotated[Path, typer.Option(help="output folder; a re-run resumes it")] = Path("reports/simulate"),
+    merge: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="output folder of the same settings whose runs are added to --out first (repeatable)"
+        ),
+    ] = None,
 ) -> None:
     """Learning curves per strategy with an oracle: N cycles x seeds, resumable; tables, plot, report."""
     flags = {"budget": budget, "epochs": epochs, "imgsz": imgsz, "base": base, "test": test and str(test)}
@@ -114,6 +123,7 @@ def simulate_command(
         params=p,
         strategies=tuple(s.strip() for s in names if s.strip()),
         seeds=seeds,
+        first_seed=first_seed,
         cycles=cycles,
         target=target,
         full_epochs=full_epochs,
@@ -126,7 +136,7 @@ def simulate_command(
         _print(found.table, f"first batch hit rate; the pool's base rate {found.base_rate:.3f}")
         log.info("screen.csv and %s in %s", SCREEN_REPORT, found.out)
         return
-    result = simulate(source, config, out)
+    result = simulate(source, config, out, merge or ())
     target_map50 = "no target" if result.target is None else f"target {result.target:.3f}"
     reference = result.reference
     whole_pool = (

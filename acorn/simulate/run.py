@@ -17,7 +17,9 @@ are skipped and the labeled sets are rebuilt by replaying the recorded selection
 The comparison is paired: in seed ``s`` every strategy starts from the same base model with no
 labels, fine-tunes with seed ``s`` and breaks ties with the same seeded order (``selection_seed``),
 so within a seed the strategy is the only thing that differs. Runs go seed by seed (every strategy
-of seed 0, then of seed 1, ...), so a long simulation stopped early holds complete pairs.
+of seed 0, then of seed 1, ...), so a long simulation stopped early holds complete pairs. Seeds
+are independent, so one simulation can be split across processes or machines (``first_seed``, one
+output folder each) and gathered into one folder (``merge``) for the summary.
 
 ``predict.candidates: N`` is honoured as the predict and rank stages honour it (acorn.candidates):
 a strategy that needs predictions predicts and ranks only N unlabeled items per cycle, the previous
@@ -125,6 +127,7 @@ class SimulateConfig:
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
     seeds: int = 3
     cycles: int = 5
+    first_seed: int = 0  # the runs are seeds first_seed .. first_seed + seeds - 1
     target: float = 0.95  # fraction of the whole-pool model's map50
     full_epochs: int | None = None  # whole-pool reference; None: train.epochs; 0: none
 
@@ -132,6 +135,8 @@ class SimulateConfig:
         for name in ("seeds", "cycles"):
             if getattr(self, name) < 1:
                 raise ParamsError(f"--{name} must be at least 1; got {getattr(self, name)}")
+        if self.first_seed < 0:
+            raise ParamsError(f"--first-seed must be 0 or more; got {self.first_seed}")
         if self.full_epochs is not None and self.full_epochs < 0:
             raise ParamsError(f"--full-epochs must be 0 (no reference) or more; got {self.full_epochs}")
         if not self.strategies or len(set(self.strategies)) != len(self.strategies):
@@ -144,6 +149,10 @@ class SimulateConfig:
         if not 0.0 < self.target <= 1.0:
             raise ParamsError(f"--target must be in (0, 1]; got {self.target}")
         check_size(self.params.predict.candidates, self.budget)
+
+    @property
+    def seed_numbers(self) -> range:
+        return range(self.first_seed, self.first_seed + self.seeds)
 
     @property
     def budget(self) -> int:
@@ -202,9 +211,16 @@ class Screen:
     out: Path
 
 
-def simulate(pool: Pool, config: SimulateConfig, out: Path) -> Result:
-    """Run (or resume) every (strategy, seed) run for ``config.cycles`` cycles, then summarise."""
-    return _Simulation(pool, config, Path(out)).run()
+def simulate(pool: Pool, config: SimulateConfig, out: Path, merge: Sequence[Path] = ()) -> Result:
+    """Run (or resume) every (strategy, seed) run for ``config.cycles`` cycles, then summarise.
+
+    ``merge``: output folders of the same settings (runs split with ``first_seed``) whose runs are
+    added to ``out`` first, so only what none of them finished is run here.
+    """
+    simulation = _Simulation(pool, config, Path(out))
+    if merge:
+        simulation.merge([Path(m) for m in merge])
+    return simulation.run()
 
 
 def screen(pool: Pool, config: SimulateConfig, out: Path) -> Screen:
@@ -259,7 +275,7 @@ class _Simulation:
 
         self._check_config()
         c = self.config
-        runs = [(s, seed) for seed in range(c.seeds) for s in c.strategies]  # seed-major: pairs first
+        runs = [(s, seed) for seed in c.seed_numbers for s in c.strategies]  # seed-major: pairs first
         replays = {run: replay_run(self.curves, self.selections, *run) for run in runs}
         todo = sum(1 for run in runs for cycle in range(1, c.cycles + 1) if cycle not in replays[run].done)
         (self.out / "work").mkdir(parents=True, exist_ok=True)
@@ -280,13 +296,65 @@ class _Simulation:
             reference = self._reference(bar)
         return self._summarise(reference)
 
+    def merge(self, folders: list[Path]) -> None:
+        """Add the runs recorded in ``folders`` to this one, with their models and carried tiles so
+        that a later resume can extend them. A run is taken whole from one folder: one that two
+        folders (or this one and another) both hold, with different records, is refused, since
+        which is right cannot be told; identical copies (a folder merged twice) are fine."""
+        self._check_config()
+        curves, selections = [self.curves], [self.selections]
+        owner = {run: self.out for run in _runs(self.curves, self.selections)}
+        for folder in folders:
+            config = folder / CONFIG
+            if not config.is_file():
+                raise InputError(f"{config}: not found (--merge takes output folders of acorn simulate)")
+            stored = json.loads(config.read_text(encoding="utf-8"))
+            changed = sorted(
+                k for k in self.identity.keys() | stored.keys() if stored.get(k) != self.identity.get(k)
+            )
+            if changed:
+                raise ParamsError(
+                    f"{config}: made with other settings ({', '.join(changed)} differ); not merged"
+                )
+            theirs = (
+                _read_csv(folder / CURVES, CURVE_COLUMNS),
+                _read_csv(folder / SELECTIONS, SELECTION_COLUMNS),
+            )
+            for run in _runs(*theirs):
+                if run not in owner:
+                    owner[run] = folder
+                    curves.append(_of_run(theirs[0], run))
+                    selections.append(_of_run(theirs[1], run))
+                    self._copy_run_state(folder, *run)
+                elif not _same_run(run, (self.curves, self.selections), theirs):
+                    raise InputError(
+                        f"{folder}: {run[0]} seed {run[1]} is also in {owner[run]} with other results; "
+                        "merge folders that hold different seeds (--first-seed)"
+                    )
+            self.curves, self.selections = _sorted(pd.concat(curves)), _sorted(pd.concat(selections), "rank")
+            curves, selections = [self.curves], [self.selections]
+            reference = folder / REFERENCE
+            if reference.is_file() and not (self.out / REFERENCE).is_file():
+                copy_file(reference, self.out / REFERENCE)
+        write_csv(self.curves, self.out / CURVES)
+        write_csv(self.selections, self.out / SELECTIONS)
+
+    def _copy_run_state(self, folder: Path, name: str, seed: int) -> None:
+        """The run's latest model and carried tiles, which a resume with more cycles reads."""
+        stem = f"{name.replace(':', '-')}-s{seed}"
+        for model in (folder / "models").glob(f"{stem}-c*.pt"):
+            copy_file(model, self.out / "models" / model.name)
+        carried = folder / CARRY_OVER / f"{stem}.json"
+        if carried.is_file():
+            copy_file(carried, self._carry_path(name, seed))
+
     def screen(self) -> Screen:
         c = self.config
         if c.cold:
             raise ParamsError(f"model.base {c.base}: screening needs a trained base model to predict with")
         picks = []
         for name in c.strategies:
-            for seed in range(c.seeds):
+            for seed in c.seed_numbers:
                 batch, _ = self._select(name, seed, 1, [], self.ids)
                 picks.append(pd.DataFrame({"strategy": name, "seed": seed, "cycle": 1, "tile_id": batch}))
         runs = hit_rates(pd.concat(picks, ignore_index=True), self.pool.objects).drop(columns="cycle")
@@ -573,7 +641,11 @@ class _Simulation:
         c = self.config
 
         def this_config(df: pd.DataFrame) -> pd.DataFrame:
-            keep = df["strategy"].isin(c.strategies) & (df["seed"] < c.seeds) & (df["cycle"] <= c.cycles)
+            keep = (
+                df["strategy"].isin(c.strategies)
+                & df["seed"].isin(c.seed_numbers)
+                & (df["cycle"] <= c.cycles)
+            )
             order = {s: i for i, s in enumerate(c.strategies)}
             return df[keep].sort_values(
                 ["strategy", "seed", "cycle"], key=lambda s: s.map(order) if s.name == "strategy" else s
@@ -609,7 +681,7 @@ class _Simulation:
         return {
             "title": (
                 f"{d['pool']}: {d['items']} items, budget {c.budget}/cycle, {self.p.train.epochs} epochs, "
-                f"imgsz {self.p.model.imgsz}, {c.seeds} seeds"
+                f"imgsz {self.p.model.imgsz}, {_seed_words(c.seed_numbers)}"
                 + (f", {self.p.predict.candidates} candidates/cycle" if self.p.predict.candidates else "")
             ),
             "test": f"{d['test']} ({d['test_items']} images, {int((self.pool.test['objects'] == 0).sum())} empty)",
@@ -632,6 +704,28 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
             f"{path}: missing columns {', '.join(missing)} (made by an older acorn: use another --out)"
         )
     return df[columns]
+
+
+def _runs(curves: pd.DataFrame, selections: pd.DataFrame) -> list[tuple[str, int]]:
+    both = pd.concat([curves[["strategy", "seed"]], selections[["strategy", "seed"]]])
+    return [(str(s), int(n)) for s, n in both.drop_duplicates().itertuples(index=False)]
+
+
+def _of_run(df: pd.DataFrame, run: tuple[str, int]) -> pd.DataFrame:
+    return df[(df["strategy"] == run[0]) & (df["seed"] == run[1])]
+
+
+def _same_run(run: tuple[str, int], ours: tuple[pd.DataFrame, ...], theirs: tuple[pd.DataFrame, ...]) -> bool:
+    def rows(df: pd.DataFrame) -> pd.DataFrame:
+        return _of_run(df, run).sort_values(list(df.columns), ignore_index=True).round(9)
+
+    return all(rows(a).equals(rows(b)) for a, b in zip(ours, theirs, strict=True))
+
+
+def _seed_words(seeds: range) -> str:
+    if len(seeds) == 1:
+        return f"seed {seeds.start}"
+    return f"{len(seeds)} seeds" if seeds.start == 0 else f"seeds {seeds.start}-{seeds[-1]}"
 
 
 def _sorted(df: pd.DataFrame, *extra: str) -> pd.DataFrame:
