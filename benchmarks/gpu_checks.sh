@@ -6,9 +6,10 @@
 #           `acorn simulate` on it with model.device cuda: one random cycle and the whole-pool
 #           reference trained for REF_EPOCHS (the ceiling the demo's learning curves are read against)
 #   curves: the same GPU tests while the demo pool is generated, then the paired demo-pool curves
-#           (benchmarks/learning_curve_demo.sh's: random vs hybrid, 5 seeds, 2 cycles of 50, the
-#           demo's fine-tune) with one process per strategy and seed (--first-seed, then --merge),
-#           beside the whole-pool reference for REF_EPOCHS; results packed in $OUT/curves.tar.gz
+#           (benchmarks/learning_curve_demo.sh's: STRATEGIES "random hybrid", SEEDS 5, CYCLES 2 of
+#           50, the demo's fine-tune) with one process per strategy and seed (--first-seed, then
+#           --merge), beside the whole-pool reference for REF_EPOCHS; packed in $OUT/curves.tar.gz.
+#           On an H100 the defaults took 3.5 min (~2.5 min per hybrid process of 2 cycles)
 #   ray:    the Ray engine's GPU test, then benchmarks/ray_predict.py measured on the card
 set -uo pipefail
 OUT=${OUT:-gpu-results}
@@ -50,10 +51,11 @@ curves)
   runs=/tmp/curves-runs
   mkdir -p $runs
   gpu=(-S model.device=cuda -S model.threads=2)
-  recipe=(--pool data/tiles --cycles 2 --full-epochs 0 -S predict.batch=64 "${gpu[@]}")
+  cycles=${CYCLES:-2} strategies=(${STRATEGIES:-random hybrid})
+  recipe=(--pool data/tiles --cycles $cycles --full-epochs 0 -S predict.batch=64 "${gpu[@]}")
   parts=()
-  for seed in 0 1 2 3 4; do
-    for strategy in random hybrid; do
+  for seed in $(seq 0 $((${SEEDS:-5} - 1))); do
+    for strategy in "${strategies[@]}"; do
       part=$runs/$strategy-s$seed
       parts+=(--merge "$part")
       timeout "${CURVES_TIMEOUT:-300}" acorn simulate "${recipe[@]}" --strategies $strategy --seeds 1 \
@@ -66,15 +68,16 @@ curves)
   wait
   for log in $runs/*.log; do echo "== $log"; tr '\r' '\n' < "$log" | grep -v "it/s\]$\|cycle/s" | tail -4; done
   grep -h "epoch" $runs/reference.log | tr '\r' '\n' | grep "INFO" | tee "$OUT/reference-epochs.log"
-  finished() {  # every part ran both cycles: merging then trains nothing
-    python3 -c "import pandas as pd, sys; sys.exit(any(pd.read_csv(f'{p}/curves.csv')['cycle'].max() != 2
+  finished() {  # every part ran all its cycles: merging then trains nothing
+    python3 -c "import pandas as pd, sys; sys.exit(any(pd.read_csv(f'{p}/curves.csv')['cycle'].max() != $cycles
 for p in sys.argv[1:]))" $(printf '%s\n' "${parts[@]}" | grep -v -- --merge)
   }
   if finished 2>/dev/null; then
-    timeout 120 acorn simulate "${recipe[@]}" --strategies random,hybrid --seeds 5 "${parts[@]}" \
+    timeout 120 acorn simulate "${recipe[@]}" --strategies "$(IFS=,; echo "${strategies[*]}")" \
+      --seeds "${SEEDS:-5}" "${parts[@]}" \
       --out $runs/merged 2>&1 | tr '\r' '\n' | grep -v "it/s\]$\|cycle/s"
   else
-    echo "not every run finished both cycles: merge the parts elsewhere (acorn simulate --merge)"
+    echo "not every run finished its cycles: merge the parts elsewhere (acorn simulate --merge)"
   fi
   tar -czf "$OUT/curves.tar.gz" --exclude=models --exclude=work -C $runs .
   ;;
