@@ -169,6 +169,9 @@ def frame_hashes(frames: list[Path], cache: Path | None = None) -> list[str]:
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 MAX_FRAME_PIXELS = 100_000_000  # 4K is 8.3 MP; PIL's own bomb warning starts at 89 MP
 BAD_FRAMES = "bad_frames.csv"  # tile stage output: every frame skipped, and why
+# in the tiles folder while a run writes or removes tiles: a run that finds it was killed, and
+# only then are the folders listed for files no manifest names (a listing of the whole pool)
+IN_PROGRESS = ".tiling-in-progress"
 
 
 @dataclass(frozen=True)
@@ -309,12 +312,16 @@ def tile_dataset(
     Bad frames (unreadable, truncated, bombs, bad label files, clashing ids) are all found in one
     run and listed in ``bad_frames.csv`` with the reason; ``on_bad_frame="skip"`` tiles the rest,
     ``"stop"`` then fails naming them (the good frames' tiles are kept either way).
+
+    Files left by a killed run (tiles its manifest never listed, temporary files) are removed by
+    the next run, which knows of them by the ``IN_PROGRESS`` marker the killed run left; a run
+    after a clean one does not list the pool's ~600,000 files.
     """
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm import tqdm
 
-    from acorn.atomic import write_parquet
+    from acorn.atomic import write_parquet, write_text
 
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     images_dir = raw_dir / "images"
@@ -366,6 +373,10 @@ def tile_dataset(
                 max_pixels,
             )
         )
+    marker = out_dir / IN_PROGRESS
+    killed_before = marker.exists() or previous.empty  # no manifest: whatever is there is unlisted
+    if jobs or not keep.all():
+        write_text(marker, "a tiling run is writing or removing tiles here\n")
     kept = previous
     if not previous.empty:
         kept = previous[keep]
@@ -389,7 +400,9 @@ def tile_dataset(
             if i % checkpoint_every == 0:
                 checkpoint()
     manifest = checkpoint()
-    _remove_strays(out_dir, manifest)
+    if killed_before:
+        _remove_strays(out_dir, manifest)
+    marker.unlink(missing_ok=True)
     _report_bad_frames(bad, out_dir / BAD_FRAMES, images_dir, on_bad_frame)
     return manifest
 
