@@ -443,20 +443,13 @@ def main() -> None:
     status = ["git", "-C", str(REPO), "status", "--porcelain", "--", "acorn", "stages", "dvc.yaml"]
     dirty = subprocess.run(status, capture_output=True, text=True).stdout.strip()
 
-    from acorn.labeling.labelstudio.server import LocalServer, free_port
+    from acorn.labeling.labelstudio.server import LocalServer
 
     work = args.work.resolve()
     if work.exists():
         raise SystemExit(f"{work} exists: delete it or pass another --work")
     (work / "logs").mkdir(parents=True)
-    server = LocalServer(
-        venv=REPO / ".acorn" / "labelstudio" / "venv",
-        data_dir=work / "ls-data",
-        state_dir=work / "ls-state",
-        port=free_port(),
-        document_root=work,
-        env_file=None,
-    )
+    server = LocalServer.scratch(work, REPO / ".acorn" / "labelstudio" / "venv", document_root=work)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = []
     try:

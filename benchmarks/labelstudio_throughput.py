@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from acorn.formats import format_yolo  # noqa: E402
 from acorn.labeling.labelstudio.annotator import simulate_annotations  # noqa: E402
 from acorn.labeling.labelstudio.backend import LabelStudioBackend  # noqa: E402
-from acorn.labeling.labelstudio.server import LocalServer, free_port  # noqa: E402
+from acorn.labeling.labelstudio.server import LocalServer  # noqa: E402
 
 W, H = 640, 540
 
@@ -85,13 +85,7 @@ def main() -> None:
         server = None
         options: dict = {"repo_root": root, "storage_path": None, "document_root": root}
         if args.own_server:
-            server = LocalServer(
-                venv=REPO / ".acorn" / "labelstudio" / "venv",
-                data_dir=root / "ls-data",
-                state_dir=root / "ls-state",
-                port=free_port(),
-                document_root=root,
-            )
+            server = LocalServer.scratch(root, REPO / ".acorn" / "labelstudio" / "venv", document_root=root)
             t0 = time.perf_counter()
             server.start()
             print(f"server up at {server.url} in {time.perf_counter() - t0:.1f} s")

@@ -302,16 +302,12 @@ class _Simulation:
         folders (or this one and another) both hold, with different records, is refused, since
         which is right cannot be told; identical copies (a folder merged twice) are fine."""
         self._check_config()
-        curves, selections = [self.curves], [self.selections]
         owner = {run: self.out for run in _runs(self.curves, self.selections)}
         for folder in folders:
             config = folder / CONFIG
             if not config.is_file():
                 raise InputError(f"{config}: not found (--merge takes output folders of acorn simulate)")
-            stored = json.loads(config.read_text(encoding="utf-8"))
-            changed = sorted(
-                k for k in self.identity.keys() | stored.keys() if stored.get(k) != self.identity.get(k)
-            )
+            changed = _differing(json.loads(config.read_text(encoding="utf-8")), self.identity)
             if changed:
                 raise ParamsError(
                     f"{config}: made with other settings ({', '.join(changed)} differ); not merged"
@@ -323,19 +319,18 @@ class _Simulation:
             for run in _runs(*theirs):
                 if run not in owner:
                     owner[run] = folder
-                    curves.append(_of_run(theirs[0], run))
-                    selections.append(_of_run(theirs[1], run))
+                    self.curves = pd.concat([self.curves, _of_run(theirs[0], run)])
+                    self.selections = pd.concat([self.selections, _of_run(theirs[1], run)])
                     self._copy_run_state(folder, *run)
                 elif not _same_run(run, (self.curves, self.selections), theirs):
                     raise InputError(
                         f"{folder}: {run[0]} seed {run[1]} is also in {owner[run]} with other results; "
                         "merge folders that hold different seeds (--first-seed)"
                     )
-            self.curves, self.selections = _sorted(pd.concat(curves)), _sorted(pd.concat(selections), "rank")
-            curves, selections = [self.curves], [self.selections]
             reference = folder / REFERENCE
             if reference.is_file() and not (self.out / REFERENCE).is_file():
                 copy_file(reference, self.out / REFERENCE)
+        self.curves, self.selections = _sorted(self.curves), _sorted(self.selections, "rank")
         write_csv(self.curves, self.out / CURVES)
         write_csv(self.selections, self.out / SELECTIONS)
 
@@ -576,11 +571,8 @@ class _Simulation:
     def _check_config(self) -> None:
         path = self.out / CONFIG
         if path.is_file():
-            stored = json.loads(path.read_text(encoding="utf-8"))
-            if stored != self.identity:
-                changed = sorted(
-                    k for k in self.identity.keys() | stored.keys() if stored.get(k) != self.identity.get(k)
-                )
+            changed = _differing(json.loads(path.read_text(encoding="utf-8")), self.identity)
+            if changed:
                 raise ParamsError(
                     f"{path}: this folder holds results for other settings ({', '.join(changed)} differ); "
                     "choose another --out, or delete the folder to start over"
@@ -704,6 +696,11 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
             f"{path}: missing columns {', '.join(missing)} (made by an older acorn: use another --out)"
         )
     return df[columns]
+
+
+def _differing(stored: dict, identity: dict) -> list[str]:
+    """The settings keys on which a folder's config.json and this simulation disagree."""
+    return sorted(k for k in identity.keys() | stored.keys() if stored.get(k) != identity.get(k))
 
 
 def _runs(curves: pd.DataFrame, selections: pd.DataFrame) -> list[tuple[str, int]]:

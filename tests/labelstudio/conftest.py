@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from acorn.labeling.labelstudio.backend import LabelStudioBackend
-from acorn.labeling.labelstudio.server import LocalServer, free_port
+from acorn.labeling.labelstudio.server import LocalServer
 from acorn.queue import queue_scores
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,14 +37,7 @@ def ls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]
     docroot = root / "docroot"
     docroot.mkdir()
     venv = Path(os.environ.get("ACORN_LABELSTUDIO_VENV", REPO / ".acorn" / "labelstudio" / "venv"))
-    server = LocalServer(
-        venv=venv,
-        data_dir=root / "data",
-        state_dir=root / "state",
-        port=free_port(),
-        document_root=docroot,
-        env_file=None,
-    )
+    server = LocalServer.scratch(root, venv, docroot)
     server.start(timeout=300)
     try:
         yield server

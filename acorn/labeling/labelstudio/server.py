@@ -84,6 +84,19 @@ class LocalServer:
         server.port = port if port is not None else server._recorded_port() or DEFAULT_PORT
         return server
 
+    @classmethod
+    def scratch(cls, folder: Path, venv: Path, document_root: Path) -> LocalServer:
+        """A throw-away server (tests, benchmarks): its data and state under ``folder``, a free
+        port, and no ``.env`` to write, so it never touches the project's own server or settings."""
+        return cls(
+            venv=venv,
+            data_dir=folder / "ls-data",
+            state_dir=folder / "ls-state",
+            port=free_port(),
+            document_root=document_root,
+            env_file=None,
+        )
+
     # ---- paths and recorded state -------------------------------------------------------
     @property
     def url(self) -> str:
