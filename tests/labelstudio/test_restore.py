@@ -18,7 +18,7 @@ import yaml
 from acorn.labeling.export import write_labels
 from acorn.labeling.labelstudio.backend import LabelStudioBackend
 from acorn.labeling.labelstudio.client import RetryPolicy
-from acorn.labeling.labelstudio.server import LocalServer, free_port
+from acorn.labeling.labelstudio.server import LocalServer
 from tests.conftest import tool_env
 
 from .conftest import CLASSES, REPO, H, W, Workspace, no_predictions
@@ -101,14 +101,7 @@ def test_labels_survive_losing_the_label_studio_database(tmp_path):
     root = docroot / "repo"
     root.mkdir(parents=True)
     venv = Path(os.environ.get("ACORN_LABELSTUDIO_VENV", REPO / ".acorn" / "labelstudio" / "venv"))
-    server = LocalServer(
-        venv=venv,
-        data_dir=tmp_path / "ls-data",
-        state_dir=tmp_path / "ls-state",
-        port=free_port(),
-        document_root=docroot,
-        env_file=None,
-    )
+    server = LocalServer.scratch(tmp_path, venv, docroot)
     params = {
         "classes": CLASSES,
         "labeling": {"backend": "label-studio", "project": "acorn", "document_root": str(docroot)},
