@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,9 +199,21 @@ def tile_or_report(job: TileJob) -> tuple[list[dict], str]:
         return [], str(exc) if str(job.frame_path) in str(exc) else f"{job.frame_path}: {exc}"
 
 
-def frame_id_for(path: Path, images_dir: Path) -> str:
-    """Relative path without suffix, folders joined by '__': unique and filename-safe."""
-    return "__".join(path.relative_to(images_dir).with_suffix("").parts)
+def list_frames(images_dir: Path) -> tuple[list[Path], list[str]]:
+    """Every image file under ``images_dir`` (symlinked folders not followed) in path order, and
+    its frame id: the relative path without suffix, folders joined by '__' (unique, filename-safe).
+    Plain strings, not pathlib: rglob, sorting Paths and relative_to were ~0.1 s of every tile
+    run at 12,500 frames."""
+    found: list[tuple[list[str], str]] = []  # (path parts under images_dir, frame id)
+    for folder, _, names in os.walk(images_dir):
+        rel = os.path.relpath(folder, images_dir)
+        parts = [] if rel == os.curdir else rel.split(os.sep)
+        for name in names:
+            stem, suffix = os.path.splitext(name)
+            if suffix.lower() in IMAGE_SUFFIXES:
+                found.append(([*parts, name], "__".join([*parts, stem])))
+    found.sort(key=lambda f: f[0])  # as pathlib orders paths: part by part
+    return [images_dir.joinpath(*path) for path, _ in found], [fid for _, fid in found]
 
 
 def decode_frame(path: Path, max_pixels: int = MAX_FRAME_PIXELS):
@@ -300,7 +313,7 @@ def tile_dataset(
     min_visibility: float = 0.3,
     jpeg_quality: int = 90,
     workers: int = 2,
-    checkpoint_every: int = 100,
+    checkpoint_seconds: float = 60.0,
     on_bad_frame: str = "skip",
     max_pixels: int = MAX_FRAME_PIXELS,
     hash_cache: Path | None = None,
@@ -308,7 +321,9 @@ def tile_dataset(
     """Tile every new or changed frame of a YOLO-layout folder; keep the tiles of the rest.
 
     Frames are matched by id and content hash and the grid settings, so a re-run with new
-    frames tiles only those, and a run killed midway resumes from its last manifest checkpoint.
+    frames tiles only those, and a run killed midway resumes from its last manifest checkpoint:
+    one every ``checkpoint_seconds``, not every N frames, since each rewrites the whole manifest
+    (~0.3 s at 300,000 tiles): a day's new frames would pay for several, a kill loses a minute.
     Bad frames (unreadable, truncated, bombs, bad label files, clashing ids) are all found in one
     run and listed in ``bad_frames.csv`` with the reason; ``on_bad_frame="skip"`` tiles the rest,
     ``"stop"`` then fails naming them (the good frames' tiles are kept either way).
@@ -332,10 +347,9 @@ def tile_dataset(
     manifest_path = out_dir / "manifest.parquet"
     previous = pd.read_parquet(manifest_path) if manifest_path.exists() else pd.DataFrame()
 
-    frames = sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    frames, frame_ids = list_frames(images_dir)
     if not frames:
         raise InputError(f"{images_dir}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    frame_ids = [frame_id_for(p, images_dir) for p in frames]
     clash = pd.Series(frame_ids).duplicated(keep=False).to_numpy()
     bad = [
         (str(p), f"{p}: another image has the same frame id {fid!r} (same name, other suffix); rename one")
@@ -383,6 +397,7 @@ def tile_dataset(
         _remove_tiles(out_dir, previous.loc[~keep, "tile_id"])
 
     new_rows: list[dict] = []
+    last_checkpoint = time.monotonic()
 
     def checkpoint() -> pd.DataFrame:
         manifest = _finish_manifest(kept, new_rows, signature, raw_dir)
@@ -391,14 +406,15 @@ def tile_dataset(
 
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         results = pool.map(tile_or_report, jobs, chunksize=1)
-        for i, (job, (rows, problem)) in enumerate(
-            zip(jobs, tqdm(results, total=len(jobs), desc="tile", unit="frame"), strict=True), start=1
+        for job, (rows, problem) in zip(
+            jobs, tqdm(results, total=len(jobs), desc="tile", unit="frame"), strict=True
         ):
             new_rows.extend(rows)
             if problem:
                 bad.append((str(job.frame_path), problem))
-            if i % checkpoint_every == 0:
+            if time.monotonic() - last_checkpoint >= checkpoint_seconds:
                 checkpoint()
+                last_checkpoint = time.monotonic()
     manifest = checkpoint()
     if killed_before:
         _remove_strays(out_dir, manifest)

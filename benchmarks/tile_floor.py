@@ -1,7 +1,8 @@
 """The tile stage against its decode + encode floor: new frames arriving in a pool already tiled.
 
 For each pool size (``--tiles``, tiles already there) and each batch of new frames
-(``--new-frames``), a generated repository (benchmarks/cycle_cost.py's ``make_raw_pool``: data/raw
+(``--new-frames``; 400 is a day of a webcam that keeps one frame every ~3.5 minutes, past 48 the
+generated frames repeat under new names), a generated repository (benchmarks/cycle_cost.py's ``make_raw_pool``: data/raw
 of hard-linked synthetic 4K frames, data/tiles as the tile stage left it, and the frame-hash cache
 as the previous run left it) gets the new frames, then, alternately, ``--repeat`` times each:
 
@@ -19,7 +20,7 @@ frames (a process start, the imports and a process pool). Each cell is the best 
 (a shared machine: the least disturbed run, by wall time); the ratio is stage / floor of those.
 CPU seconds (user + system, the pool's workers included) are less swayed by other load.
 
-Usage: ``python benchmarks/tile_floor.py [--tiles 3000,30000] [--new-frames 12,48] [--repeat 3]``.
+Usage: ``python benchmarks/tile_floor.py [--tiles 3000,30000] [--new-frames 12,48,400] [--repeat 3]``.
 """
 
 from __future__ import annotations
@@ -47,18 +48,24 @@ from cycle_cost import TILE_FLOOR, add_frames, make_raw_pool  # noqa: E402
 from predict_floor import source_tiles  # noqa: E402
 
 STAGE = REPO / "stages" / "tile.py"
+DISTINCT_NEW = 48  # new frames generated (~4 a second); larger batches repeat them under new names
 
 
 def subset(new: Path, dst: Path, k: int) -> Path:
-    """The first ``k`` of the generated new frames (hard links), with their labels and metadata."""
-    images = sorted((new / "images").glob("*.jpg"))[:k]
+    """``k`` new frames (hard links of the generated ones, repeated under new names past the
+    first ``DISTINCT_NEW``), with their labels and metadata rows."""
+    images = sorted((new / "images").glob("*.jpg"))
     for folder in ("images", "labels"):
         (dst / folder).mkdir(parents=True)
-    for image in images:
-        os.link(image, dst / "images" / image.name)
-        os.link(new / "labels" / f"{image.stem}.txt", dst / "labels" / f"{image.stem}.txt")
-    meta = pd.read_csv(new / "metadata.csv", dtype=str, keep_default_na=False)
-    meta[meta["frame_id"].isin({i.stem for i in images})].to_csv(dst / "metadata.csv", index=False)
+    meta = pd.read_csv(new / "metadata.csv", dtype=str, keep_default_na=False).set_index("frame_id")
+    rows = []
+    for i in range(k):
+        image = images[i % len(images)]
+        name = image.stem if i < len(images) else f"r{i // len(images):03d}__{image.stem}"
+        os.link(image, dst / "images" / f"{name}.jpg")
+        os.link(new / "labels" / f"{image.stem}.txt", dst / "labels" / f"{name}.txt")
+        rows.append({"frame_id": name, **meta.loc[image.stem].to_dict()})
+    pd.DataFrame(rows).to_csv(dst / "metadata.csv", index=False)
     return dst
 
 
@@ -134,7 +141,7 @@ def stage(root: Path) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiles", default="3000,30000", help="pool sizes already tiled, comma-separated")
-    parser.add_argument("--new-frames", default="12,48", help="batches of new 4K frames, comma-separated")
+    parser.add_argument("--new-frames", default="12,48,400", help="batches of new 4K frames, comma-separated")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each (best is kept)")
     parser.add_argument("--frames", type=int, default=4, help="distinct synthetic frames the pool repeats")
     args = parser.parse_args()
@@ -154,7 +161,8 @@ def main() -> None:
         source = work / "source"
         manifest = source_tiles(source, args.frames, p)
         new = work / "new"
-        make_webcam_set(new, max(batches), p.demo.width, p.demo.height, seed=p.demo.seed + 500, prefix="new")
+        distinct = min(max(batches), DISTINCT_NEW)
+        make_webcam_set(new, distinct, p.demo.width, p.demo.height, seed=p.demo.seed + 500, prefix="new")
         for n in sizes:
             print(f"pool of {n:,} tiles ...", file=sys.stderr, flush=True)
             pool = Pool(work / f"pool{n}", source, manifest, n, params)

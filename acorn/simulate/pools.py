@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from acorn.errors import InputError, ParamsError
-from acorn.tiling import IMAGE_SUFFIXES, frame_id_for
+from acorn.tiling import list_frames
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def _yolo_folder(folder: Path) -> pd.DataFrame:
     images_dir = folder / "images"
     if not images_dir.is_dir():
         raise InputError(f"{images_dir}: no images folder (expected YOLO layout: images/, labels/)")
-    images = sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    images, ids = list_frames(images_dir)
     if not images:
         raise InputError(f"{images_dir}: no images")
     names = pd.Series([p.name for p in images])
@@ -74,7 +74,7 @@ def _yolo_folder(folder: Path) -> pd.DataFrame:
     truth = [folder / "labels" / p.relative_to(images_dir).with_suffix(".txt") for p in images]
     table = pd.DataFrame(
         {
-            "tile_id": [frame_id_for(p, images_dir) for p in images],
+            "tile_id": ids,
             "image": [str(p) for p in images],
             "truth": [str(t) if t.is_file() else "" for t in truth],
         }
