@@ -1050,3 +1050,48 @@ def test_tiny_simulation_writes_curves_and_resumes_without_redoing_work(tiny_rac
     result = CliRunner().invoke(app, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert trained == [] and len(pd.read_csv(out / sim.SCREEN)) == len(sim.SCREEN_STRATEGIES)
+
+
+# ---------------------------------------------------------------------------------------------
+# What a batch's mix of empty and positive items buys (benchmarks/batch_mix.py)
+
+
+def test_mixed_batches_hold_the_share_asked_for_and_nest_within_a_seed():
+    items = pd.DataFrame({"tile_id": [f"t{i:02d}" for i in range(20)], "objects": [1] * 6 + [0] * 14})
+    batches = sim.mixed_batches(items, 8, [0.0, 0.25, 0.5], seed=3)
+    holding = {f"t{i:02d}" for i in range(6)}
+    assert list(batches) == ["share0", "share0.25", "share0.5"]
+    assert [len(b) for b in batches.values()] == [8, 8, 8]
+    assert [len(holding.intersection(b)) for b in batches.values()] == [0, 2, 4]
+    assert set(batches["share0.25"]) & holding <= set(batches["share0.5"])  # the same positives, more
+    assert set(batches["share0.5"]) - holding <= set(batches["share0.25"])  # the same empties, fewer
+    assert batches == sim.mixed_batches(items, 8, [0.0, 0.25, 0.5], seed=3)
+    assert batches != sim.mixed_batches(items, 8, [0.0, 0.25, 0.5], seed=4)
+    with pytest.raises(InputError, match="needs 8 such items"):
+        sim.mixed_batches(items, 8, [1.0], seed=0)
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        sim.mixed_batches(items, 8, [1.5], seed=0)
+
+
+def test_score_batches_fine_tunes_each_batch_with_the_run_seed_and_counts_its_positives(
+    tmp_path, monkeypatch
+):
+    model = FakeModel().install(monkeypatch)
+    pool = pools.folder_pool(
+        yolo_folder(tmp_path / "pool", 12), ["raccoon"], 0.2, yolo_folder(tmp_path / "t", 4, prefix="t")
+    )
+    config = sim.SimulateConfig(
+        settings(model__base=str(fake_base(tmp_path))), strategies=("random",), seeds=1
+    )
+    batches = {"empty": ["img00", "img04"], "mixed": ["img00", "img01", "img02"]}
+    table = sim.score_batches(pool, config, batches, seed=2, out=tmp_path / "out")
+    assert table[["batch", "seed", "tiles", "with_objects"]].values.tolist() == [
+        ["empty", 2, 2, 0],
+        ["mixed", 2, 3, 2],
+    ]
+    assert model.trained == [(2, 8), (2, 8)]
+    assert table["map50"].tolist() == [0.5, 0.5] and table["false_alarm_rate"].notna().all()
+    assert sorted(p.name for p in (tmp_path / "out" / "models").iterdir()) == [
+        "empty-s2-c1.pt",
+        "mixed-s2-c1.pt",
+    ]

@@ -33,11 +33,12 @@ so nothing is ever "waiting". Random needs no predictions and draws from the who
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -223,6 +224,39 @@ def simulate(pool: Pool, config: SimulateConfig, out: Path, merge: Sequence[Path
     return simulation.run()
 
 
+def score_batches(
+    pool: Pool, config: SimulateConfig, batches: Mapping[str, Sequence[str]], seed: int, out: Path
+) -> pd.DataFrame:
+    """Fine-tune from the base on each named batch of pool items with the train stage's recipe and
+    seed ``seed``, and score each on the test set as a cycle is scored (map50, map50-95, false
+    alarms on empty test images): what a batch's make-up buys, with no strategy in between.
+    One row per batch, with its size and how many of its items hold an object."""
+    return _Simulation(pool, config, out).score(batches, seed)
+
+
+def mixed_batches(items: pd.DataFrame, size: int, shares: Sequence[float], seed: int) -> dict[str, list[str]]:
+    """For each share, ``size`` items of which round(share x size) hold an object, the rest empty,
+    each part a seeded draw; a batch with more of one kind than the pool has is refused. Batches of
+    one seed are nested (a larger share adds positives and drops empties), so they differ only in
+    their mix."""
+    rng = np.random.default_rng(seed)
+    holding = items.loc[items["objects"] > 0, "tile_id"].astype(str).to_numpy()
+    empty = items.loc[items["objects"] == 0, "tile_id"].astype(str).to_numpy()
+    holding, empty = rng.permutation(holding), rng.permutation(empty)
+    batches = {}
+    for share in shares:
+        if not 0.0 <= share <= 1.0:
+            raise InputError(f"share of items with an object must be in [0, 1], got {share}")
+        k = round(share * size)
+        if k > len(holding) or size - k > len(empty):
+            raise InputError(
+                f"a batch of {size} with {k} holding an object needs {k} such items and {size - k} empty "
+                f"ones; the pool has {len(holding)} and {len(empty)}"
+            )
+        batches[f"share{share:g}"] = [*holding[:k], *empty[: size - k]]
+    return batches
+
+
 def screen(pool: Pool, config: SimulateConfig, out: Path) -> Screen:
     """Each strategy's first batch from the base model's predictions, and the share of it holding an
     object, for every seed: no training, so all strategies can be screened before simulating a few.
@@ -278,12 +312,18 @@ class _Simulation:
         runs = [(s, seed) for seed in c.seed_numbers for s in c.strategies]  # seed-major: pairs first
         replays = {run: replay_run(self.curves, self.selections, *run) for run in runs}
         todo = sum(1 for run in runs for cycle in range(1, c.cycles + 1) if cycle not in replays[run].done)
+        with self._workspace(), tqdm(total=todo, desc="simulate", unit="cycle") as bar:
+            for run in runs:
+                self._run(*run, replays[run], bar)
+            reference = self._reference(bar)
+        return self._summarise(reference)
+
+    @contextlib.contextmanager
+    def _workspace(self) -> Iterator[None]:
+        """A scratch folder for training and evaluation, the replay close-ups and the test set."""
         (self.out / "work").mkdir(parents=True, exist_ok=True)
         write_text(self.out / ".gitignore", "models/\nwork/\n")
-        with (
-            tempfile.TemporaryDirectory(dir=self.out / "work") as tmp,
-            tqdm(total=todo, desc="simulate", unit="cycle") as bar,
-        ):
+        with tempfile.TemporaryDirectory(dir=self.out / "work") as tmp:
             self.work = Path(tmp)
             self._replay = training.replay_pairs(self.p.train.replay_data, self.p.train.replay_images)
             test = [
@@ -291,10 +331,19 @@ class _Simulation:
                 for image, truth in zip(self.pool.test["image"], self.pool.test["truth"], strict=True)
             ]
             self._test_yaml = training.write_dataset(self.work / "test", self.pool.classes, test, test)
-            for run in runs:
-                self._run(*run, replays[run], bar)
-            reference = self._reference(bar)
-        return self._summarise(reference)
+            yield
+
+    def score(self, batches: Mapping[str, Sequence[str]], seed: int) -> pd.DataFrame:
+        """One fine-tune from the base per named batch (run ``seed``), scored as a cycle is."""
+        rows = []
+        with self._workspace():
+            for name, ids in batches.items():
+                keep = self.out / "models" / f"{name}-s{seed}-c1.pt"
+                weights = self._train_model(list(ids), seed, None, keep)
+                holding = int((self.items.loc[list(ids), "objects"] > 0).sum())
+                rows.append({"batch": name, "seed": seed, "tiles": len(ids), "with_objects": holding})
+                rows[-1].update(self._evaluate(weights))
+        return pd.DataFrame(rows)
 
     def merge(self, folders: list[Path]) -> None:
         """Add the runs recorded in ``folders`` to this one, with their models and carried tiles so
