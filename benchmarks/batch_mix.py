@@ -45,16 +45,19 @@ def main() -> None:
     pool = open_pool(args.pool, p.classes, Path(p.test.data), 0.2)
     shares = [float(s) for s in args.shares.split(",")]
     table = args.out / "mix.csv"
-    done = pd.read_csv(table) if table.is_file() else pd.DataFrame(columns=["batch", "seed"])
+    rows = pd.read_csv(table).to_dict("records") if table.is_file() else []
     for seed in range(args.seeds):
-        for name, ids in mixed_batches(pool.items, args.size, shares, seed).items():
-            if ((done["batch"] == name) & (done["seed"] == seed)).any():
-                continue
-            row = score_batches(pool, config, {name: ids}, seed, args.out)
-            done = pd.concat([done, row], ignore_index=True) if len(done) else row
-            write_csv(done, table)
-            print(row.to_string(index=False), flush=True)
+        finished = {r["batch"] for r in rows if r["seed"] == seed}
+        batches = mixed_batches(pool.items, args.size, shares, seed)
+        todo = {name: ids for name, ids in batches.items() if name not in finished}
+        if not todo:
+            continue
+        for row in score_batches(pool, config, todo, seed, args.out):  # one workspace per seed
+            rows.append(row)
+            write_csv(pd.DataFrame(rows), table)
+            print(row, flush=True)
 
+    done = pd.DataFrame(rows)
     summary = (
         done.groupby("batch", sort=False)
         .agg(

@@ -1084,7 +1084,7 @@ def test_score_batches_fine_tunes_each_batch_with_the_run_seed_and_counts_its_po
         settings(model__base=str(fake_base(tmp_path))), strategies=("random",), seeds=1
     )
     batches = {"empty": ["img00", "img04"], "mixed": ["img00", "img01", "img02"]}
-    table = sim.score_batches(pool, config, batches, seed=2, out=tmp_path / "out")
+    table = pd.DataFrame(sim.score_batches(pool, config, batches, seed=2, out=tmp_path / "out"))
     assert table[["batch", "seed", "tiles", "with_objects"]].values.tolist() == [
         ["empty", 2, 2, 0],
         ["mixed", 2, 3, 2],

@@ -226,12 +226,13 @@ def simulate(pool: Pool, config: SimulateConfig, out: Path, merge: Sequence[Path
 
 def score_batches(
     pool: Pool, config: SimulateConfig, batches: Mapping[str, Sequence[str]], seed: int, out: Path
-) -> pd.DataFrame:
+) -> Iterator[dict]:
     """Fine-tune from the base on each named batch of pool items with the train stage's recipe and
     seed ``seed``, and score each on the test set as a cycle is scored (map50, map50-95, false
     alarms on empty test images): what a batch's make-up buys, with no strategy in between.
-    One row per batch, with its size and how many of its items hold an object."""
-    return _Simulation(pool, config, out).score(batches, seed)
+    One row per batch, with its size and how many of its items hold an object, yielded as soon as
+    it is scored so that a caller can save it before the next fine-tune."""
+    yield from _Simulation(pool, config, out).score(batches, seed)
 
 
 def mixed_batches(items: pd.DataFrame, size: int, shares: Sequence[float], seed: int) -> dict[str, list[str]]:
@@ -333,17 +334,15 @@ class _Simulation:
             self._test_yaml = training.write_dataset(self.work / "test", self.pool.classes, test, test)
             yield
 
-    def score(self, batches: Mapping[str, Sequence[str]], seed: int) -> pd.DataFrame:
+    def score(self, batches: Mapping[str, Sequence[str]], seed: int) -> Iterator[dict]:
         """One fine-tune from the base per named batch (run ``seed``), scored as a cycle is."""
-        rows = []
         with self._workspace():
             for name, ids in batches.items():
-                keep = self.out / "models" / f"{name}-s{seed}-c1.pt"
-                weights = self._train_model(list(ids), seed, None, keep)
-                holding = int((self.items.loc[list(ids), "objects"] > 0).sum())
-                rows.append({"batch": name, "seed": seed, "tiles": len(ids), "with_objects": holding})
-                rows[-1].update(self._evaluate(weights))
-        return pd.DataFrame(rows)
+                ids = list(ids)
+                weights = self._train_model(ids, seed, None, self.out / "models" / f"{name}-s{seed}-c1.pt")
+                holding = int((self.items.loc[ids, "objects"] > 0).sum())
+                row = {"batch": name, "seed": seed, "tiles": len(ids), "with_objects": holding}
+                yield row | self._evaluate(weights)
 
     def merge(self, folders: list[Path]) -> None:
         """Add the runs recorded in ``folders`` to this one, with their models and carried tiles so
