@@ -6,7 +6,7 @@
 #           `acorn simulate` on it with model.device cuda: one random cycle and the whole-pool
 #           reference trained for REF_EPOCHS (the ceiling the demo's learning curves are read against)
 #   curves: the same GPU tests while the demo pool is generated, then the paired demo-pool curves
-#           (benchmarks/learning_curve_demo.sh's: STRATEGIES "random hybrid", SEEDS 5, CYCLES 2 of
+#           (benchmarks/learning_curve_demo.sh's recipe: STRATEGIES "random hybrid", SEEDS 5, CYCLES 2 of
 #           50, the demo's fine-tune) with one process per strategy and seed (--first-seed, then
 #           --merge), beside the whole-pool reference for REF_EPOCHS; packed in $OUT/curves.tar.gz.
 #           On an H100 the defaults took 3.5 min (~2.5 min per hybrid process of 2 cycles)
