@@ -17,10 +17,17 @@ from acorn.strategies import STRATEGIES, Strategy, StrategyError, get_strategy, 
 
 
 def strategy_for(p: Params, name: str | None = None) -> Strategy:
-    """The strategy ``rank.*`` describes; ``name`` (``entropy`` or ``entropy:mean``) overrides
-    ``rank.strategy`` and, after a colon, ``rank.aggregate`` (how ``acorn simulate`` compares)."""
+    """The strategy ``rank.*`` describes; ``name`` overrides ``rank.strategy`` for one comparison
+    entry of ``acorn simulate``: ``entropy``, ``entropy:mean`` (after a colon, ``rank.aggregate``)
+    or ``hybrid/least_confidence:min`` (after a slash, hybrid's shortlist ``rank.uncertainty``), so
+    one simulation, paired seed by seed, can hold hybrids over different shortlists."""
     r = p.rank
-    strategy, _, aggregate = (name or r.strategy).partition(":")
+    entry, _, aggregate = (name or r.strategy).partition(":")
+    strategy, slash, uncertainty = entry.partition("/")
+    if slash and strategy != "hybrid":
+        raise StrategyError(f"strategy {name!r}: only hybrid takes a shortlist strategy after '/'")
+    if slash and not uncertainty:
+        raise StrategyError(f"strategy {name!r}: name the shortlist strategy after '/', e.g. hybrid/entropy")
     if (
         aggregate
         and strategy in STRATEGIES
@@ -36,7 +43,7 @@ def strategy_for(p: Params, name: str | None = None) -> Strategy:
         band=r.band,
         t_low=r.t_low,
         t_high=r.t_high,
-        uncertainty=r.uncertainty,
+        uncertainty=uncertainty or r.uncertainty,
         shortlist_factor=r.shortlist_factor,
     )
 

@@ -439,6 +439,30 @@ def test_a_strategy_entry_may_set_its_own_aggregate():
         sim.SimulateConfig(settings(), strategies=("least_confidence:sum",))
 
 
+def test_a_hybrid_entry_may_name_its_own_shortlist_strategy():
+    config = sim.SimulateConfig(
+        settings(rank__uncertainty="entropy", rank__aggregate="max"),
+        strategies=("hybrid", "hybrid/least_confidence:min", "hybrid/margin"),
+    )
+    assert (config.strategy("hybrid").uncertainty.name, config.strategy("hybrid").uncertainty.aggregate) == (
+        "entropy",
+        "max",
+    )
+    shortlist = config.strategy("hybrid/least_confidence:min").uncertainty
+    assert (shortlist.name, shortlist.aggregate) == ("least_confidence", "min")
+    assert config.strategy("hybrid/margin").uncertainty.name == "margin"
+    for entry, message in (
+        ("entropy/margin", "only hybrid"),
+        ("hybrid/", "name the shortlist"),
+        ("hybrid/random", "rank.uncertainty must be one of"),
+        ("hybrid/least_confidence:sum", "aggregate"),
+    ):
+        with pytest.raises(StrategyError, match=message):
+            sim.SimulateConfig(settings(), strategies=(entry,))
+    # its models and carried tiles live in files whose names hold no folder separator
+    assert sim._file_stem("hybrid/least_confidence:min") == "hybrid+least_confidence-min"
+
+
 def test_flags_and_set_override_params_sections(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("classes: [raccoon]\ntrain: {epochs: 5, lr0: 0.02}\n")

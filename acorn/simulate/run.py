@@ -107,6 +107,11 @@ _NOT_READ = {"rank.strategy", "rank.seed", "train.seed"}
 _SPEED_ONLY = {"model.threads"}  # how fast, not what is measured: a resume may run with more threads
 
 
+def _file_stem(name: str) -> str:
+    """A strategy entry as a file name: ``hybrid/least_confidence:min`` -> ``hybrid+least_confidence-min``."""
+    return name.replace(":", "-").replace("/", "+")
+
+
 def selection_seed(seed: int, cycle: int) -> int:
     """The seed ``Strategy.select`` gets in run ``seed``, cycle ``cycle``: one value for every
     strategy, so random's order and every tie-break are shared within a seed (paired runs)."""
@@ -384,7 +389,7 @@ class _Simulation:
 
     def _copy_run_state(self, folder: Path, name: str, seed: int) -> None:
         """The run's latest model and carried tiles, which a resume with more cycles reads."""
-        stem = f"{name.replace(':', '-')}-s{seed}"
+        stem = f"{_file_stem(name)}-s{seed}"
         for model in (folder / "models").glob(f"{stem}-c*.pt"):
             copy_file(model, self.out / "models" / model.name)
         carried = folder / CARRY_OVER / f"{stem}.json"
@@ -629,7 +634,7 @@ class _Simulation:
             write_json(path, self.identity)
 
     def _carry_path(self, name: str, seed: int) -> Path:
-        return self.out / CARRY_OVER / f"{name.replace(':', '-')}-s{seed}.json"
+        return self.out / CARRY_OVER / f"{_file_stem(name)}-s{seed}.json"
 
     def _read_carried(self, name: str, seed: int, cycle: int) -> list[str]:
         """What the run's previous cycle left for ``cycle`` (nothing for the first). A missing entry
@@ -654,7 +659,7 @@ class _Simulation:
 
     def _model_path(self, name: str, seed: int, cycle: int) -> Path:
         """Where a run keeps its latest model: the next cycle (also after a resume) predicts with it."""
-        return self.out / "models" / f"{name.replace(':', '-')}-s{seed}-c{cycle}.pt"
+        return self.out / "models" / f"{_file_stem(name)}-s{seed}-c{cycle}.pt"
 
     def _record_selection(self, name: str, seed: int, cycle: int, batch: list[str]) -> None:
         new = pd.DataFrame(
