@@ -79,18 +79,38 @@ class RankParams(Section):
     band: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.4
     t_low: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
     t_high: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
-    uncertainty: Literal[UNCERTAINTY_STRATEGIES] = "entropy"
+    uncertainty: str = "entropy"  # hybrid's shortlist strategy, with its own reduction after a colon
     shortlist_factor: Annotated[float, Field(ge=1.0)] = 10.0
+
+    @field_validator("uncertainty", mode="before")
+    @classmethod
+    def _shortlist(cls, value: object) -> object:
+        name, colon, aggregate = value.partition(":") if isinstance(value, str) else (value, "", "")
+        if name not in UNCERTAINTY_STRATEGIES or (colon and aggregate not in AGGREGATES):
+            raise ValueError(
+                f"must be one of {', '.join(UNCERTAINTY_STRATEGIES)}, optionally with its own reduction "
+                f"after a colon ({', '.join(AGGREGATES)}; e.g. least_confidence:min)"
+            )
+        return value
+
+    @property
+    def shortlist(self) -> tuple[str, str]:
+        """Hybrid's shortlist strategy and its reduction: ``rank.uncertainty``'s own, else ``rank.aggregate``."""
+        name, _, aggregate = self.uncertainty.partition(":")
+        return name, aggregate or self.aggregate
 
     @model_validator(mode="after")
     def _consistent(self) -> RankParams:
         if self.t_low >= self.t_high:
             raise ValueError(f"rank.t_low ({self.t_low}) must be below rank.t_high ({self.t_high})")
-        uses_aggregate = self.strategy if self.strategy != "hybrid" else self.uncertainty
-        if uses_aggregate == "least_confidence" and self.aggregate == "sum":
-            raise ValueError(
-                "rank.aggregate 'sum' does not apply to least_confidence; allowed: min, mean, max"
+        strategy, aggregate = (self.strategy, self.aggregate) if self.strategy != "hybrid" else self.shortlist
+        if strategy == "least_confidence" and aggregate == "sum":
+            where = (
+                "rank.uncertainty"
+                if ":" in self.uncertainty and self.strategy == "hybrid"
+                else "rank.aggregate"
             )
+            raise ValueError(f"{where}: 'sum' does not apply to least_confidence; allowed: min, mean, max")
         return self
 
 

@@ -23,11 +23,14 @@ def strategy_for(p: Params, name: str | None = None) -> Strategy:
     one simulation, paired seed by seed, can hold hybrids over different shortlists."""
     r = p.rank
     entry, _, aggregate = (name or r.strategy).partition(":")
-    strategy, slash, uncertainty = entry.partition("/")
+    strategy, slash, shortlist = entry.partition("/")
     if slash and strategy != "hybrid":
         raise StrategyError(f"strategy {name!r}: only hybrid takes a shortlist strategy after '/'")
-    if slash and not uncertainty:
+    if slash and not shortlist:
         raise StrategyError(f"strategy {name!r}: name the shortlist strategy after '/', e.g. hybrid/entropy")
+    uncertainty = shortlist or r.uncertainty
+    if strategy == "hybrid" and aggregate:  # the entry's reduction is its shortlist's
+        uncertainty = f"{uncertainty.partition(':')[0]}:{aggregate}"
     if (
         aggregate
         and strategy in STRATEGIES
@@ -43,7 +46,7 @@ def strategy_for(p: Params, name: str | None = None) -> Strategy:
         band=r.band,
         t_low=r.t_low,
         t_high=r.t_high,
-        uncertainty=uncertainty or r.uncertainty,
+        uncertainty=uncertainty,
         shortlist_factor=r.shortlist_factor,
     )
 

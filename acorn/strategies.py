@@ -558,7 +558,8 @@ def get_strategy(name: str, **params: object) -> Strategy:
 
     A parameter no strategy knows is an error (a misspelt knob); one that only another strategy uses
     (``threshold`` for entropy) is ignored, so one shared ``rank`` section serves every strategy.
-    For ``hybrid``, ``uncertainty`` names the shortlist strategy, built from the same params.
+    For ``hybrid``, ``uncertainty`` names the shortlist strategy, built from the same params; after a
+    colon (``least_confidence:min``) its own reduction, in place of ``aggregate``.
     """
     _check_choice("strategy", name, tuple(STRATEGIES))
     unknown = sorted(set(params) - _PARAMS)
@@ -570,10 +571,11 @@ def get_strategy(name: str, **params: object) -> Strategy:
     accepted = {f.name for f in dataclasses.fields(cls)}
     kwargs = {k: v for k, v in params.items() if k in accepted}
     if cls is Hybrid:
-        inner = params.get("uncertainty", LeastConfidence.name)
+        inner, _, aggregate = str(params.get("uncertainty", LeastConfidence.name)).partition(":")
         _check_choice("uncertainty", inner, tuple(_UNCERTAINTY))
+        shared = {k: v for k, v in params.items() if k != "uncertainty"}
         kwargs["uncertainty"] = get_strategy(
-            str(inner), **{k: v for k, v in params.items() if k != "uncertainty"}
+            inner, **shared | ({"aggregate": aggregate} if aggregate else {})
         )
     return cls(**kwargs)
 

@@ -16,7 +16,15 @@ import yaml
 from pydantic import BaseModel
 
 import acorn.strategies as strategies
-from acorn.params import STRATEGIES, UNCERTAINTY_STRATEGIES, Params, ParamsError, load_params, parse_params
+from acorn.params import (
+    AGGREGATES,
+    STRATEGIES,
+    UNCERTAINTY_STRATEGIES,
+    Params,
+    ParamsError,
+    load_params,
+    parse_params,
+)
 from acorn.queue import strategy_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +101,9 @@ def test_missing_params_file_is_named(tmp_path):
         ({"shortlist_factor": [10]}, ["rank.shortlist_factor"], [r"a number >= 1"]),
         ({"uncertainty": "random"}, ["rank.uncertainty"], UNCERTAINTY_STRATEGIES),
         ({"uncertainty": 3}, ["rank.uncertainty"], UNCERTAINTY_STRATEGIES),
+        ({"uncertainty": "entropy:median"}, ["rank.uncertainty"], [*UNCERTAINTY_STRATEGIES, *AGGREGATES]),
+        ({"uncertainty": "entropy:"}, ["rank.uncertainty"], AGGREGATES),
+        ({"uncertainty": "least_confidence:sum"}, ["rank.uncertainty"], ["min", "mean", "max"]),
         ({"strategy": "nope"}, ["rank.strategy"], STRATEGIES),
         ({"strategy": "least_confidence", "aggregate": "sum"}, ["rank.aggregate"], ["min", "mean", "max"]),
         (
@@ -133,13 +144,33 @@ def test_what_loads_builds_a_strategy(strategy):
     ]
     for rank in edges:
         for aggregate in ("min", "mean", "max", "sum"):
-            for uncertainty in UNCERTAINTY_STRATEGIES:
+            for uncertainty in (
+                *UNCERTAINTY_STRATEGIES,
+                *(f"{u}:{a}" for u in UNCERTAINTY_STRATEGIES for a in AGGREGATES),
+            ):
                 values = {**rank, "strategy": strategy, "aggregate": aggregate, "uncertainty": uncertainty}
                 try:
                     p = parse_params({"rank": values})
                 except ParamsError:
                     continue  # refused at load: fine, that is the point
                 assert strategy_for(p).name == strategy
+
+
+def test_the_shortlist_may_carry_its_own_reduction():
+    """``rank.uncertainty: least_confidence:min`` keeps ``rank.aggregate`` for the other strategies
+    (``dvc exp run -S rank.strategy=entropy`` still means entropy:max)."""
+    p = parse_params(
+        {"rank": {"strategy": "hybrid", "uncertainty": "least_confidence:min", "aggregate": "max"}}
+    )
+    shortlist = strategy_for(p).uncertainty
+    assert (shortlist.name, shortlist.aggregate) == ("least_confidence", "min")
+    assert strategy_for(p, "entropy").aggregate == "max"
+    assert strategy_for(p, "hybrid:mean").uncertainty.aggregate == "mean"  # an entry's reduction wins
+    assert strategy_for(p.with_overrides({"rank.uncertainty": "margin"})).uncertainty.aggregate == "max"
+    # least_confidence:sum is refused only where it would be used
+    parse_params({"rank": {"strategy": "entropy", "uncertainty": "least_confidence", "aggregate": "sum"}})
+    with pytest.raises(ParamsError, match="rank.aggregate"):
+        parse_params({"rank": {"strategy": "hybrid", "uncertainty": "least_confidence", "aggregate": "sum"}})
 
 
 def _strategy_error_keys() -> set[str]:
