@@ -56,7 +56,7 @@ curves)
   parts=()
   for seed in $(seq 0 $((${SEEDS:-5} - 1))); do
     for strategy in "${strategies[@]}"; do
-      part=$runs/$strategy-s$seed
+      part=$runs/${strategy//\//+}-s$seed  # hybrid/least_confidence:min: no folder separator
       parts+=(--merge "$part")
       timeout "${CURVES_TIMEOUT:-300}" acorn simulate "${recipe[@]}" --strategies $strategy --seeds 1 \
         --first-seed $seed --out "$part" > "$part.log" 2>&1 &

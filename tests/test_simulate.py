@@ -3,6 +3,7 @@ screening, resume), and one tiny real simulation that trains YOLO and resumes.""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from dataclasses import replace
@@ -1119,3 +1120,39 @@ def test_score_batches_fine_tunes_each_batch_with_the_run_seed_and_counts_its_po
         "empty-s2-c1.pt",
         "mixed-s2-c1.pt",
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Paired differences against another strategy than random (benchmarks/paired.py)
+
+
+def load_paired_script():
+    spec = importlib.util.spec_from_file_location(
+        "paired", Path(__file__).parents[1] / "benchmarks" / "paired.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paired_script_reads_a_folder_against_the_baseline_it_is_given(tmp_path):
+    rows = []
+    for seed in range(4):
+        for strategy, lift in (("random", 0.0), ("hybrid", 0.02), ("candidate", 0.05)):
+            for cycle in range(3):
+                level = 0.1 + cycle * (0.05 + lift) + seed * 0.01
+                rows.append([strategy, seed, cycle, 50 * cycle, level, 0.1 - lift])
+    curves = pd.DataFrame(
+        rows, columns=["strategy", "seed", "cycle", "labeled_tiles", "map50", "false_alarm_rate"]
+    )
+    paired = load_paired_script().paired_against(curves, "hybrid").set_index("strategy")
+    diff = "AUC − hybrid [90% CI]"
+    assert (
+        paired.loc["candidate", diff] == "+0.030 [+0.030, +0.030]"
+    )  # the curves differ by 0.03 at mid-budget
+    assert paired.loc["random", diff] == "-0.020 [-0.020, -0.020]" and paired.loc["hybrid", diff] == ""
+    assert paired.loc["candidate", "verdict"] == "better" and paired.loc["random", "verdict"] == "worse"
+    only = load_paired_script().paired_against(curves, "hybrid", ["candidate"])
+    assert only["strategy"].tolist() == ["hybrid", "candidate"]
+    with pytest.raises(InputError, match="'nope' is not in these curves"):
+        load_paired_script().paired_against(curves, "nope")

@@ -1,0 +1,55 @@
+"""Paired differences of a finished ``acorn simulate`` folder against any strategy, not only random.
+
+The report compares every strategy with random; choosing between two good ones (is the candidate
+better than the default?) needs the same paired seeds read against the default instead. This reads
+``<folder>/curves.csv`` and prints the report's comparison table with ``baseline`` in random's
+place: the AUC difference per strategy with its bootstrap 90% interval over the seeds both ran, the
+verdict, and the last model's false-alarm difference. Nothing is trained.
+
+    python benchmarks/paired.py benchmarks/learning_curve_raccoon hybrid
+    python benchmarks/paired.py benchmarks/learning_curve_demo hybrid --strategies random,least_confidence:min
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from acorn.errors import InputError
+from acorn.simulate.curves import CURVES, comparison_table, format_comparison, run_table
+from acorn.simulate.report import markdown_table
+
+
+def paired_against(curves: pd.DataFrame, baseline: str, strategies: list[str] | None = None) -> pd.DataFrame:
+    """The comparison table of ``curves`` (rows of one simulation) with ``baseline`` as reference."""
+    names = list(curves["strategy"].unique())
+    for name in [baseline, *(strategies or [])]:
+        if name not in names:
+            raise InputError(f"strategy {name!r} is not in these curves (they hold: {', '.join(names)})")
+    if strategies:
+        curves = curves[curves["strategy"].isin([baseline, *strategies])]
+    comparison = comparison_table(run_table(curves, None), baseline=baseline)
+    table = format_comparison(comparison, has_target=False, baseline=baseline)
+    return table.drop(columns=["labels to target", "hit rate"], errors="ignore")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="an acorn simulate output folder")
+    parser.add_argument("baseline", help="the strategy every other one is compared with, e.g. hybrid")
+    parser.add_argument("--strategies", default="", help="comma-separated: only these (default: all)")
+    args = parser.parse_args()
+    path = args.folder / CURVES
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such file (run acorn simulate --out {args.folder} first)")
+    chosen = [s for s in args.strategies.split(",") if s]
+    try:
+        print(markdown_table(paired_against(pd.read_csv(path), args.baseline, chosen)))
+    except InputError as exc:
+        raise SystemExit(f"{path}: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()
