@@ -4,11 +4,13 @@
 # on PATH). Logs go to $OUT (default gpu-results/). Three parts, so each fits a short lease:
 #   train:  GPU tests (training with AutoBatch, predict), then the demo pool generated here and
 #           `acorn simulate` on it with model.device cuda: one random cycle and the whole-pool
-#           reference trained for REF_EPOCHS (the ceiling the demo's learning curves are read against)
+#           reference (the ceiling the demo's learning curves are read against), trained for up to
+#           REF_EPOCHS (100) and stopped after REF_PATIENCE (10) epochs without a better validation
+#           score: reference.json says whether it converged (30 epochs took 2 min on an H100)
 #   curves: the same GPU tests while the demo pool is generated, then the paired demo-pool curves
 #           (benchmarks/learning_curve_demo.sh's recipe: STRATEGIES "random hybrid", SEEDS 5, CYCLES 2 of
 #           50, the demo's fine-tune) with one process per strategy and seed (--first-seed, then
-#           --merge), beside the whole-pool reference for REF_EPOCHS; packed in $OUT/curves.tar.gz.
+#           --merge), beside the whole-pool reference (up to REF_EPOCHS, REF_PATIENCE); packed in $OUT/curves.tar.gz.
 #           On an H100 the defaults took 3.5 min (~2.5 min per hybrid process of 2 cycles)
 #   ray:    the Ray engine's GPU test, then benchmarks/ray_predict.py measured on the card
 set -uo pipefail
@@ -38,9 +40,9 @@ case "$1" in
 train)
   [ -n "${SKIP_TESTS:-}" ] || { gpu_tests; cat "$OUT/pytest-train.log"; }
   demo_pool
-  timeout "${SIM_TIMEOUT:-330}" acorn simulate --pool data/tiles --strategies random --seeds 1 --cycles 1 \
-    --full-epochs "${REF_EPOCHS:-30}" -S model.device=cuda -S predict.batch=128 -S train.batch=64 \
-    -S train.workers=8 --out "$OUT/simulate-gpu" 2>&1 | tr '\r' '\n' | grep -v "^simulate\|it/s\]$" |
+  timeout "${SIM_TIMEOUT:-480}" acorn simulate --pool data/tiles --strategies random --seeds 1 --cycles 1 \
+    --full-epochs "${REF_EPOCHS:-100}" --full-patience "${REF_PATIENCE:-10}" -S model.device=cuda \
+    -S predict.batch=128 -S train.batch=64 -S train.workers=8 --out "$OUT/simulate-gpu" 2>&1 | tr '\r' '\n' | grep -v "^simulate\|it/s\]$" |
     tee "$OUT/simulate.log"
   ;;
 curves)
@@ -63,7 +65,8 @@ curves)
     done
   done
   timeout "${CURVES_TIMEOUT:-300}" acorn simulate --pool data/tiles --strategies random --seeds 1 --cycles 1 \
-    --full-epochs "${REF_EPOCHS:-35}" "${gpu[@]}" -S predict.batch=128 -S train.batch=64 -S train.workers=8 \
+    --full-epochs "${REF_EPOCHS:-35}" --full-patience "${REF_PATIENCE:-10}" "${gpu[@]}" -S predict.batch=128 \
+    -S train.batch=64 -S train.workers=8 \
     --out $runs/reference > $runs/reference.log 2>&1 &
   wait
   for log in $runs/*.log; do echo "== $log"; tr '\r' '\n' < "$log" | grep -v "it/s\]$\|cycle/s" | tail -4; done

@@ -504,10 +504,15 @@ class FakeModel:
     records what it was asked, and a fixed test score."""
 
     def __init__(
-        self, embeddings: dict[str, list[float]] | None = None, boxes: dict[str, list[float]] | None = None
+        self,
+        embeddings: dict[str, list[float]] | None = None,
+        boxes: dict[str, list[float]] | None = None,
+        epochs_run: list[tuple[float, float]] | None = None,
     ):
         self.embeddings, self.boxes = embeddings or {}, boxes or {}
+        self.epochs_run = epochs_run or []  # (val map50, map50-95) per epoch a training reports
         self.trained: list[tuple[int, int]] = []  # (seed, epochs) per training
+        self.train_options: list[dict] = []  # keep / patience as each training got them
         self.detectors: list[str] = []  # the weights of each detector built
         self.predicted: list[list[str]] = []  # the ids of each predict_files call
         self.eval_threads: list[int | None] = []  # model.threads as each evaluate got it
@@ -519,9 +524,13 @@ class FakeModel:
         monkeypatch.setattr(acorn.detection, "predict_files", self.predict_files)
         return self
 
-    def train(self, start, data_yaml, config, workdir, **_kwargs) -> Path:
+    def train(self, start, data_yaml, config, workdir, on_epoch=None, **kwargs) -> Path:
         self.trained.append((config.seed, config.epochs))
-        weights = workdir / "train" / "weights" / "last.pt"
+        self.train_options.append(kwargs)
+        for map50, map50_95 in self.epochs_run[: config.epochs]:
+            if on_epoch is not None:
+                on_epoch({"train/box_loss": 1.0, "val/map50": map50, "val/map50_95": map50_95})
+        weights = workdir / "train" / "weights" / f"{kwargs.get('keep', 'last')}.pt"
         weights.parent.mkdir(parents=True)
         weights.write_bytes(b"fake")
         return weights
@@ -913,6 +922,35 @@ def test_full_epochs_zero_trains_no_reference_and_reports_no_target(tmp_path, no
     assert (out / report.PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_reference_can_train_to_convergence_and_says_whether_it_did(tmp_path, monkeypatch, caplog):
+    pool, config, out = finished_folder(tmp_path)
+    (out / sim.REFERENCE).unlink()
+    # four epochs reported, then (as if early stopping ended it) no more: the best is epoch 2
+    model = FakeModel(epochs_run=[(0.3, 0.10), (0.5, 0.20), (0.6, 0.15), (0.5, 0.18)]).install(monkeypatch)
+    early = replace(config, full_epochs=6, full_patience=2)
+    result = sim.simulate(pool, early, out)
+    assert model.train_options == [{"keep": "best", "patience": 2}]
+    assert result.reference["epochs_run"] == 4 and result.reference["best_epoch"] == 2
+    assert result.reference["converged"] and result.reference["patience"] == 2
+    epochs = pd.read_csv(out / sim.REFERENCE_EPOCHS)
+    assert epochs["epoch"].tolist() == [1, 2, 3, 4] and epochs["val/map50"].tolist() == [0.3, 0.5, 0.6, 0.5]
+    assert "stopped at epoch 4 of up to 6" in (out / report.REPORT).read_text()
+    sim.simulate(pool, early, out)  # the same reference asked again: not retrained
+    assert len(model.trained) == 1
+
+    # every epoch used (no early stopping): a lower bound, said in the log and the report
+    model.epochs_run = model.epochs_run[:3]
+    with caplog.at_level("WARNING", logger="acorn"):
+        result = sim.simulate(pool, replace(config, full_epochs=3), out)
+    assert model.train_options[-1] == {} and not result.reference["converged"]
+    assert "lower bound" in caplog.text and "--full-patience" in caplog.text
+    assert "3 epochs, not levelled off: a lower bound" in (out / report.REPORT).read_text()
+    with pytest.raises(ParamsError, match="full-patience"):
+        replace(config, full_patience=-1)
+    with pytest.raises(ParamsError, match="--full-epochs 0 trains none"):
+        replace(config, full_epochs=0, full_patience=5)
+
+
 def test_a_folder_made_with_other_settings_is_refused(tmp_path, no_work):
     pool, config, out = finished_folder(tmp_path)
     p = config.params.with_overrides({"rank.budget": 3, "train.lr0": 0.02})
@@ -984,6 +1022,8 @@ def test_tiny_simulation_writes_curves_and_resumes_without_redoing_work(tiny_rac
         assert run["cycle"].tolist() == [1] * 4 + [2] * 4 and run["tile_id"].is_unique  # never twice
     reference = json.loads((out / sim.REFERENCE).read_text())
     assert reference["labeled_tiles"] == 30 and reference["epochs"] == 1
+    # real ultralytics epochs reach the convergence record (one epoch, no early stopping: not converged)
+    assert (reference["epochs_run"], reference["best_epoch"], reference["converged"]) == (1, 1, False)
     assert json.loads((out / sim.CONFIG).read_text())["model.imgsz"] == 64
     assert sorted(p.name for p in (out / "models").iterdir()) == [
         f"{s}-s{seed}-c2.pt" for s in ("hybrid", "random") for seed in (0, 1)

@@ -88,6 +88,13 @@ def simulate_command(
         int | None,
         typer.Option(help="epochs of the whole-pool reference model (default train.epochs; 0: none)"),
     ] = SimulateConfig.full_epochs,
+    full_patience: Annotated[
+        int,
+        typer.Option(
+            help="stop the reference after this many epochs without a better validation score and keep "
+            "its best epoch: a converged ceiling (0: every epoch, the last kept)"
+        ),
+    ] = SimulateConfig.full_patience,
     imgsz: Annotated[int | None, typer.Option(help="train / predict / test size: sets model.imgsz")] = None,
     base: Annotated[
         str | None, typer.Option(help="base .pt, or a .yaml for a cold start: sets model.base")
@@ -127,6 +134,7 @@ def simulate_command(
         cycles=cycles,
         target=target,
         full_epochs=full_epochs,
+        full_patience=full_patience,
     )
     tiled = (pool / "manifest.parquet").is_file()
     test_dir = Path(p.test.data) if tiled or "test.data" in overrides else None

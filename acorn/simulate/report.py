@@ -41,7 +41,7 @@ def markdown(result: Result, hits_by_cycle: pd.DataFrame, settings: dict) -> str
             else "no target (map50 0)"
         )
         whole_pool = (
-            f"Whole pool ({reference['labeled_tiles']} items, {reference['epochs']} epochs): map50 "
+            f"Whole pool ({reference['labeled_tiles']} items, {_reference_epochs(reference)}): map50 "
             f"{reference['map50']:.3f}; {goal}."
         )
     has_baseline = BASELINE in set(result.comparison["strategy"])
@@ -82,6 +82,18 @@ def markdown(result: Result, hits_by_cycle: pd.DataFrame, settings: dict) -> str
         f"{markdown_table(result.summary)}\n"
         f"![learning curves]({PLOT})\n"
     )
+
+
+def _reference_epochs(reference: dict) -> str:
+    """How far the reference trained, and whether that is a ceiling or a lower bound on it."""
+    if reference.get("converged"):
+        return (
+            f"stopped at epoch {reference['epochs_run']} of up to {reference['epochs']}, no better validation "
+            f"score in {reference['patience']} epochs; best epoch {reference['best_epoch']}: converged"
+        )
+    if "epochs_run" in reference:
+        return f"{reference['epochs']} epochs, not levelled off: a lower bound on the ceiling"
+    return f"{reference['epochs']} epochs"
 
 
 def screen_markdown(table: pd.DataFrame, base_rate: float, settings: dict) -> str:

@@ -38,7 +38,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -99,6 +99,7 @@ SUMMARY, STRATEGY_TABLE, COMPARISON, HIT_RATES = (
     "hit_rates.csv",
 )
 CONFIG, REFERENCE, SCREEN = "config.json", "reference.json", "screen.csv"
+REFERENCE_EPOCHS = "reference_epochs.csv"  # the reference's validation scores, epoch by epoch
 CARRY_OVER = "carry-over"  # per run, the tiles each cycle carries from the last (predict.candidates)
 # Sections of params the simulation reads, less what it replaces: the strategy list replaces
 # rank.strategy, and the seeds 0..n-1 replace rank.seed and train.seed (selection_seed, train_config).
@@ -110,6 +111,20 @@ _SPEED_ONLY = {"model.threads"}  # how fast, not what is measured: a resume may 
 def _file_stem(name: str) -> str:
     """A strategy entry as a file name: ``hybrid/least_confidence:min`` -> ``hybrid+least_confidence-min``."""
     return name.replace(":", "-").replace("/", "+")
+
+
+def convergence(curve: pd.DataFrame, epochs: int, patience: int) -> dict:
+    """Did the reference level off? ``best_epoch`` by ultralytics' own fitness (0.1 map50 + 0.9
+    map50-95, what early stopping and best.pt use); ``converged`` only when early stopping ended it
+    before ``epochs``: a run that used every epoch may still have been improving."""
+    if curve.empty or "val/map50_95" not in curve:
+        return {"epochs_run": len(curve), "best_epoch": None, "converged": False}
+    fitness = 0.1 * curve["val/map50"] + 0.9 * curve["val/map50_95"]
+    return {
+        "epochs_run": len(curve),
+        "best_epoch": int(curve.loc[fitness.idxmax(), "epoch"]),
+        "converged": bool(patience and len(curve) < epochs),
+    }
 
 
 def selection_seed(seed: int, cycle: int) -> int:
@@ -136,6 +151,7 @@ class SimulateConfig:
     first_seed: int = 0  # the runs are seeds first_seed .. first_seed + seeds - 1
     target: float = 0.95  # fraction of the whole-pool model's map50
     full_epochs: int | None = None  # whole-pool reference; None: train.epochs; 0: none
+    full_patience: int = 0  # reference: stop after this many epochs without a better val score; 0: never
 
     def __post_init__(self) -> None:
         for name in ("seeds", "cycles"):
@@ -145,6 +161,14 @@ class SimulateConfig:
             raise ParamsError(f"--first-seed must be 0 or more; got {self.first_seed}")
         if self.full_epochs is not None and self.full_epochs < 0:
             raise ParamsError(f"--full-epochs must be 0 (no reference) or more; got {self.full_epochs}")
+        if self.full_patience < 0:
+            raise ParamsError(
+                f"--full-patience must be 0 (run every epoch) or more; got {self.full_patience}"
+            )
+        if self.full_patience and self.full_epochs == 0:
+            raise ParamsError(
+                "--full-patience stops the whole-pool reference early, but --full-epochs 0 trains none"
+            )
         if not self.strategies or len(set(self.strategies)) != len(self.strategies):
             raise ParamsError(f"--strategies must be a non-empty list without repeats; got {self.strategies}")
         for name in self.strategies:
@@ -383,6 +407,8 @@ class _Simulation:
             reference = folder / REFERENCE
             if reference.is_file() and not (self.out / REFERENCE).is_file():
                 copy_file(reference, self.out / REFERENCE)
+                if (folder / REFERENCE_EPOCHS).is_file():
+                    copy_file(folder / REFERENCE_EPOCHS, self.out / REFERENCE_EPOCHS)
         self.curves, self.selections = _sorted(self.curves), _sorted(self.selections, "rank")
         write_csv(self.curves, self.out / CURVES)
         write_csv(self.selections, self.out / SELECTIONS)
@@ -547,9 +573,19 @@ class _Simulation:
 
     # -- training, evaluation, the whole-pool reference ------------------------------------------
 
-    def _train_model(self, ids: list[str], seed: int, epochs: int | None, keep: Path) -> Path:
+    def _train_model(
+        self,
+        ids: list[str],
+        seed: int,
+        epochs: int | None,
+        keep: Path,
+        patience: int = 0,
+        on_epoch: Callable[[dict[str, float]], None] | None = None,
+    ) -> Path:
         """Fine-tune from the base on ``ids`` (a fresh start every cycle, as the train stage does);
-        the weights go to ``keep`` and replace the run's earlier models, the scratch is removed."""
+        the weights go to ``keep`` and replace the run's earlier models, the scratch is removed.
+        ``patience`` > 0 stops after that many epochs without a better validation score and keeps
+        the best epoch's weights (the reference: its split is large enough to choose an epoch on)."""
         work = Path(tempfile.mkdtemp(dir=self.work, prefix="train-"))
         data = training.labeled_dataset(
             ids,
@@ -559,7 +595,9 @@ class _Simulation:
             work / "data",
             replay=self._replay,
         )
-        copy_file(training.train(self.config.base, data, self.config.train_config(seed, epochs), work), keep)
+        early = {"keep": "best", "patience": patience} if patience else {}
+        config = self.config.train_config(seed, epochs)
+        copy_file(training.train(self.config.base, data, config, work, on_epoch=on_epoch, **early), keep)
         shutil.rmtree(work, ignore_errors=True)
         prefix = keep.name.rsplit("-c", 1)[0]
         for old in keep.parent.glob(f"{prefix}-c*.pt"):
@@ -598,17 +636,38 @@ class _Simulation:
         """
         if self.config.full_epochs == 0:
             return None
-        epochs = self.config.full_epochs or self.p.train.epochs
+        epochs, patience = self.config.full_epochs or self.p.train.epochs, self.config.full_patience
         path = self.out / REFERENCE
         if path.is_file():
             stored = json.loads(path.read_text(encoding="utf-8"))
-            if stored.get("epochs") == epochs:
+            if stored.get("epochs") == epochs and stored.get("patience", 0) == patience:
                 return stored
         bar.set_description("whole-pool reference")
-        bar.set_postfix_str(f"train on {len(self.ids)} for {epochs} epochs")
-        metrics = self._evaluate(self._train_model(self.ids, 0, epochs, self.work / "reference-c0.pt"))
-        reference = {"labeled_tiles": len(self.ids), "epochs": epochs, "seed": 0, **metrics}
+        bar.set_postfix_str(f"train on {len(self.ids)} for {'up to ' if patience else ''}{epochs} epochs")
+        scores: list[dict[str, float]] = []
+        weights = self._train_model(
+            self.ids, 0, epochs, self.work / "reference-c0.pt", patience, scores.append
+        )
+        curve = pd.DataFrame(scores).rename_axis("epoch").reset_index().assign(epoch=lambda d: d["epoch"] + 1)
+        reference = {
+            "labeled_tiles": len(self.ids),
+            "epochs": epochs,
+            "patience": patience,
+            "seed": 0,
+            **self._evaluate(weights),
+            **convergence(curve, epochs, patience),
+        }
+        write_csv(curve, self.out / REFERENCE_EPOCHS)
         write_json(path, reference)
+        if not reference["converged"]:
+            log.warning(
+                "the whole-pool reference ran all %d epochs without its validation score levelling off "
+                "(best at epoch %s): its map50 %.3f is a lower bound on the ceiling; for a converged one "
+                "raise --full-epochs and set --full-patience (e.g. 10)",
+                epochs,
+                reference["best_epoch"],
+                reference["map50"],
+            )
         return reference
 
     def _label(self, truth: str) -> Path:
