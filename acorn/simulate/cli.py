@@ -71,7 +71,8 @@ def simulate_command(
     strategies: Annotated[
         str | None,
         typer.Option(
-            help="comma-separated; name:aggregate overrides rank.aggregate for one "
+            help="comma-separated; name:aggregate overrides rank.aggregate for one, "
+            "hybrid/<strategy>[:aggregate] rank.uncertainty (hybrid/least_confidence:min) "
             f"(default: {','.join(DEFAULT_STRATEGIES)}; with --screen: {','.join(SCREEN_STRATEGIES)})"
         ),
     ] = None,
