@@ -1163,12 +1163,13 @@ def test_score_batches_fine_tunes_each_batch_with_the_run_seed_and_counts_its_po
 
 
 # ---------------------------------------------------------------------------------------------
-# Paired differences against another strategy than random (benchmarks/paired.py)
+# Benchmark scripts that read a finished simulation: benchmarks/paired.py, benchmarks/refit.py
 
 
-def load_paired_script():
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module (benchmarks/ is not a package)."""
     spec = importlib.util.spec_from_file_location(
-        "paired", Path(__file__).parents[1] / "benchmarks" / "paired.py"
+        name, Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -1185,14 +1186,31 @@ def test_paired_script_reads_a_folder_against_the_baseline_it_is_given(tmp_path)
     curves = pd.DataFrame(
         rows, columns=["strategy", "seed", "cycle", "labeled_tiles", "map50", "false_alarm_rate"]
     )
-    paired = load_paired_script().paired_against(curves, "hybrid").set_index("strategy")
+    paired = load_benchmark("paired").paired_against(curves, "hybrid").set_index("strategy")
     diff = "AUC − hybrid [90% CI]"
     assert (
         paired.loc["candidate", diff] == "+0.030 [+0.030, +0.030]"
     )  # the curves differ by 0.03 at mid-budget
     assert paired.loc["random", diff] == "-0.020 [-0.020, -0.020]" and paired.loc["hybrid", diff] == ""
     assert paired.loc["candidate", "verdict"] == "better" and paired.loc["random", "verdict"] == "worse"
-    only = load_paired_script().paired_against(curves, "hybrid", ["candidate"])
+    only = load_benchmark("paired").paired_against(curves, "hybrid", ["candidate"])
     assert only["strategy"].tolist() == ["hybrid", "candidate"]
     with pytest.raises(InputError, match="'nope' is not in these curves"):
-        load_paired_script().paired_against(curves, "nope")
+        load_benchmark("paired").paired_against(curves, "nope")
+
+
+def test_refit_takes_every_tile_a_run_had_labeled_by_a_cycle():
+    refit = load_benchmark("refit")
+    picks = selections_frame(
+        {("hybrid", 4, 1): ["a", "b"], ("hybrid", 4, 2): ["c", "d"], ("random", 4, 1): ["x"]}
+    )
+    assert refit.labeled_after(picks, "hybrid", 4, 1) == ["a", "b"]
+    assert refit.labeled_after(picks, "hybrid", 4, 2) == ["a", "b", "c", "d"]
+    with pytest.raises(InputError, match="hybrid seed 4 has 2 cycles of selections; --cycle 3"):
+        refit.labeled_after(picks, "hybrid", 4, 3)
+    with pytest.raises(InputError, match="hybrid seed 5 has 0 cycles"):
+        refit.labeled_after(picks, "hybrid", 5, 1)
+    assert refit.variant_overrides("train.epochs=24,train.freeze=0") == {
+        "train.epochs": 24,
+        "train.freeze": 0,
+    }
