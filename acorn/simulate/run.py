@@ -648,7 +648,8 @@ class _Simulation:
         weights = self._train_model(
             self.ids, 0, epochs, self.work / "reference-c0.pt", patience, scores.append
         )
-        curve = pd.DataFrame(scores).rename_axis("epoch").reset_index().assign(epoch=lambda d: d["epoch"] + 1)
+        curve = pd.DataFrame(scores)
+        curve.insert(0, "epoch", range(1, len(curve) + 1))
         reference = {
             "labeled_tiles": len(self.ids),
             "epochs": epochs,
