@@ -27,6 +27,7 @@ import acorn  # noqa: F401  (offline settings first)
 from acorn.atomic import write_csv
 from acorn.errors import InputError
 from acorn.params import load_params, parse_override
+from acorn.simulate.curves import CURVES, SELECTIONS
 from acorn.simulate.pools import open_pool
 from acorn.simulate.report import markdown_table
 from acorn.simulate.run import CONFIG, SimulateConfig, score_batches
@@ -60,12 +61,13 @@ def main() -> None:
 
     p = load_params(Path("params.yaml"))
     stored = json.loads((args.folder / CONFIG).read_text(encoding="utf-8"))
+    # the settings a simulation shares with params.yaml (its config.json also names the pool and base)
     differ = sorted(k for k, v in SimulateConfig(params=p).identity().items() if stored.get(k) != v)
     if differ:
         raise SystemExit(f"{args.folder / CONFIG}: made with other settings ({', '.join(differ)} differ)")
-    curves = pd.read_csv(args.folder / "curves.csv")
+    curves = pd.read_csv(args.folder / CURVES)
     try:
-        ids = labeled_after(pd.read_csv(args.folder / "selections.csv"), args.strategy, args.seed, args.cycle)
+        ids = labeled_after(pd.read_csv(args.folder / SELECTIONS), args.strategy, args.seed, args.cycle)
     except InputError as exc:
         raise SystemExit(f"{args.folder}: {exc}") from None
     pool = open_pool(args.pool, p.classes, Path(p.test.data), 0.2)
@@ -74,10 +76,11 @@ def main() -> None:
     done = {r["batch"] for r in rows}
     name = f"{args.strategy}-s{args.seed}-c{args.cycle}"
     for variant in args.variant:
-        if f"{name} {variant}" in done:
+        batch = f"{name} {variant}"
+        if batch in done:
             continue
         config = SimulateConfig(params=p.with_overrides(variant_overrides(variant)), strategies=("random",))
-        for row in score_batches(pool, config, {f"{name} {variant}": ids}, args.seed, args.out):
+        for row in score_batches(pool, config, {batch: ids}, args.seed, args.out):
             rows.append(row)
             write_csv(pd.DataFrame(rows), table)
             print(row, flush=True)
@@ -87,14 +90,10 @@ def main() -> None:
         & (curves["seed"] == args.seed)
         & (curves["cycle"] == args.cycle)
     ]
-    as_is = (
-        [
-            {"batch": f"{name} (the simulation's recipe)", "tiles": len(ids)}
-            | row[["map50", "false_alarm_rate"]].iloc[0].to_dict()
-        ]
-        if len(row)
-        else []
-    )
+    as_is = [
+        {"batch": f"{name} (the simulation's recipe)", "tiles": len(ids), **r}
+        for r in row[["map50", "false_alarm_rate"]].to_dict("records")
+    ]
     shown = pd.DataFrame([*as_is, *rows])
     print(markdown_table(shown[["batch", "tiles", "map50", "false_alarm_rate"]]))
 
