@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -214,6 +215,7 @@ def train(
     workdir: Path,
     keep: str = "last",
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    resume: bool = False,
     **overrides,
 ) -> Path:
     """Train from ``start`` (a .pt to fine-tune or a .yaml for random init); return the weights.
@@ -222,13 +224,38 @@ def train(
     pick an epoch on, so the fixed epoch budget decides. ``keep="best"`` when the split is large.
     ``on_epoch`` gets each epoch's losses and validation scores (``epoch_metrics``): the train
     stage's per-epoch curves (dvclive), kept out of here so that other callers need no tracker.
+
+    ``resume`` is for runs of hours (the whole-pool reference, the base model): ``workdir`` then
+    outlives a kill, a run stopped before its last epoch goes on from its ``last.pt`` (optimizer,
+    EMA and early-stopping state included; ``on_epoch`` hears only the epochs trained now) and a
+    finished one is not trained again. The caller keeps one ``workdir`` per set of settings:
+    ultralytics resumes with the checkpoint's own.
     """
     configure_ultralytics()
     from ultralytics import YOLO
 
-    model = YOLO(str(start))
-    model.add_callback("on_fit_epoch_end", partial(_epoch_end, on_epoch=on_epoch))
+    weights = workdir / "train" / "weights" / f"{keep}.pt"
+    last = workdir / "train" / "weights" / "last.pt"
+    stage = checkpoint_stage(last) if resume else None
+    if stage == "finished" and weights.exists():
+        log.info("%s: training finished before; not trained again", weights)
+        return weights
+    if stage != "unfinished":
+        shutil.rmtree(workdir / "train", ignore_errors=True)  # no stale results.csv rows
+    model = YOLO(str(last if stage == "unfinished" else start))
+    model.add_callback("on_fit_epoch_end", partial(_epoch_end, on_epoch=on_epoch, state={}))
     _use_threads(model, config.threads)
+    if stage == "unfinished":
+        log.info("resuming the training stopped in %s", workdir)
+        model.train(resume=str(last), data=str(data_yaml), device=config.device, workers=config.workers)
+    else:
+        _train_new(model, data_yaml, config, workdir, **overrides)
+    if not weights.exists():
+        raise RuntimeError(f"ultralytics finished without writing {weights}")
+    return weights
+
+
+def _train_new(model, data_yaml: Path, config: TrainConfig, workdir: Path, **overrides) -> None:
     model.train(
         data=str(data_yaml),
         epochs=config.epochs,
@@ -250,10 +277,22 @@ def train(
         amp=False,
         **overrides,
     )
-    weights = workdir / "train" / "weights" / f"{keep}.pt"
-    if not weights.exists():
-        raise RuntimeError(f"ultralytics finished without writing {weights}")
-    return weights
+
+
+def checkpoint_stage(last: Path) -> str | None:
+    """``last.pt`` of a run: "unfinished" (an epoch's checkpoint, resumable), "finished" (ultralytics
+    strips the optimizer and sets epoch -1 when a run ends) or None (no checkpoint, or unreadable:
+    a kill while it was written)."""
+    if not last.is_file():
+        return None
+    from ultralytics.utils.patches import torch_load
+
+    try:
+        epoch = torch_load(last, map_location="cpu").get("epoch", -1)
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint means: start again
+        log.warning("%s: unreadable (%s); training from the start", last, exc)
+        return None
+    return "finished" if epoch == -1 else "unfinished"
 
 
 def _use_threads(model, threads: int) -> None:
@@ -280,10 +319,18 @@ def epoch_metrics(trainer) -> dict[str, float]:
     return {_EPOCH_NAMES.get(k, k): float(v) for k, v in values.items()}
 
 
-def _epoch_end(trainer, on_epoch: Callable[[dict[str, float]], None] | None = None) -> None:
-    """ultralytics is silenced (verbose=False); one line per epoch keeps long training visible."""
-    if trainer.epoch >= trainer.epochs:  # the extra validation after the last epoch
+def _epoch_end(
+    trainer, on_epoch: Callable[[dict[str, float]], None] | None = None, state: dict | None = None
+) -> None:
+    """ultralytics is silenced (verbose=False); one line per epoch keeps long training visible.
+
+    ultralytics calls this once more after the last epoch, for its validation of best.pt: that is
+    not an epoch. It comes after the epoch that set ``trainer.stop`` (``state`` remembers), which is
+    the last of ``epochs`` or, with early stopping, an earlier one."""
+    state = {} if state is None else state
+    if state.get("stopped"):
         return
+    state["stopped"] = bool(trainer.stop)
     metrics = epoch_metrics(trainer)
     log.info(
         "epoch %d/%d  val map50 %.3f",

@@ -511,6 +511,7 @@ class FakeModel:
     ):
         self.embeddings, self.boxes = embeddings or {}, boxes or {}
         self.epochs_run = epochs_run or []  # (val map50, map50-95) per epoch a training reports
+        self.kill_after: int | None = None  # as if the process died once this many epochs were saved
         self.trained: list[tuple[int, int]] = []  # (seed, epochs) per training
         self.train_options: list[dict] = []  # keep / patience as each training got them
         self.detectors: list[str] = []  # the weights of each detector built
@@ -524,16 +525,24 @@ class FakeModel:
         monkeypatch.setattr(acorn.detection, "predict_files", self.predict_files)
         return self
 
-    def train(self, start, data_yaml, config, workdir, on_epoch=None, **kwargs) -> Path:
+    def train(self, start, data_yaml, config, workdir, on_epoch=None, resume=False, **kwargs) -> Path:
+        """Like ultralytics': last.pt after every epoch (here: the number of epochs done), and with
+        ``resume`` a stopped run goes on after the epochs its last.pt holds."""
         self.trained.append((config.seed, config.epochs))
-        self.train_options.append(kwargs)
-        for map50, map50_95 in self.epochs_run[: config.epochs]:
+        self.train_options.append({**kwargs, **({"resume": True} if resume else {})})
+        weights = workdir / "train" / "weights"
+        weights.mkdir(parents=True, exist_ok=True)
+        done = int((weights / "last.pt").read_text()) if resume and (weights / "last.pt").is_file() else 0
+        for epoch, (map50, map50_95) in enumerate(self.epochs_run[: config.epochs], start=1):
+            if epoch <= done:
+                continue
+            (weights / "last.pt").write_text(str(epoch))
             if on_epoch is not None:
                 on_epoch({"train/box_loss": 1.0, "val/map50": map50, "val/map50_95": map50_95})
-        weights = workdir / "train" / "weights" / f"{kwargs.get('keep', 'last')}.pt"
-        weights.parent.mkdir(parents=True)
-        weights.write_bytes(b"fake")
-        return weights
+            if epoch == self.kill_after:
+                raise KeyboardInterrupt(f"killed after epoch {epoch}")
+        (weights / f"{kwargs.get('keep', 'last')}.pt").write_text("fake")
+        return weights / f"{kwargs.get('keep', 'last')}.pt"
 
     def evaluate(self, *_args, **kwargs) -> acorn.training.EvalMetrics:
         self.eval_threads.append(kwargs.get("threads"))
@@ -929,7 +938,7 @@ def test_the_reference_can_train_to_convergence_and_says_whether_it_did(tmp_path
     model = FakeModel(epochs_run=[(0.3, 0.10), (0.5, 0.20), (0.6, 0.15), (0.5, 0.18)]).install(monkeypatch)
     early = replace(config, full_epochs=6, full_patience=2)
     result = sim.simulate(pool, early, out)
-    assert model.train_options == [{"keep": "best", "patience": 2}]
+    assert model.train_options == [{"keep": "best", "patience": 2, "resume": True}]
     assert result.reference["epochs_run"] == 4 and result.reference["best_epoch"] == 2
     assert result.reference["converged"] and result.reference["patience"] == 2
     epochs = pd.read_csv(out / sim.REFERENCE_EPOCHS)
@@ -942,13 +951,41 @@ def test_the_reference_can_train_to_convergence_and_says_whether_it_did(tmp_path
     model.epochs_run = model.epochs_run[:3]
     with caplog.at_level("WARNING", logger="acorn"):
         result = sim.simulate(pool, replace(config, full_epochs=3), out)
-    assert model.train_options[-1] == {} and not result.reference["converged"]
+    assert model.train_options[-1] == {"resume": True} and not result.reference["converged"]
     assert "lower bound" in caplog.text and "--full-patience" in caplog.text
     assert "3 epochs, not levelled off: a lower bound" in (out / report.REPORT).read_text()
     with pytest.raises(ParamsError, match="full-patience"):
         replace(config, full_patience=-1)
     with pytest.raises(ParamsError, match="--full-epochs 0 trains none"):
         replace(config, full_epochs=0, full_patience=5)
+
+
+def test_a_reference_killed_midway_resumes_from_its_last_epoch(tmp_path, monkeypatch):
+    """The reference can train for hours on a CPU: a kill loses the epoch under way, not the run."""
+    pool, config, out = finished_folder(tmp_path)
+    (out / sim.REFERENCE).unlink()
+    model = FakeModel(epochs_run=[(0.3, 0.10), (0.5, 0.20), (0.6, 0.15), (0.5, 0.18)]).install(monkeypatch)
+    model.kill_after = 2
+    long = replace(config, full_epochs=4)
+    with pytest.raises(KeyboardInterrupt):
+        sim.simulate(pool, long, out)
+    assert not (out / sim.REFERENCE).exists()
+    model.kill_after = None
+    result = sim.simulate(pool, long, out)
+    assert model.train_options[-1]["resume"] is True
+    epochs = pd.read_csv(out / sim.REFERENCE_EPOCHS)  # two epochs before the kill, two after it
+    assert epochs["epoch"].tolist() == [1, 2, 3, 4] and epochs["val/map50"].tolist() == [0.3, 0.5, 0.6, 0.5]
+    assert result.reference["epochs_run"] == 4 and result.reference["best_epoch"] == 2
+    assert not (out / "work" / "reference").exists()  # stored in reference.json: the folder goes
+
+    # a killed reference asked again with other --full-epochs starts over: its epochs are not these
+    (out / sim.REFERENCE).unlink()
+    model.kill_after = 2
+    with pytest.raises(KeyboardInterrupt):
+        sim.simulate(pool, long, out)
+    model.kill_after, model.epochs_run = None, [(0.1, 0.05), (0.2, 0.1), (0.4, 0.2)]
+    sim.simulate(pool, replace(config, full_epochs=3), out)
+    assert pd.read_csv(out / sim.REFERENCE_EPOCHS)["val/map50"].tolist() == [0.1, 0.2, 0.4]
 
 
 def test_a_folder_made_with_other_settings_is_refused(tmp_path, no_work):

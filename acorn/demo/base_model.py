@@ -6,19 +6,22 @@ Nothing is downloaded: ``yolov8n.yaml`` is the architecture, the close-ups are s
 
 from __future__ import annotations
 
+import json
 import logging
-import tempfile
+import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
 from acorn import paths
-from acorn.atomic import copy_file, write_csv
+from acorn.atomic import copy_file, write_csv, write_json
 from acorn.errors import InputError
 from acorn.params import Params
 
 log = logging.getLogger("acorn")
 BASE_REPORT = Path("reports/base-model")  # the base model's training curve, kept in git
+_RESUME_MAY_CHANGE = {"device", "workers", "threads"}  # how it runs, not what it trains
 
 
 def train_base_model(
@@ -36,32 +39,41 @@ def train_base_model(
     if not (source / "images").is_dir():
         raise InputError(f"{source}/images: no close-up set; run `acorn demo-data` first")
     out = root / (out or Path(p.model.base))
-    (root / paths.WORK).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root / paths.WORK, prefix="base-") as tmp:
-        work = Path(tmp)
-        data = training.labeled_dataset(
-            [i.stem for i in sorted((source / "images").glob("*.jpg"))],
-            lambda i: (source / "images" / f"{i}.jpg", source / "labels" / f"{i}.txt"),
-            p.classes,
-            0.2,
-            work / "data",
-        )
-        config = training.TrainConfig.from_params(
-            p, epochs=epochs or p.demo.base_epochs, lr0=0.02, freeze=0, seed=p.demo.seed
-        )
-        best = training.train(
-            "yolov8n.yaml",
-            data,
-            config,
-            work,
-            keep="best",
-            mosaic=0.0,
-            close_mosaic=0,
-            cache=True,
-            patience=patience or p.demo.base_patience,
-        )
-        copy_file(best, out)
-        curve = _training_curve(work / "train" / "results.csv")
+    images = sorted((source / "images").glob("*.jpg"))
+    config = training.TrainConfig.from_params(
+        p, epochs=epochs or p.demo.base_epochs, lr0=0.02, freeze=0, seed=p.demo.seed
+    )
+    patience = patience or p.demo.base_patience
+    work = _resumable_workdir(
+        root / paths.WORK / "base-model",
+        {
+            **{k: v for k, v in asdict(config).items() if k not in _RESUME_MAY_CHANGE},
+            "patience": patience,
+            "images": [[i.name, i.stat().st_size] for i in images],
+        },
+    )
+    shutil.rmtree(work / "data", ignore_errors=True)
+    data = training.labeled_dataset(
+        [i.stem for i in images],
+        lambda i: (source / "images" / f"{i}.jpg", source / "labels" / f"{i}.txt"),
+        p.classes,
+        0.2,
+        work / "data",
+    )
+    best = training.train(
+        "yolov8n.yaml",
+        data,
+        config,
+        work,
+        keep="best",
+        resume=True,
+        mosaic=0.0,
+        close_mosaic=0,
+        cache=True,
+        patience=patience,
+    )
+    copy_file(best, out)
+    curve = _training_curve(work / "train" / "results.csv")
     write_csv(curve, root / BASE_REPORT / "curve.csv")
     plot_curve(curve, root / BASE_REPORT / "curve.png")
     log.info(
@@ -71,13 +83,28 @@ def train_base_model(
         curve["val_map50"].max(),
         BASE_REPORT,
     )
+    shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def _resumable_workdir(work: Path, spec: dict) -> Path:
+    """The training folder, kept until the model is written: 100 epochs take over an hour on two
+    cores, and `acorn train-base` run again after a kill goes on from the last epoch. A folder
+    left by other settings or other close-ups starts over (ultralytics resumes with its own)."""
+    stored = work / "spec.json"
+    if stored.is_file() and json.loads(stored.read_text(encoding="utf-8")) == json.loads(json.dumps(spec)):
+        log.info("resuming the base model's training in %s", work)
+        return work
+    shutil.rmtree(work, ignore_errors=True)
+    write_json(stored, spec)
+    return work
 
 
 def _training_curve(results_csv: Path) -> pd.DataFrame:
     """ultralytics' per-epoch results -> epoch, val map50, val map50-95 (its column names are padded)."""
     raw = pd.read_csv(results_csv)
     raw.columns = [c.strip() for c in raw.columns]
+    raw = raw.drop_duplicates("epoch", keep="last")  # an epoch redone after a kill is logged twice
     return pd.DataFrame(
         {
             "epoch": raw["epoch"].astype(int),

@@ -581,12 +581,16 @@ class _Simulation:
         keep: Path,
         patience: int = 0,
         on_epoch: Callable[[dict[str, float]], None] | None = None,
+        resume_in: Path | None = None,
     ) -> Path:
         """Fine-tune from the base on ``ids`` (a fresh start every cycle, as the train stage does);
         the weights go to ``keep`` and replace the run's earlier models, the scratch is removed.
         ``patience`` > 0 stops after that many epochs without a better validation score and keeps
-        the best epoch's weights (the reference: its split is large enough to choose an epoch on)."""
-        work = Path(tempfile.mkdtemp(dir=self.work, prefix="train-"))
+        the best epoch's weights (the reference: its split is large enough to choose an epoch on).
+        ``resume_in``: a folder that outlives a kill, where a stopped training goes on (the
+        reference, hours on a CPU); the caller removes it once the result is stored."""
+        work = resume_in or Path(tempfile.mkdtemp(dir=self.work, prefix="train-"))
+        shutil.rmtree(work / "data", ignore_errors=True)  # its empty-label links point into self.work
         data = training.labeled_dataset(
             ids,
             lambda t: (Path(self.items.at[t, "image"]), self._label(self.items.at[t, "truth"])),
@@ -597,8 +601,12 @@ class _Simulation:
         )
         early = {"keep": "best", "patience": patience} if patience else {}
         config = self.config.train_config(seed, epochs)
-        copy_file(training.train(self.config.base, data, config, work, on_epoch=on_epoch, **early), keep)
-        shutil.rmtree(work, ignore_errors=True)
+        trained = training.train(
+            self.config.base, data, config, work, on_epoch=on_epoch, resume=resume_in is not None, **early
+        )
+        copy_file(trained, keep)
+        if resume_in is None:
+            shutil.rmtree(work, ignore_errors=True)
         prefix = keep.name.rsplit("-c", 1)[0]
         for old in keep.parent.glob(f"{prefix}-c*.pt"):
             if old != keep:
@@ -644,9 +652,14 @@ class _Simulation:
                 return stored
         bar.set_description("whole-pool reference")
         bar.set_postfix_str(f"train on {len(self.ids)} for {'up to ' if patience else ''}{epochs} epochs")
-        scores: list[dict[str, float]] = []
+        folder, scores = self._reference_folder(epochs, patience)
+
+        def record(metrics: dict[str, float]) -> None:  # each epoch kept: a resume adds to them
+            scores.append(metrics)
+            write_csv(pd.DataFrame(scores), folder / REFERENCE_EPOCHS)
+
         weights = self._train_model(
-            self.ids, 0, epochs, self.work / "reference-c0.pt", patience, scores.append
+            self.ids, 0, epochs, self.work / "reference-c0.pt", patience, record, resume_in=folder
         )
         curve = pd.DataFrame(scores)
         curve.insert(0, "epoch", range(1, len(curve) + 1))
@@ -660,6 +673,7 @@ class _Simulation:
         }
         write_csv(curve, self.out / REFERENCE_EPOCHS)
         write_json(path, reference)
+        shutil.rmtree(folder, ignore_errors=True)
         if not reference["converged"]:
             log.warning(
                 "the whole-pool reference ran all %d epochs without its validation score levelling off "
@@ -670,6 +684,22 @@ class _Simulation:
                 reference["map50"],
             )
         return reference
+
+    def _reference_folder(self, epochs: int, patience: int) -> tuple[Path, list[dict[str, float]]]:
+        """Where the reference trains, kept across a kill (out/work/reference), and the epochs it
+        trained before one; a folder left by other --full-epochs / --full-patience starts over
+        (the folder's other settings are config.json's, checked before any run)."""
+        folder = self.out / "work" / "reference"
+        spec = {"epochs": epochs, "patience": patience}
+        stored = folder / "spec.json"
+        if stored.is_file() and json.loads(stored.read_text(encoding="utf-8")) == spec:
+            done = folder / REFERENCE_EPOCHS
+            scores = pd.read_csv(done).to_dict("records") if done.is_file() else []
+            log.info("resuming the whole-pool reference after %d epochs (%s)", len(scores), folder)
+            return folder, scores
+        shutil.rmtree(folder, ignore_errors=True)
+        write_json(stored, spec)
+        return folder, []
 
     def _label(self, truth: str) -> Path:
         """An item's label file; one shared empty file stands for every image without objects."""

@@ -1,0 +1,99 @@
+"""Long training resumes: a run killed midway goes on from its last epoch with ultralytics' own
+resume (real YOLO training on the tiny repository's close-ups)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+from conftest import run, tool_env
+
+from acorn import paths, training
+from acorn.params import load_params
+
+
+def close_up_dataset(repo: Path, workdir: Path) -> Path:
+    p = load_params(repo / "params.yaml")
+    source = repo / paths.SOURCE
+    return training.labeled_dataset(
+        [i.stem for i in sorted((source / "images").glob("*.jpg"))],
+        lambda i: (source / "images" / f"{i}.jpg", source / "labels" / f"{i}.txt"),
+        p.classes,
+        0.2,
+        workdir,
+    )
+
+
+@pytest.mark.slow
+def test_a_training_killed_midway_goes_on_from_its_last_epoch(tiny_repo: Path, tmp_path: Path) -> None:
+    p = load_params(tiny_repo / "params.yaml")
+    base, data = tiny_repo / p.model.base, close_up_dataset(tiny_repo, tmp_path / "data")
+    config = training.TrainConfig.from_params(p, epochs=3)
+    work, heard = tmp_path / "work", []
+    last = work / "train" / "weights" / "last.pt"
+
+    def killed(metrics: dict[str, float]) -> None:
+        heard.append(metrics)
+        raise KeyboardInterrupt("as if the process died after the first epoch")
+
+    with pytest.raises(KeyboardInterrupt):
+        training.train(base, data, config, work, on_epoch=killed, resume=True)
+    assert training.checkpoint_stage(last) == "unfinished"
+
+    heard.clear()
+    weights = training.train(base, data, config, work, on_epoch=heard.append, resume=True)
+    assert len(heard) == 2  # epochs 2 and 3: the first is not trained again
+    results = pd.read_csv(work / "train" / "results.csv")
+    assert results["epoch"].tolist() == [1, 2, 3]
+    assert training.checkpoint_stage(last) == "finished"
+
+    heard.clear()  # finished: asked again, nothing is trained
+    assert training.train(base, data, config, work, on_epoch=heard.append, resume=True) == weights
+    assert heard == []
+
+    # without resume the same folder starts over: no rows of the earlier run are left
+    training.train(base, data, training.TrainConfig.from_params(p, epochs=1), work, on_epoch=heard.append)
+    assert len(heard) == 1 and pd.read_csv(work / "train" / "results.csv")["epoch"].tolist() == [1]
+
+
+def test_the_validation_of_best_pt_after_an_early_stop_is_not_an_epoch() -> None:
+    """ultralytics' order (BaseTrainer._do_train, then final_eval): one on_fit_epoch_end per epoch,
+    the last with ``trainer.stop`` set, then one more for best.pt numbered epoch + 1, which is below
+    ``epochs`` when early stopping ended the run (here after epoch 3 of 10)."""
+    heard: list[dict[str, float]] = []
+    state: dict = {}
+    for epoch, stop in [(0, False), (1, False), (2, True), (3, True)]:
+        trainer = SimpleNamespace(
+            epoch=epoch, epochs=10, stop=stop, tloss=None, metrics={"metrics/mAP50(B)": 0.5}
+        )
+        training._epoch_end(trainer, on_epoch=heard.append, state=state)
+    assert heard == [{"val/map50": 0.5}] * 3
+
+
+@pytest.mark.slow
+def test_train_base_killed_midway_goes_on_where_it_stopped(tiny_repo: Path) -> None:
+    """A real kill (SIGKILL to the `acorn train-base` we started) once its first epoch is saved."""
+    cmd = ["acorn", "train-base", "--epochs", "40", "--patience", "40"]
+    last = tiny_repo / paths.WORK / "base-model" / "train" / "weights" / "last.pt"
+    proc = subprocess.Popen(cmd, cwd=tiny_repo, env=tool_env(tiny_repo), stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, "train-base ended before it could be killed midway"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert training.checkpoint_stage(last) == "unfinished"
+    resumed = run(cmd, tiny_repo)
+    assert "resuming the base model's training" in resumed.stderr
+    trained_now = [int(n) for n in re.findall(r"epoch (\d+)/40", resumed.stderr)]
+    assert trained_now and trained_now[0] > 1 and trained_now[-1] == 40  # the saved epochs kept
+    curve = pd.read_csv(tiny_repo / "reports" / "base-model" / "curve.csv")
+    assert curve["epoch"].tolist() == list(range(1, 41))  # one row per epoch across the kill
+    assert not (tiny_repo / paths.WORK / "base-model").exists()
