@@ -101,3 +101,14 @@ def test_acorn_verbose_shows_the_traceback_of_a_user_error(bad_params):
     proc = invoke(["acorn", "--verbose", "annotate"], bad_params)
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr and "ParamsError" in proc.stderr and "rank.strategy" in proc.stderr
+
+
+def test_the_cli_loads_the_label_studio_sdk_only_for_label_studio_work():
+    """Every `acorn` command imports acorn.cli; the SDK (and the backend's pandas) is for the few
+    that talk to Label Studio, and the package still hands out its names on first use."""
+    code = (
+        "import sys, acorn.cli; assert 'label_studio_sdk' not in sys.modules, 'SDK imported'; "
+        "from acorn.labeling.labelstudio import LabelStudioBackend; "
+        "assert 'label_studio_sdk' in sys.modules and LabelStudioBackend.__name__ == 'LabelStudioBackend'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
