@@ -243,7 +243,7 @@ def train(
     if stage != "unfinished":
         shutil.rmtree(workdir / "train", ignore_errors=True)  # no stale results.csv rows
     model = YOLO(str(last if stage == "unfinished" else start))
-    model.add_callback("on_fit_epoch_end", partial(_epoch_end, on_epoch=on_epoch, state={}))
+    model.add_callback("on_fit_epoch_end", partial(_epoch_end, state={}, on_epoch=on_epoch))
     _use_threads(model, config.threads)
     if stage == "unfinished":
         log.info("resuming the training stopped in %s", workdir)
@@ -319,15 +319,12 @@ def epoch_metrics(trainer) -> dict[str, float]:
     return {_EPOCH_NAMES.get(k, k): float(v) for k, v in values.items()}
 
 
-def _epoch_end(
-    trainer, on_epoch: Callable[[dict[str, float]], None] | None = None, state: dict | None = None
-) -> None:
+def _epoch_end(trainer, state: dict, on_epoch: Callable[[dict[str, float]], None] | None = None) -> None:
     """ultralytics is silenced (verbose=False); one line per epoch keeps long training visible.
 
     ultralytics calls this once more after the last epoch, for its validation of best.pt: that is
     not an epoch. It comes after the epoch that set ``trainer.stop`` (``state`` remembers), which is
     the last of ``epochs`` or, with early stopping, an earlier one."""
-    state = {} if state is None else state
     if state.get("stopped"):
         return
     state["stopped"] = bool(trainer.stop)

@@ -71,7 +71,7 @@ def test_the_validation_of_best_pt_after_an_early_stop_is_not_an_epoch() -> None
         trainer = SimpleNamespace(
             epoch=epoch, epochs=10, stop=stop, tloss=None, metrics={"metrics/mAP50(B)": 0.5}
         )
-        training._epoch_end(trainer, on_epoch=heard.append, state=state)
+        training._epoch_end(trainer, state, on_epoch=heard.append)
     assert heard == [{"val/map50": 0.5}] * 3
 
 
