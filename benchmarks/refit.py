@@ -8,11 +8,14 @@ repeatable: comma-separated ``section.key=value`` over params.yaml), with the ru
 scores each as a cycle is scored. The simulation's own row is the recipe as is, printed beside.
 
 Resumable: rows are appended to ``<out>/refit.csv`` after each fine-tune and a re-run skips them.
-Run where the simulation ran (its params.yaml, pool and test set; its settings must match the
-folder's config.json), e.g. after `make demo`:
+Run where the simulation ran, with the pool flags and ``-S`` settings it was given (--budget N
+is -S rank.budget=N, --epochs -S train.epochs, --imgsz -S model.imgsz, --base -S model.base):
+the pool, the base model and the settings must match the folder's config.json. E.g. after
+`make demo`:
 
     python benchmarks/refit.py benchmarks/learning_curve_demo_long --strategy hybrid --seed 4 \
-        --cycle 10 --variant train.epochs=24 --variant train.epochs=24,train.freeze=0
+        --cycle 10 -S rank.uncertainty=entropy --variant train.epochs=24 \
+        --variant train.epochs=24,train.freeze=0
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ import pandas as pd
 import acorn  # noqa: F401  (offline settings first)
 from acorn.atomic import write_csv
 from acorn.errors import InputError
-from acorn.params import load_params, parse_override
+from acorn.params import parse_override
+from acorn.simulate.cli import load_settings, open_simulation_pool
 from acorn.simulate.curves import CURVES, SELECTIONS
-from acorn.simulate.pools import open_pool
 from acorn.simulate.report import markdown_table
-from acorn.simulate.run import CONFIG, SimulateConfig, score_batches
+from acorn.simulate.run import CONFIG, SimulateConfig, folder_identity, score_batches, settings_differ
 
 
 def labeled_after(selections: pd.DataFrame, strategy: str, seed: int, cycle: int) -> list[str]:
@@ -55,22 +58,27 @@ def main() -> None:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--cycle", type=int, required=True, help="the labels after this many cycles")
     parser.add_argument("--variant", action="append", required=True, help="section.key=value[,...]")
-    parser.add_argument("--pool", type=Path, default=Path("data/tiles"))
+    parser.add_argument("--pool", type=Path, default=Path("data/tiles"), help="as acorn simulate's")
+    parser.add_argument("--test", type=Path, help="as acorn simulate's --test")
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="as acorn simulate's")
+    parser.add_argument("-S", "--set", dest="sets", action="append", default=[], help="as acorn simulate's")
     parser.add_argument("--out", type=Path, default=Path("reports/refit"))
     args = parser.parse_args()
 
-    p = load_params(Path("params.yaml"))
+    p, overrides = load_settings(Path("params.yaml"), {"test": args.test and str(args.test)}, args.sets)
+    pool = open_simulation_pool(args.pool, p, overrides, args.test_fraction)
     stored = json.loads((args.folder / CONFIG).read_text(encoding="utf-8"))
-    # the settings a simulation shares with params.yaml (its config.json also names the pool and base)
-    differ = sorted(k for k, v in SimulateConfig(params=p).identity().items() if stored.get(k) != v)
+    differ = settings_differ(stored, folder_identity(pool, SimulateConfig(params=p)))
     if differ:
-        raise SystemExit(f"{args.folder / CONFIG}: made with other settings ({', '.join(differ)} differ)")
+        raise SystemExit(
+            f"{args.folder / CONFIG}: made with another pool or settings ({', '.join(differ)} differ); "
+            "give the pool flags and -S settings the simulation was run with"
+        )
     curves = pd.read_csv(args.folder / CURVES)
     try:
         ids = labeled_after(pd.read_csv(args.folder / SELECTIONS), args.strategy, args.seed, args.cycle)
     except InputError as exc:
         raise SystemExit(f"{args.folder}: {exc}") from None
-    pool = open_pool(args.pool, p.classes, Path(p.test.data), 0.2)
     table = args.out / "refit.csv"
     rows = pd.read_csv(table).to_dict("records") if table.is_file() else []
     done = {r["batch"] for r in rows}

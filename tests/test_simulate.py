@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import typer
+import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -1251,3 +1253,34 @@ def test_refit_takes_every_tile_a_run_had_labeled_by_a_cycle():
         "train.epochs": 24,
         "train.freeze": 0,
     }
+
+
+def test_refit_retrains_a_runs_labels_and_refuses_another_pool_or_settings(tmp_path, monkeypatch, capsys):
+    pool, config, out = finished_folder(tmp_path)
+    model = FakeModel().install(monkeypatch)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(config.params.model_dump(mode="json")))
+    monkeypatch.chdir(tmp_path)
+    refit = load_benchmark("refit")
+
+    def run_refit(*flags: str) -> None:
+        run = [str(out), "--strategy", "entropy", "--seed", "1", "--cycle", "1", "--out", "refit"]
+        monkeypatch.setattr(sys, "argv", ["refit.py", *run, "--variant", "train.epochs=5", *flags])
+        refit.main()
+
+    here, test = str(tmp_path / "set"), str(tmp_path / "t")  # as the simulation was given them
+    run_refit("--pool", here, "--test", test)
+    assert model.trained == [(1, 5)]  # the run's seed, the variant's epochs
+    assert model.predicted[-1] == pool.test.loc[pool.test["objects"] == 0, "image"].tolist()
+    rows = pd.read_csv(tmp_path / "refit" / "refit.csv")
+    assert rows["batch"].tolist() == ["entropy-s1-c1 train.epochs=5"] and rows["tiles"].tolist() == [2]
+    assert "entropy-s1-c1 (the simulation's recipe)" in capsys.readouterr().out
+    run_refit("--pool", here, "--test", test)  # done: resumed, nothing trained
+    assert len(model.trained) == 1
+
+    yolo_folder(tmp_path / "other", 20)
+    with pytest.raises(SystemExit, match=r"another pool or settings \(pool differ\)"):
+        run_refit("--pool", str(tmp_path / "other"), "--test", test)
+    with pytest.raises(SystemExit, match=r"\(pool differ\)"):  # without --test: 20% held out instead
+        run_refit("--pool", here)
+    with pytest.raises(SystemExit, match=r"\(rank\.budget differ\)"):
+        run_refit("--pool", here, "--test", test, "-S", "rank.budget=3")

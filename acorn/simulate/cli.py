@@ -18,7 +18,7 @@ import typer
 from acorn.errors import ParamsError
 from acorn.params import Params, load_params, parse_override
 from acorn.simulate.curves import format_comparison
-from acorn.simulate.pools import open_pool
+from acorn.simulate.pools import Pool, open_pool
 from acorn.simulate.report import PLOT, REPORT, SCREEN_REPORT
 from acorn.simulate.run import DEFAULT_STRATEGIES, SCREEN_STRATEGIES, SimulateConfig, screen, simulate
 
@@ -51,6 +51,14 @@ def load_settings(params: Path, flags: dict[str, Any], sets: Sequence[str]) -> t
             )
         overrides[key] = value
     return load_params(params).with_overrides(overrides), overrides
+
+
+def open_simulation_pool(pool: Path, p: Params, overrides: dict[str, Any], test_fraction: float) -> Pool:
+    """The pool as `acorn simulate` opens it: a tiled pool is tested on test.data; a YOLO folder
+    holds out ``test_fraction`` of itself unless test.data was given (--test, -S)."""
+    tiled = (pool / "manifest.parquet").is_file()
+    test_dir = Path(p.test.data) if tiled or "test.data" in overrides else None
+    return open_pool(pool, p.classes, test_dir, test_fraction)
 
 
 def simulate_command(
@@ -137,9 +145,7 @@ def simulate_command(
         full_epochs=full_epochs,
         full_patience=full_patience,
     )
-    tiled = (pool / "manifest.parquet").is_file()
-    test_dir = Path(p.test.data) if tiled or "test.data" in overrides else None
-    source = open_pool(pool, p.classes, test_dir, test_fraction)
+    source = open_simulation_pool(pool, p, overrides, test_fraction)
     if screen_only:
         found = screen(source, config, out)
         _print(found.table, f"first batch hit rate; the pool's base rate {found.base_rate:.3f}")

@@ -321,12 +321,7 @@ class _Simulation:
         base = Path(config.base)
         if not config.cold and not base.is_file():
             raise InputError(f"{base}: base model missing (model.base: a .pt, or a .yaml for a cold start)")
-        identity = {
-            "pool": pool.description,
-            "base_sha1": _sha1(base) if base.is_file() else "",
-            **config.identity(),
-        }
-        self.identity = json.loads(json.dumps(identity))  # as it reads back from config.json
+        self.identity = folder_identity(pool, config)
         self.curves = _read_csv(out / CURVES, CURVE_COLUMNS)
         self.selections = _read_csv(out / SELECTIONS, SELECTION_COLUMNS)
         self._base_predictions: detection.Detections | None = None
@@ -384,7 +379,7 @@ class _Simulation:
             config = folder / CONFIG
             if not config.is_file():
                 raise InputError(f"{config}: not found (--merge takes output folders of acorn simulate)")
-            changed = _differing(json.loads(config.read_text(encoding="utf-8")), self.identity)
+            changed = settings_differ(json.loads(config.read_text(encoding="utf-8")), self.identity)
             if changed:
                 raise ParamsError(
                     f"{config}: made with other settings ({', '.join(changed)} differ); not merged"
@@ -714,7 +709,7 @@ class _Simulation:
     def _check_config(self) -> None:
         path = self.out / CONFIG
         if path.is_file():
-            changed = _differing(json.loads(path.read_text(encoding="utf-8")), self.identity)
+            changed = settings_differ(json.loads(path.read_text(encoding="utf-8")), self.identity)
             if changed:
                 raise ParamsError(
                     f"{path}: this folder holds results for other settings ({', '.join(changed)} differ); "
@@ -841,8 +836,20 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     return df[columns]
 
 
-def _differing(stored: dict, identity: dict) -> list[str]:
-    """The settings keys on which a folder's config.json and this simulation disagree."""
+def folder_identity(pool: Pool, config: SimulateConfig) -> dict:
+    """What every row of one output folder shares (its config.json): the pool, the base model's
+    bytes and the settings, as they read back from JSON."""
+    base = Path(config.base)
+    identity = {
+        "pool": pool.description,
+        "base_sha1": _sha1(base) if base.is_file() else "",
+        **config.identity(),
+    }
+    return json.loads(json.dumps(identity))
+
+
+def settings_differ(stored: dict, identity: dict) -> list[str]:
+    """The keys on which a folder's config.json and this simulation (``folder_identity``) disagree."""
     return sorted(k for k in identity.keys() | stored.keys() if stored.get(k) != identity.get(k))
 
 
