@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The checks that need a GPU, as run for README "At scale" and "Which strategy pays?" on one
 # NVIDIA card (python3 with a CUDA torch and this repository's requirements importable; `acorn`
-# on PATH). Logs go to $OUT (default gpu-results/). Three parts, so each fits a short lease:
+# on PATH). Logs go to $OUT (default gpu-results/). Four parts, so each fits a short lease:
 #   train:  GPU tests (training with AutoBatch, predict), then the demo pool generated here and
 #           `acorn simulate` on it with model.device cuda: one random cycle and the whole-pool
 #           reference (the ceiling the demo's learning curves are read against), trained for up to
 #           REF_EPOCHS (100) and stopped after REF_PATIENCE (10) epochs without a better validation
-#           score: reference.json says whether it converged (30 epochs took 2 min on an H100)
+#           score: reference.json says whether it converged (30 epochs took 2 min on an H100).
+#           Two references side by side: the demo's recipe (simulate-gpu/) and the recipe 500 labels
+#           did best with, 24 epochs and the backbone not frozen (simulate-gpu-unfrozen/)
+#   refit:  the demo pool made here, then benchmarks/refit.py on the ten-cycle runs' 500 labels
+#           (hybrid and random, seed 4) with the unfrozen recipe at imgsz 320 and 640, on cuda
 #   curves: the same GPU tests while the demo pool is generated, then the paired demo-pool curves
 #           (benchmarks/learning_curve_demo.sh's recipe: STRATEGIES "random hybrid", SEEDS 5, CYCLES 2 of
 #           50, the demo's fine-tune) with one process per strategy and seed (--first-seed, then
@@ -40,10 +44,29 @@ case "$1" in
 train)
   [ -n "${SKIP_TESTS:-}" ] || { gpu_tests; cat "$OUT/pytest-train.log"; }
   demo_pool
-  timeout "${SIM_TIMEOUT:-480}" acorn simulate --pool data/tiles --strategies random --seeds 1 --cycles 1 \
-    --full-epochs "${REF_EPOCHS:-100}" --full-patience "${REF_PATIENCE:-10}" -S model.device=cuda \
-    -S predict.batch=128 -S train.batch=64 -S train.workers=8 --out "$OUT/simulate-gpu" 2>&1 | tr '\r' '\n' | grep -v "^simulate\|it/s\]$" |
-    tee "$OUT/simulate.log"
+  reference() {  # <out folder> [-S ...]: one random cycle, then the whole-pool reference
+    local out=$1
+    shift
+    timeout "${SIM_TIMEOUT:-480}" acorn simulate --pool data/tiles --strategies random --seeds 1 --cycles 1 \
+      --full-epochs "${REF_EPOCHS:-100}" --full-patience "${REF_PATIENCE:-10}" -S model.device=cuda \
+      -S predict.batch=128 -S train.batch=64 -S train.workers=4 "$@" --out "$OUT/$out" 2>&1 | tr '\r' '\n' |
+      grep -v "^simulate\|it/s\]$" > "$OUT/$out.log"
+  }
+  reference simulate-gpu &
+  reference simulate-gpu-unfrozen -S train.epochs=24 -S train.freeze=0 &
+  wait
+  tail -n 30 "$OUT"/simulate-gpu*.log
+  ;;
+refit)
+  demo_pool
+  unfrozen=model.device=cuda,train.epochs=24,train.freeze=0
+  for s in hybrid random; do
+    timeout "${REFIT_TIMEOUT:-400}" python3 benchmarks/refit.py benchmarks/learning_curve_demo_long \
+      --strategy $s --seed 4 --cycle 10 --variant $unfrozen --variant $unfrozen,model.imgsz=640 \
+      --out "$OUT/refit-$s" > "$OUT/refit-$s.log" 2>&1 &
+  done
+  wait
+  tail -n 8 "$OUT"/refit-*.log
   ;;
 curves)
   [ -n "${SKIP_TESTS:-}" ] || gpu_tests &
