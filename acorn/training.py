@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 import yaml
@@ -227,9 +228,12 @@ def train(
 
     ``resume`` is for runs of hours (the whole-pool reference, the base model): ``workdir`` then
     outlives a kill, a run stopped before its last epoch goes on from its ``last.pt`` (optimizer,
-    EMA and early-stopping state included; ``on_epoch`` hears only the epochs trained now) and a
-    finished one is not trained again. The caller keeps one ``workdir`` per set of settings:
-    ultralytics resumes with the checkpoint's own.
+    EMA and early-stopping state included, the random state not: a resumed run is not the
+    bit-identical twin of an unbroken one; ``on_epoch`` hears only the epochs trained now) and a
+    finished one is not trained again. A kill while ultralytics wrote ``last.pt`` (not atomic)
+    leaves nothing to resume: that run starts over. The caller keeps one ``workdir`` per set of
+    settings: ultralytics resumes with the checkpoint's own. ``epoch_history`` reads the epochs
+    of all the attempts.
     """
     configure_ultralytics()
     from ultralytics import YOLO
@@ -237,7 +241,7 @@ def train(
     weights = workdir / "train" / "weights" / f"{keep}.pt"
     last = workdir / "train" / "weights" / "last.pt"
     stage = checkpoint_stage(last) if resume else None
-    if stage == "finished" and weights.exists():
+    if stage == "finished" and _load_checkpoint(weights) is not None:
         log.info("%s: training finished before; not trained again", weights)
         return weights
     if stage != "unfinished":
@@ -247,7 +251,13 @@ def train(
     _use_threads(model, config.threads)
     if stage == "unfinished":
         log.info("resuming the training stopped in %s", workdir)
-        model.train(resume=str(last), data=str(data_yaml), device=config.device, workers=config.workers)
+        model.train(  # save_dir: the checkpoint's own is where the folder was, maybe another machine
+            resume=str(last),
+            data=str(data_yaml),
+            device=config.device,
+            workers=config.workers,
+            save_dir=str((workdir / "train").resolve()),
+        )
     else:
         _train_new(model, data_yaml, config, workdir, **overrides)
     if not weights.exists():
@@ -279,20 +289,45 @@ def _train_new(model, data_yaml: Path, config: TrainConfig, workdir: Path, **ove
     )
 
 
-def checkpoint_stage(last: Path) -> str | None:
-    """``last.pt`` of a run: "unfinished" (an epoch's checkpoint, resumable), "finished" (ultralytics
-    strips the optimizer and sets epoch -1 when a run ends) or None (no checkpoint, or unreadable:
-    a kill while it was written)."""
-    if not last.is_file():
+def checkpoint_stage(last: Path) -> Literal["finished", "unfinished"] | None:
+    """``last.pt`` of a run: "unfinished" (an epoch's checkpoint, resumable), "finished" or None
+    (no checkpoint, or unreadable: a kill while it was written).
+
+    Finished: ultralytics strips the optimizer and sets epoch -1 when a run ends; also the
+    checkpoint of the last epoch, or of the one early stopping ended on, when a kill came before
+    that: ultralytics refuses to resume it and there is nothing left to train."""
+    ckpt = _load_checkpoint(last)
+    if ckpt is None:
+        return None
+    epoch = ckpt.get("epoch", -1)
+    if epoch == -1:
+        return "finished"
+    args, stopper = ckpt.get("train_args") or {}, ckpt.get("stopper") or {}
+    done = epoch + 1
+    stalled = done - stopper.get("best_epoch", 0) >= (args.get("patience") or math.inf)
+    return "finished" if done >= args.get("epochs", math.inf) or stalled else "unfinished"
+
+
+def _load_checkpoint(path: Path) -> dict | None:
+    if not path.is_file():
         return None
     from ultralytics.utils.patches import torch_load
 
     try:
-        epoch = torch_load(last, map_location="cpu").get("epoch", -1)
+        return torch_load(path, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint means: start again
-        log.warning("%s: unreadable (%s); training from the start", last, exc)
+        log.warning("%s: unreadable (%s); training from the start", path, exc)
         return None
-    return "finished" if epoch == -1 else "unfinished"
+
+
+def epoch_history(workdir: Path) -> pd.DataFrame:
+    """Every epoch of a run in ``workdir`` from ultralytics' results.csv, across resumes: one row
+    per epoch (one redone after a kill is logged twice; the last counts), scores named as
+    ``epoch_metrics`` names them."""
+    raw = pd.read_csv(workdir / "train" / "results.csv")
+    raw.columns = [c.strip() for c in raw.columns]
+    raw = raw.drop_duplicates("epoch", keep="last").reset_index(drop=True)
+    return raw.rename(columns=_EPOCH_NAMES).astype({"epoch": int})
 
 
 def _use_threads(model, threads: int) -> None:

@@ -28,7 +28,7 @@ import pandas as pd
 
 import acorn  # noqa: F401  (offline settings first)
 from acorn.atomic import write_csv
-from acorn.errors import InputError
+from acorn.errors import AcornError, InputError
 from acorn.params import parse_override
 from acorn.simulate.cli import load_settings, open_simulation_pool
 from acorn.simulate.curves import CURVES, SELECTIONS
@@ -65,8 +65,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("reports/refit"))
     args = parser.parse_args()
 
-    p, overrides = load_settings(Path("params.yaml"), {"test": args.test and str(args.test)}, args.sets)
-    pool = open_simulation_pool(args.pool, p, overrides, args.test_fraction)
+    try:
+        p, overrides = load_settings(Path("params.yaml"), {"test": args.test and str(args.test)}, args.sets)
+        pool = open_simulation_pool(args.pool, p, overrides, args.test_fraction)
+    except AcornError as exc:
+        raise SystemExit(str(exc)) from None
     stored = json.loads((args.folder / CONFIG).read_text(encoding="utf-8"))
     differ = settings_differ(stored, folder_identity(pool, SimulateConfig(params=p)))
     if differ:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -512,7 +513,7 @@ class FakeModel:
         epochs_run: list[tuple[float, float]] | None = None,
     ):
         self.embeddings, self.boxes = embeddings or {}, boxes or {}
-        self.epochs_run = epochs_run or []  # (val map50, map50-95) per epoch a training reports
+        self.epochs_run = epochs_run or []  # (val map50, map50-95) per epoch; none: 0.5, 0.25 each
         self.kill_after: int | None = None  # as if the process died once this many epochs were saved
         self.trained: list[tuple[int, int]] = []  # (seed, epochs) per training
         self.train_options: list[dict] = []  # keep / patience as each training got them
@@ -528,16 +529,24 @@ class FakeModel:
         return self
 
     def train(self, start, data_yaml, config, workdir, on_epoch=None, resume=False, **kwargs) -> Path:
-        """Like ultralytics': last.pt after every epoch (here: the number of epochs done), and with
-        ``resume`` a stopped run goes on after the epochs its last.pt holds."""
+        """Like ultralytics' (and acorn.training.train's resume): a row of results.csv and last.pt
+        (here: the number of epochs done) after every epoch; with ``resume`` a stopped run goes on
+        after the epochs its last.pt holds, else it starts over."""
         self.trained.append((config.seed, config.epochs))
         self.train_options.append({**kwargs, **({"resume": True} if resume else {})})
         weights = workdir / "train" / "weights"
-        weights.mkdir(parents=True, exist_ok=True)
         done = int((weights / "last.pt").read_text()) if resume and (weights / "last.pt").is_file() else 0
-        for epoch, (map50, map50_95) in enumerate(self.epochs_run[: config.epochs], start=1):
+        if not done:
+            shutil.rmtree(workdir / "train", ignore_errors=True)
+        weights.mkdir(parents=True, exist_ok=True)
+        scores = self.epochs_run or [(0.5, 0.25)] * config.epochs
+        for epoch, (map50, map50_95) in enumerate(scores[: config.epochs], start=1):
             if epoch <= done:
                 continue
+            with open(workdir / "train" / "results.csv", "a") as results:
+                if epoch == 1:
+                    results.write("epoch, train/box_loss, metrics/mAP50(B), metrics/mAP50-95(B)\n")
+                results.write(f"{epoch}, 1.0, {map50}, {map50_95}\n")
             (weights / "last.pt").write_text(str(epoch))
             if on_epoch is not None:
                 on_epoch({"train/box_loss": 1.0, "val/map50": map50, "val/map50_95": map50_95})
@@ -988,6 +997,17 @@ def test_a_reference_killed_midway_resumes_from_its_last_epoch(tmp_path, monkeyp
     model.kill_after, model.epochs_run = None, [(0.1, 0.05), (0.2, 0.1), (0.4, 0.2)]
     sim.simulate(pool, replace(config, full_epochs=3), out)
     assert pd.read_csv(out / sim.REFERENCE_EPOCHS)["val/map50"].tolist() == [0.1, 0.2, 0.4]
+
+    # killed while last.pt was written (unreadable: the trainer starts over): no epoch counted twice
+    (out / sim.REFERENCE).unlink()
+    model.kill_after = 2
+    with pytest.raises(KeyboardInterrupt):
+        sim.simulate(pool, long, out)
+    (out / "work" / "reference" / "train" / "weights" / "last.pt").unlink()
+    model.kill_after = None
+    result = sim.simulate(pool, long, out)
+    assert pd.read_csv(out / sim.REFERENCE_EPOCHS)["epoch"].tolist() == [1, 2, 3]
+    assert result.reference["epochs_run"] == 3
 
 
 def test_a_folder_made_with_other_settings_is_refused(tmp_path, no_work):

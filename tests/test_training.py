@@ -45,12 +45,15 @@ def test_a_training_killed_midway_goes_on_from_its_last_epoch(tiny_repo: Path, t
         training.train(base, data, config, work, on_epoch=killed, resume=True)
     assert training.checkpoint_stage(last) == "unfinished"
 
+    # the folder moved (a copy on another machine): the checkpoint names the old place, unused now
+    work.rename(tmp_path / "moved")
+    work, last = tmp_path / "moved", tmp_path / "moved" / "train" / "weights" / "last.pt"
     heard.clear()
     weights = training.train(base, data, config, work, on_epoch=heard.append, resume=True)
     assert len(heard) == 2  # epochs 2 and 3: the first is not trained again
     results = pd.read_csv(work / "train" / "results.csv")
     assert results["epoch"].tolist() == [1, 2, 3]
-    assert training.checkpoint_stage(last) == "finished"
+    assert training.checkpoint_stage(last) == "finished" and not (tmp_path / "work").exists()
 
     heard.clear()  # finished: asked again, nothing is trained
     assert training.train(base, data, config, work, on_epoch=heard.append, resume=True) == weights
@@ -59,6 +62,26 @@ def test_a_training_killed_midway_goes_on_from_its_last_epoch(tiny_repo: Path, t
     # without resume the same folder starts over: no rows of the earlier run are left
     training.train(base, data, training.TrainConfig.from_params(p, epochs=1), work, on_epoch=heard.append)
     assert len(heard) == 1 and pd.read_csv(work / "train" / "results.csv")["epoch"].tolist() == [1]
+
+
+@pytest.mark.slow
+def test_a_kill_after_the_last_epoch_was_saved_leaves_a_finished_run(tiny_repo: Path, tmp_path: Path) -> None:
+    """Killed between the last epoch's checkpoint and ultralytics' end of run (which strips it):
+    nothing is left to train, and ultralytics would refuse to resume it."""
+    p = load_params(tiny_repo / "params.yaml")
+    base, data = tiny_repo / p.model.base, close_up_dataset(tiny_repo, tmp_path / "data")
+    config = training.TrainConfig.from_params(p, epochs=1)
+
+    def killed(_metrics: dict[str, float]) -> None:
+        raise KeyboardInterrupt("as if the process died once the only epoch was saved")
+
+    with pytest.raises(KeyboardInterrupt):
+        training.train(base, data, config, tmp_path / "work", on_epoch=killed, resume=True)
+    last = tmp_path / "work" / "train" / "weights" / "last.pt"
+    assert training.checkpoint_stage(last) == "finished"
+    heard: list[dict[str, float]] = []
+    assert training.train(base, data, config, tmp_path / "work", on_epoch=heard.append, resume=True) == last
+    assert heard == []
 
 
 def test_the_validation_of_best_pt_after_an_early_stop_is_not_an_epoch() -> None:
@@ -82,8 +105,8 @@ def test_train_base_killed_midway_goes_on_where_it_stopped(tiny_repo: Path) -> N
     last = tiny_repo / paths.WORK / "base-model" / "train" / "weights" / "last.pt"
     proc = subprocess.Popen(cmd, cwd=tiny_repo, env=tool_env(tiny_repo), stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 300
-        while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        deadline = time.monotonic() + 300  # a whole first checkpoint, not one being written
+        while training.checkpoint_stage(last) is None and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert proc.poll() is None, "train-base ended before it could be killed midway"
     finally:

@@ -6,6 +6,7 @@ Nothing is downloaded: ``yolov8n.yaml`` is the architecture, the close-ups are s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -43,13 +44,14 @@ def train_base_model(
     config = training.TrainConfig.from_params(
         p, epochs=epochs or p.demo.base_epochs, lr0=0.02, freeze=0, seed=p.demo.seed
     )
-    patience = patience or p.demo.base_patience
+    stop_after = patience or p.demo.base_patience
     work = _resumable_workdir(
         root / paths.WORK / "base-model",
         {
             **{k: v for k, v in asdict(config).items() if k not in _RESUME_MAY_CHANGE},
-            "patience": patience,
-            "images": [[i.name, i.stat().st_size] for i in images],
+            "patience": stop_after,
+            "classes": p.classes,
+            "close_ups": _close_ups_digest(images, source / "labels"),
         },
     )
     shutil.rmtree(work / "data", ignore_errors=True)
@@ -70,10 +72,17 @@ def train_base_model(
         mosaic=0.0,
         close_mosaic=0,
         cache=True,
-        patience=patience,
+        patience=stop_after,
     )
     copy_file(best, out)
-    curve = _training_curve(work / "train" / "results.csv")
+    history = training.epoch_history(work)
+    curve = pd.DataFrame(
+        {
+            "epoch": history["epoch"],
+            "val_map50": history["val/map50"].round(4),
+            "val_map50_95": history["val/map50_95"].round(4),
+        }
+    )
     write_csv(curve, root / BASE_REPORT / "curve.csv")
     plot_curve(curve, root / BASE_REPORT / "curve.png")
     log.info(
@@ -87,6 +96,16 @@ def train_base_model(
     return out
 
 
+def _close_ups_digest(images: list[Path], labels: Path) -> str:
+    """The close-ups' bytes and labels: regenerated or relabeled ones make another model."""
+    digest = hashlib.sha1()
+    for image in images:
+        label = labels / f"{image.stem}.txt"
+        digest.update(image.name.encode() + image.read_bytes())
+        digest.update(label.read_bytes() if label.is_file() else b"-")
+    return digest.hexdigest()
+
+
 def _resumable_workdir(work: Path, spec: dict) -> Path:
     """The training folder, kept until the model is written: 100 epochs take over an hour on two
     cores, and `acorn train-base` run again after a kill goes on from the last epoch. A folder
@@ -98,20 +117,6 @@ def _resumable_workdir(work: Path, spec: dict) -> Path:
     shutil.rmtree(work, ignore_errors=True)
     write_json(stored, spec)
     return work
-
-
-def _training_curve(results_csv: Path) -> pd.DataFrame:
-    """ultralytics' per-epoch results -> epoch, val map50, val map50-95 (its column names are padded)."""
-    raw = pd.read_csv(results_csv)
-    raw.columns = [c.strip() for c in raw.columns]
-    raw = raw.drop_duplicates("epoch", keep="last")  # an epoch redone after a kill is logged twice
-    return pd.DataFrame(
-        {
-            "epoch": raw["epoch"].astype(int),
-            "val_map50": raw["metrics/mAP50(B)"].round(4),
-            "val_map50_95": raw["metrics/mAP50-95(B)"].round(4),
-        }
-    )
 
 
 def plot_curve(curve: pd.DataFrame, path: Path) -> None:

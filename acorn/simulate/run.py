@@ -38,7 +38,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -575,7 +575,6 @@ class _Simulation:
         epochs: int | None,
         keep: Path,
         patience: int = 0,
-        on_epoch: Callable[[dict[str, float]], None] | None = None,
         resume_in: Path | None = None,
     ) -> Path:
         """Fine-tune from the base on ``ids`` (a fresh start every cycle, as the train stage does);
@@ -596,9 +595,7 @@ class _Simulation:
         )
         early = {"keep": "best", "patience": patience} if patience else {}
         config = self.config.train_config(seed, epochs)
-        trained = training.train(
-            self.config.base, data, config, work, on_epoch=on_epoch, resume=resume_in is not None, **early
-        )
+        trained = training.train(self.config.base, data, config, work, resume=resume_in is not None, **early)
         copy_file(trained, keep)
         if resume_in is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -647,17 +644,9 @@ class _Simulation:
                 return stored
         bar.set_description("whole-pool reference")
         bar.set_postfix_str(f"train on {len(self.ids)} for {'up to ' if patience else ''}{epochs} epochs")
-        folder, scores = self._reference_folder(epochs, patience)
-
-        def record(metrics: dict[str, float]) -> None:  # each epoch kept: a resume adds to them
-            scores.append(metrics)
-            write_csv(pd.DataFrame(scores), folder / REFERENCE_EPOCHS)
-
-        weights = self._train_model(
-            self.ids, 0, epochs, self.work / "reference-c0.pt", patience, record, resume_in=folder
-        )
-        curve = pd.DataFrame(scores)
-        curve.insert(0, "epoch", range(1, len(curve) + 1))
+        folder = self._reference_folder(epochs, patience)
+        weights = self._train_model(self.ids, 0, epochs, self.work / "reference-c0.pt", patience, folder)
+        curve = training.epoch_history(folder)
         reference = {
             "labeled_tiles": len(self.ids),
             "epochs": epochs,
@@ -680,21 +669,19 @@ class _Simulation:
             )
         return reference
 
-    def _reference_folder(self, epochs: int, patience: int) -> tuple[Path, list[dict[str, float]]]:
-        """Where the reference trains, kept across a kill (out/work/reference), and the epochs it
-        trained before one; a folder left by other --full-epochs / --full-patience starts over
-        (the folder's other settings are config.json's, checked before any run)."""
+    def _reference_folder(self, epochs: int, patience: int) -> Path:
+        """Where the reference trains, kept across a kill (out/work/reference); a folder left by
+        other --full-epochs / --full-patience starts over (the folder's other settings are
+        config.json's, checked before any run)."""
         folder = self.out / "work" / "reference"
         spec = {"epochs": epochs, "patience": patience}
         stored = folder / "spec.json"
         if stored.is_file() and json.loads(stored.read_text(encoding="utf-8")) == spec:
-            done = folder / REFERENCE_EPOCHS
-            scores = pd.read_csv(done).to_dict("records") if done.is_file() else []
-            log.info("resuming the whole-pool reference after %d epochs (%s)", len(scores), folder)
-            return folder, scores
+            log.info("the whole-pool reference goes on where it stopped (%s)", folder)
+            return folder
         shutil.rmtree(folder, ignore_errors=True)
         write_json(stored, spec)
-        return folder, []
+        return folder
 
     def _label(self, truth: str) -> Path:
         """An item's label file; one shared empty file stands for every image without objects."""

@@ -1,8 +1,8 @@
 """Label Studio as acorn's labeling backend: a local server, project set-up, push/pull/restore with
 bounded retries, a simulated annotator.
 
-Names are imported on first use (PEP 562): ``acorn --help`` and every other command load this
-package for ``acorn labelstudio``'s sub-commands, and should not pay for the SDK and pandas.
+Names are imported on first use (PEP 562): every ``acorn`` command loads this package for
+``acorn labelstudio``'s sub-commands, and only those that talk to Label Studio need the SDK.
 """
 
 from __future__ import annotations
@@ -67,3 +67,7 @@ def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
