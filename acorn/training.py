@@ -8,6 +8,7 @@ that nothing half-written ever lands in models/ or metrics/.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 import pandas as pd
 import yaml
 
+from acorn.atomic import write_json
 from acorn.detection import use_cpu_threads
 from acorn.env import configure_ultralytics
 from acorn.errors import InputError
@@ -263,6 +265,19 @@ def train(
     if not weights.exists():
         raise RuntimeError(f"ultralytics finished without writing {weights}")
     return weights
+
+
+def resumable_workdir(work: Path, spec: dict, what: str) -> Path:
+    """A training folder for ``train(..., resume=True)``, kept across a kill: reused while ``spec``
+    (what the run trains) is the one it was made for, else emptied and started over, since
+    ultralytics resumes with the checkpoint's own settings."""
+    stored = work / "spec.json"
+    if stored.is_file() and json.loads(stored.read_text(encoding="utf-8")) == json.loads(json.dumps(spec)):
+        log.info("resuming %s in %s", what, work)
+        return work
+    shutil.rmtree(work, ignore_errors=True)
+    write_json(stored, spec)
+    return work
 
 
 def _train_new(model, data_yaml: Path, config: TrainConfig, workdir: Path, **overrides) -> None:

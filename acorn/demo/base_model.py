@@ -7,7 +7,6 @@ Nothing is downloaded: ``yolov8n.yaml`` is the architecture, the close-ups are s
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 from dataclasses import asdict
@@ -16,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from acorn import paths
-from acorn.atomic import copy_file, write_csv, write_json
+from acorn.atomic import copy_file, write_csv
 from acorn.errors import InputError
 from acorn.params import Params
 
@@ -45,7 +44,7 @@ def train_base_model(
         p, epochs=epochs or p.demo.base_epochs, lr0=0.02, freeze=0, seed=p.demo.seed
     )
     stop_after = patience or p.demo.base_patience
-    work = _resumable_workdir(
+    work = training.resumable_workdir(
         root / paths.WORK / "base-model",
         {
             **{k: v for k, v in asdict(config).items() if k not in _RESUME_MAY_CHANGE},
@@ -53,6 +52,7 @@ def train_base_model(
             "classes": p.classes,
             "close_ups": _close_ups_digest(images, source / "labels"),
         },
+        "the base model's training",
     )
     shutil.rmtree(work / "data", ignore_errors=True)
     data = training.labeled_dataset(
@@ -104,19 +104,6 @@ def _close_ups_digest(images: list[Path], labels: Path) -> str:
         digest.update(image.name.encode() + image.read_bytes())
         digest.update(label.read_bytes() if label.is_file() else b"-")
     return digest.hexdigest()
-
-
-def _resumable_workdir(work: Path, spec: dict) -> Path:
-    """The training folder, kept until the model is written: 100 epochs take over an hour on two
-    cores, and `acorn train-base` run again after a kill goes on from the last epoch. A folder
-    left by other settings or other close-ups starts over (ultralytics resumes with its own)."""
-    stored = work / "spec.json"
-    if stored.is_file() and json.loads(stored.read_text(encoding="utf-8")) == json.loads(json.dumps(spec)):
-        log.info("resuming the base model's training in %s", work)
-        return work
-    shutil.rmtree(work, ignore_errors=True)
-    write_json(stored, spec)
-    return work
 
 
 def plot_curve(curve: pd.DataFrame, path: Path) -> None:

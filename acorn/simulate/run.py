@@ -644,7 +644,10 @@ class _Simulation:
                 return stored
         bar.set_description("whole-pool reference")
         bar.set_postfix_str(f"train on {len(self.ids)} for {'up to ' if patience else ''}{epochs} epochs")
-        folder = self._reference_folder(epochs, patience)
+        # kept across a kill; other --full-epochs / --full-patience start over (the folder's other
+        # settings are config.json's, checked before any run)
+        spec = {"epochs": epochs, "patience": patience}
+        folder = training.resumable_workdir(self.out / "work" / "reference", spec, "the whole-pool reference")
         weights = self._train_model(self.ids, 0, epochs, self.work / "reference-c0.pt", patience, folder)
         curve = training.epoch_history(folder)
         reference = {
@@ -668,20 +671,6 @@ class _Simulation:
                 reference["map50"],
             )
         return reference
-
-    def _reference_folder(self, epochs: int, patience: int) -> Path:
-        """Where the reference trains, kept across a kill (out/work/reference); a folder left by
-        other --full-epochs / --full-patience starts over (the folder's other settings are
-        config.json's, checked before any run)."""
-        folder = self.out / "work" / "reference"
-        spec = {"epochs": epochs, "patience": patience}
-        stored = folder / "spec.json"
-        if stored.is_file() and json.loads(stored.read_text(encoding="utf-8")) == spec:
-            log.info("the whole-pool reference goes on where it stopped (%s)", folder)
-            return folder
-        shutil.rmtree(folder, ignore_errors=True)
-        write_json(stored, spec)
-        return folder
 
     def _label(self, truth: str) -> Path:
         """An item's label file; one shared empty file stands for every image without objects."""
