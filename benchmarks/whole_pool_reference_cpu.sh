@@ -10,7 +10,7 @@
 # session goes on from there: run this script again (in this repository; it makes the demo pool
 # first if data/tiles is missing). This folder's results are the CPU's (config.json: model.device
 # cpu), so a GPU does not continue it; there `SKIP_TESTS=1 benchmarks/gpu_checks.sh train` trains
-# the same reference from the start, in its own folder, in minutes.
+# the unfrozen reference from the start (batch 64), in its own folder, in minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f data/tiles/manifest.parquet ] || { acorn demo-data && python stages/tile.py; }
