@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from acorn import paths
-from acorn.entrypoint import setup_logging, user_errors, verbose_requested
+from acorn.entrypoint import setup_logging, unwind_on_sigterm, user_errors, verbose_requested
 from acorn.labeling.labelstudio.cli import labelstudio_app
 from acorn.params import load_params
 from acorn.remotes import dagshub_app
@@ -145,6 +145,7 @@ app.add_typer(dagshub_app, name="dagshub")
 def main() -> None:
     verbose = verbose_requested()
     setup_logging(verbose)
+    unwind_on_sigterm()
     try:
         with user_errors("acorn", verbose):
             app()

@@ -2,7 +2,8 @@
 
 An ``AcornError`` is shown as one line (it names the file or key to fix) and exits 1; anything
 else is a bug and keeps its traceback. ``--verbose`` (or ``ACORN_VERBOSE=1``) logs at DEBUG and
-shows the traceback of user errors too. Kept free of typer, FastAPI and the Label Studio SDK so
+shows the traceback of user errors too. SIGTERM unwinds the program as an exception does, so
+that scratch folders are removed. Kept free of typer, FastAPI and the Label Studio SDK so
 that a stage script imports only what it uses.
 """
 
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -36,6 +39,28 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def unwind_on_sigterm() -> None:
+    """Make SIGTERM (``kill PID``, a batch scheduler's preemption or time limit) end this process
+    through ``SystemExit``, so that ``finally`` blocks and temporary folders clean up; its default
+    action kills the process where it stands and leaves scratch folders behind. The exit status is
+    the shell's for a process SIGTERM killed, 143. A second SIGTERM, or one to a process forked
+    from this one (data loader or tiling workers), acts as by default: a hung cleanup can still
+    be stopped, and workers do not raise in their parent's code."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # Python runs signal handlers in the main thread only; signal.signal refuses others
+    owner = os.getpid()
+
+    def unwind(signum: int, _frame: object) -> None:
+        signal.signal(signum, signal.SIG_DFL)
+        if os.getpid() != owner:
+            os.kill(os.getpid(), signum)
+            return
+        log.warning("stopped by SIGTERM: cleaning up; what was saved is kept for the next run")
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, unwind)
+
+
 @contextmanager
 def user_errors(what: str, verbose: bool = False) -> Iterator[None]:
     """Show an ``AcornError`` as one actionable line and exit 1; let every other exception through."""
@@ -55,5 +80,6 @@ def run_stage(stage: Callable) -> None:
 
     verbose = verbose_requested()
     setup_logging(verbose)
+    unwind_on_sigterm()
     with user_errors(stage.__module__ if stage.__module__ != "__main__" else stage.__name__, verbose):
         stage(load_params())

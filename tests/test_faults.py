@@ -1,4 +1,4 @@
-"""Faults: a stage SIGKILLed mid-work, the MLflow store down or locked, a full disk.
+"""Faults: a stage SIGKILLed mid-work, a run stopped by SIGTERM, the MLflow store down or locked, a full disk.
 
 Each test causes the fault for real where it can (a process group killed with SIGKILL, a closed
 port, a sqlite file locked by another connection, a 1 MiB tmpfs) and checks what the next run
@@ -33,7 +33,7 @@ import yaml
 from acorn import atomic
 from acorn.atomic import DiskFullError, copy_file, replace_dir, write_csv, write_json, write_parquet
 from acorn.registry import COMPLETE_TAG, SOURCE_TAG, WEIGHTS_TAG, source_hash
-from tests.conftest import REPO, run, tool_env, write_params
+from tests.conftest import REPO, run, save_detector, tool_env, write_params
 
 MODEL_NAME = yaml.safe_load((REPO / "params.yaml").read_text())["register"]["model_name"]
 
@@ -324,6 +324,59 @@ def test_register_killed_after_a_losing_version_keeps_the_champion(trained, tmp_
     kill_group(proc)
     run(["dvc", "repro", "register"], root)
     assert_registered_once(root, champion=1, champion_sha=earlier_sha)
+
+
+# --- SIGTERM: the process unwinds and cleans up ------------------------------------------------
+
+
+def test_simulate_stopped_by_sigterm_removes_its_scratch_and_keeps_what_it_saved(tmp_path):
+    """SIGTERM to the whole process group mid-training, as a batch scheduler or ``kill`` sends it:
+    the simulation's scratch folder goes (under SIGTERM's default action it outlives the process),
+    the exit status is a SIGTERMed process's, and what was saved for a resume stays."""
+    from PIL import Image
+
+    pool = tmp_path / "pool"
+    (pool / "images").mkdir(parents=True)
+    (pool / "labels").mkdir()
+    for i in range(20):
+        Image.new("RGB", (64, 64), (i * 12, 90, 30)).save(pool / "images" / f"img{i:02d}.jpg")
+        (pool / "labels" / f"img{i:02d}.txt").write_text("0 0.5 0.5 0.3 0.3\n" if i % 2 else "")
+    (pool / "classes.txt").write_text("raccoon\n")
+    save_detector(tmp_path / "base.pt", ["raccoon"])
+    (tmp_path / "params.yaml").write_text("classes: [raccoon]\ntrain: {batch: 4, replay_images: 0}\n")
+    out, log = tmp_path / "out", tmp_path / "simulate.log"
+    cmd = ["acorn", "simulate", "--pool", "pool", "--base", "base.pt", "--strategies", "random"]
+    cmd += ["--seeds", "1", "--cycles", "1", "--budget", "4", "--epochs", "500", "--full-epochs", "0"]
+    proc = start([*cmd, "--imgsz", "64", "--out", "out"], tmp_path, log)
+    wait_until(lambda: any(out.glob("work/tmp*/train-*/train/weights/last.pt")), proc, log)
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM, log.read_text()[-3000:]
+    assert list((out / "work").iterdir()) == []
+    assert "stopped by SIGTERM" in log.read_text()
+    assert (out / "config.json").is_file() and (out / "curves.csv").is_file()  # cycle 0, kept
+
+
+def test_a_worker_forked_after_sigterm_is_handled_dies_of_it_as_by_default():
+    """Tiling and data-loader workers are forked from the process that set the handler: SIGTERM
+    kills them as it would have, instead of raising in code that is their parent's."""
+    script = (
+        "import os, signal, time\n"
+        "from acorn.entrypoint import unwind_on_sigterm\n"
+        "unwind_on_sigterm()\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    time.sleep(60)\n"
+        "    os._exit(0)\n"
+        "time.sleep(0.3)\n"
+        "os.kill(child, signal.SIGTERM)\n"
+        "_, status = os.waitpid(child, 0)\n"
+        "print(os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert proc.stdout.strip() == "True", proc.stderr[-2000:]
 
 
 # --- the MLflow store unreachable or locked ----------------------------------------------------
