@@ -2,7 +2,8 @@
 
 Every output is written to a temporary sibling and moved into place with ``os.replace``,
 which is atomic on POSIX within one filesystem. A failed write (a full disk included) removes
-its temporary file and leaves the previous output as it was.
+its temporary file and leaves the previous output as it was. A folder that a long job writes to
+over hours (``acorn simulate``'s) has one writer at a time (``sole_writer``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import json
 import os
 import shutil
@@ -31,6 +33,35 @@ PAUSE_VAR = "ACORN_TEST_PAUSE_AT"
 
 class DiskFullError(AcornError):
     """An output could not be written for lack of space (the message names the file)."""
+
+
+class FolderBusyError(AcornError):
+    """Another process is writing to the folder (the message names the folder and that process)."""
+
+
+@contextlib.contextmanager
+def sole_writer(folder: Path, what: str) -> Iterator[None]:
+    """Hold ``folder``'s lock or refuse at once: two writers of one folder would overwrite each
+    other's records. The lock is an flock on ``folder/.lock``, which the kernel releases when its
+    holder dies, SIGKILL included, so what a killed writer left is stale once the lock is held."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise FolderBusyError(
+                f"{folder}: in use by {holder}; wait for it to end, or use another folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{what} (pid {os.getpid()})")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager

@@ -329,32 +329,87 @@ def test_register_killed_after_a_losing_version_keeps_the_champion(trained, tmp_
 # --- SIGTERM: the process unwinds and cleans up ------------------------------------------------
 
 
-def test_simulate_stopped_by_sigterm_removes_its_scratch_and_keeps_what_it_saved(tmp_path):
-    """SIGTERM to the whole process group mid-training, as a batch scheduler or ``kill`` sends it:
-    the simulation's scratch folder goes (under SIGTERM's default action it outlives the process),
-    the exit status is a SIGTERMed process's, and what was saved for a resume stays."""
+def tiny_simulation(root: Path, epochs: int) -> list[str]:
+    """``acorn simulate`` on 20 tiny images in ``root`` (one cycle of 4, random), as a command."""
     from PIL import Image
 
-    pool = tmp_path / "pool"
+    pool = root / "pool"
     (pool / "images").mkdir(parents=True)
     (pool / "labels").mkdir()
     for i in range(20):
         Image.new("RGB", (64, 64), (i * 12, 90, 30)).save(pool / "images" / f"img{i:02d}.jpg")
         (pool / "labels" / f"img{i:02d}.txt").write_text("0 0.5 0.5 0.3 0.3\n" if i % 2 else "")
     (pool / "classes.txt").write_text("raccoon\n")
-    save_detector(tmp_path / "base.pt", ["raccoon"])
-    (tmp_path / "params.yaml").write_text("classes: [raccoon]\ntrain: {batch: 4, replay_images: 0}\n")
+    save_detector(root / "base.pt", ["raccoon"])
+    (root / "params.yaml").write_text("classes: [raccoon]\ntrain: {batch: 4, replay_images: 0}\n")
+    cmd = [
+        "acorn",
+        "simulate",
+        "--pool",
+        "pool",
+        "--base",
+        "base.pt",
+        "--strategies",
+        "random",
+        "--seeds",
+        "1",
+    ]
+    return [
+        *cmd,
+        "--cycles",
+        "1",
+        "--budget",
+        "4",
+        "--epochs",
+        str(epochs),
+        "--full-epochs",
+        "0",
+        "--imgsz",
+        "64",
+    ]
+
+
+def training_started(out: Path) -> Callable[[], bool]:
+    return lambda: any(out.glob("work/tmp*/train-*/train/weights/last.pt"))
+
+
+def test_simulate_stopped_by_sigterm_removes_its_scratch_and_keeps_what_it_saved(tmp_path):
+    """SIGTERM to the whole process group mid-training, as a batch scheduler or ``kill`` sends it:
+    the simulation's scratch folder goes (under SIGTERM's default action it outlives the process),
+    the exit status is a SIGTERMed process's, and what was saved for a resume stays."""
     out, log = tmp_path / "out", tmp_path / "simulate.log"
-    cmd = ["acorn", "simulate", "--pool", "pool", "--base", "base.pt", "--strategies", "random"]
-    cmd += ["--seeds", "1", "--cycles", "1", "--budget", "4", "--epochs", "500", "--full-epochs", "0"]
-    proc = start([*cmd, "--imgsz", "64", "--out", "out"], tmp_path, log)
-    wait_until(lambda: any(out.glob("work/tmp*/train-*/train/weights/last.pt")), proc, log)
+    proc = start([*tiny_simulation(tmp_path, epochs=500), "--out", "out"], tmp_path, log)
+    wait_until(training_started(out), proc, log)
 
     os.killpg(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=120) == 128 + signal.SIGTERM, log.read_text()[-3000:]
-    assert list((out / "work").iterdir()) == []
+    assert [p.name for p in (out / "work").iterdir()] == [".lock"]
     assert "stopped by SIGTERM" in log.read_text()
     assert (out / "config.json").is_file() and (out / "curves.csv").is_file()  # cycle 0, kept
+
+
+def test_simulate_killed_leaves_scratch_the_next_run_removes_and_refuses_a_second_writer(tmp_path):
+    """SIGKILL cannot be handled: the killed run's scratch folder stays until the next run, which
+    holds the folder's lock and so knows it is stale. While a simulation holds the lock, another
+    one on the same folder is refused, naming the folder and the process holding it."""
+    cmd = [*tiny_simulation(tmp_path, epochs=3), "--out", "out"]
+    out, log = tmp_path / "out", tmp_path / "simulate.log"
+    proc = start(cmd, tmp_path, log)
+    wait_until(training_started(out), proc, log)
+    os.killpg(proc.pid, signal.SIGSTOP)
+    kill_group(proc)
+    stale = [p for p in (out / "work").iterdir() if p.name.startswith("tmp")]
+    assert len(stale) == 1
+
+    with atomic.sole_writer(out / "work", "a test"):
+        refused = subprocess.run(cmd, cwd=tmp_path, env=tool_env(tmp_path), capture_output=True, text=True)
+    assert refused.returncode == 1, refused.stderr[-3000:]
+    assert f"out/work: in use by a test (pid {os.getpid()}); wait for it to end" in refused.stderr
+    assert stale[0].is_dir()  # a refused run touches nothing
+
+    run(cmd, tmp_path)
+    assert not stale[0].exists() and [p.name for p in (out / "work").iterdir()] == [".lock"]
+    assert len(pd.read_csv(out / "curves.csv")) == 2  # cycles 0 and 1
 
 
 def test_a_worker_forked_after_sigterm_is_handled_dies_of_it_as_by_default():

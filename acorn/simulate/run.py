@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from acorn import detection, training
-from acorn.atomic import copy_file, write_csv, write_json, write_text
+from acorn.atomic import copy_file, sole_writer, write_csv, write_json, write_text
 from acorn.candidates import carry_count, check_size, select_candidates, top_tiles
 from acorn.errors import InputError, ParamsError
 from acorn.params import Params
@@ -247,10 +247,11 @@ def simulate(pool: Pool, config: SimulateConfig, out: Path, merge: Sequence[Path
     ``merge``: output folders of the same settings (runs split with ``first_seed``) whose runs are
     added to ``out`` first, so only what none of them finished is run here.
     """
-    simulation = _Simulation(pool, config, Path(out))
-    if merge:
-        simulation.merge([Path(m) for m in merge])
-    return simulation.run()
+    with sole_writer(Path(out) / "work", "acorn simulate"):
+        simulation = _Simulation(pool, config, Path(out))
+        if merge:
+            simulation.merge([Path(m) for m in merge])
+        return simulation.run()
 
 
 def score_batches(
@@ -261,7 +262,8 @@ def score_batches(
     alarms on empty test images): what a batch's make-up buys, with no strategy in between.
     One row per batch, with its size and how many of its items hold an object, yielded as soon as
     it is scored so that a caller can save it before the next fine-tune."""
-    yield from _Simulation(pool, config, out).score(batches, seed)
+    with sole_writer(Path(out) / "work", "a fine-tune of batches"):
+        yield from _Simulation(pool, config, out).score(batches, seed)
 
 
 def mixed_batches(items: pd.DataFrame, size: int, shares: Sequence[float], seed: int) -> dict[str, list[str]]:
@@ -294,7 +296,8 @@ def screen(pool: Pool, config: SimulateConfig, out: Path) -> Screen:
     Always recomputed in full (one predict pass over the pool; with ``predict.candidates`` over
     each seed's candidates), so it has no resume state and leaves the folder's config.json alone.
     """
-    return _Simulation(pool, config, Path(out)).screen()
+    with sole_writer(Path(out) / "work", "acorn simulate --screen"):
+        return _Simulation(pool, config, Path(out)).screen()
 
 
 def screen_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -345,9 +348,13 @@ class _Simulation:
 
     @contextlib.contextmanager
     def _workspace(self) -> Iterator[None]:
-        """A scratch folder for training and evaluation, the replay close-ups and the test set."""
+        """A scratch folder for training and evaluation, the replay close-ups and the test set.
+        Those of earlier runs are stale (the caller holds the folder's lock): a SIGKILL left them."""
         (self.out / "work").mkdir(parents=True, exist_ok=True)
         write_text(self.out / ".gitignore", "models/\nwork/\n")
+        for stale in (self.out / "work").glob("tmp*"):
+            log.info("removing %s, the scratch folder of a run that was killed", stale)
+            shutil.rmtree(stale, ignore_errors=True)
         with tempfile.TemporaryDirectory(dir=self.out / "work") as tmp:
             self.work = Path(tmp)
             self._replay = training.replay_pairs(self.p.train.replay_data, self.p.train.replay_images)
