@@ -54,6 +54,10 @@ def sole_writer(folder: Path, what: str) -> Iterator[None]:
             raise FolderBusyError(
                 f"{folder}: in use by {holder}; wait for it to end, or use another folder"
             ) from None
+        except OSError as exc:  # ENOLCK, ENOSYS: a filesystem mounted without file locks
+            raise FolderBusyError(
+                f"{folder}: cannot be locked on this filesystem ({exc.strerror}); use a folder on a local disk"
+            ) from exc
         handle.seek(0)
         handle.truncate()
         handle.write(f"{what} (pid {os.getpid()})")

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from acorn import paths
-from acorn.entrypoint import setup_logging, unwind_on_sigterm, user_errors, verbose_requested
+from acorn.entrypoint import run_supervised, setup_logging, unwind_on_sigterm, user_errors, verbose_requested
 from acorn.labeling.labelstudio.cli import labelstudio_app
 from acorn.params import load_params
 from acorn.remotes import dagshub_app
@@ -123,7 +123,7 @@ def cycle(params: ParamsOption = Path("params.yaml"), push: PushOption = False) 
     from acorn.cycle import commit_cycle
 
     p = load_params(params)
-    subprocess.run(["dvc", "repro"], check=True)
+    run_supervised(["dvc", "repro"])
     commit_cycle(Path(), p.classes[0], push=push)
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from typing import Any
 
 from acorn.errors import AcornError
 
@@ -55,10 +57,35 @@ def unwind_on_sigterm() -> None:
         if os.getpid() != owner:
             os.kill(os.getpid(), signum)
             return
+        # PyTorch's data-loader watchdog would turn the workers' own SIGTERM deaths, reported
+        # while this unwinds, into a RuntimeError that replaces the exit
+        signal.signal(signal.SIGCHLD, lambda *_: None)
         log.warning("stopped by SIGTERM: cleaning up; what was saved is kept for the next run")
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, unwind)
+
+
+def run_supervised(cmd: list[str], **popen: Any) -> None:
+    """Run ``cmd`` (``dvc repro``) to its end, raising ``CalledProcessError`` as ``check=True``
+    does. It runs in a process group of its own, and when this process stops (SIGTERM unwinding,
+    Ctrl-C) that group gets the same signal: DVC does not pass SIGTERM on to the stage it runs, so
+    stopping only DVC would leave the stage running unwatched, beside the next ``dvc repro``."""
+    proc = subprocess.Popen(cmd, process_group=0, **popen)
+    try:
+        code = proc.wait()
+    except BaseException as stopped:
+        sent = signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, sent)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        raise
+    if code:
+        raise subprocess.CalledProcessError(code, cmd)
 
 
 @contextmanager

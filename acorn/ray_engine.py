@@ -29,7 +29,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -137,10 +139,13 @@ class RayEngine:
 
         if ray.is_initialized():
             return
+        on_sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it and never puts it back
         if cluster:
             ray.init(runtime_env={"py_modules": [str(Path(acorn.__file__).parent)]}, log_to_driver=False)
         else:
             ray.init(include_dashboard=False, log_to_driver=False)
+        if on_sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_sigterm)
         self._started = True
 
     def __exit__(

@@ -406,15 +406,19 @@ def tile_dataset(
 
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         results = pool.map(tile_or_report, jobs, chunksize=1)
-        for job, (rows, problem) in zip(
-            jobs, tqdm(results, total=len(jobs), desc="tile", unit="frame"), strict=True
-        ):
-            new_rows.extend(rows)
-            if problem:
-                bad.append((str(job.frame_path), problem))
-            if time.monotonic() - last_checkpoint >= checkpoint_seconds:
-                checkpoint()
-                last_checkpoint = time.monotonic()
+        try:
+            for job, (rows, problem) in zip(
+                jobs, tqdm(results, total=len(jobs), desc="tile", unit="frame"), strict=True
+            ):
+                new_rows.extend(rows)
+                if problem:
+                    bad.append((str(job.frame_path), problem))
+                if time.monotonic() - last_checkpoint >= checkpoint_seconds:
+                    checkpoint()
+                    last_checkpoint = time.monotonic()
+        except BaseException:  # stopped (SIGTERM, Ctrl-C): not the frames still queued first
+            pool.shutdown(cancel_futures=True)
+            raise
     manifest = checkpoint()
     if killed_before:
         _remove_strays(out_dir, manifest)

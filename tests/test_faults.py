@@ -382,7 +382,10 @@ def test_simulate_stopped_by_sigterm_removes_its_scratch_and_keeps_what_it_saved
     wait_until(training_started(out), proc, log)
 
     os.killpg(proc.pid, signal.SIGTERM)
-    assert proc.wait(timeout=120) == 128 + signal.SIGTERM, log.read_text()[-3000:]
+    try:
+        assert proc.wait(timeout=120) == 128 + signal.SIGTERM, log.read_text()[-3000:]
+    finally:
+        kill_group(proc)  # a handler that failed would leave 500 epochs training
     assert [p.name for p in (out / "work").iterdir()] == [".lock"]
     assert "stopped by SIGTERM" in log.read_text()
     assert (out / "config.json").is_file() and (out / "curves.csv").is_file()  # cycle 0, kept
@@ -410,6 +413,63 @@ def test_simulate_killed_leaves_scratch_the_next_run_removes_and_refuses_a_secon
     run(cmd, tmp_path)
     assert not stale[0].exists() and [p.name for p in (out / "work").iterdir()] == [".lock"]
     assert len(pd.read_csv(out / "curves.csv")) == 2  # cycles 0 and 1
+
+
+def test_a_command_run_supervised_stops_with_what_it_runs(tmp_path):
+    """``acorn cycle`` runs ``dvc repro``, which runs a stage and does not pass SIGTERM on to it.
+    SIGTERM to acorn alone (``kill PID``) reaches the stage too, which unwinds, and acorn waits
+    for it and exits 143; a stage left running would race the next ``dvc repro``."""
+    marker = tmp_path / "stage-unwound"
+    stage = (  # the stage: unwinds on SIGTERM as acorn's stages do, leaving a mark
+        "import signal, sys, time, pathlib\n"
+        f"signal.signal(signal.SIGTERM, lambda *_: (pathlib.Path({str(marker)!r}).write_text('yes'), sys.exit(143)))\n"
+        f"pathlib.Path({str(tmp_path / 'stage-started')!r}).write_text('yes')\n"
+        "time.sleep(60)\n"
+    )
+    dvc_like = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {stage!r}])"
+    acorn_like = (
+        "import sys\n"
+        "from acorn.entrypoint import run_supervised, unwind_on_sigterm\n"
+        "unwind_on_sigterm()\n"
+        f"run_supervised([sys.executable, '-c', {dvc_like!r}])\n"
+    )
+    log = tmp_path / "acorn.log"
+    proc = start([sys.executable, "-c", acorn_like], REPO, log)
+    try:
+        wait_until(lambda: (tmp_path / "stage-started").exists(), proc, log, timeout=60)
+        os.kill(proc.pid, signal.SIGTERM)  # acorn only, not its group
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM, log.read_text()[-3000:]
+    finally:
+        kill_group(proc)
+    assert marker.read_text() == "yes"
+
+
+def test_sigterm_to_a_process_with_data_loader_workers_exits_cleanly(tmp_path):
+    """Ultralytics trains with PyTorch data-loader workers on a GPU machine; SIGTERM to the group
+    (a scheduler's) kills them too. PyTorch's watchdog would report each worker's death, while the
+    process unwinds, as a RuntimeError traceback; the handler silences it and the exit is 143."""
+    script = (
+        "import time\n"
+        "import torch\n"
+        "from torch.utils.data import DataLoader, Dataset\n"
+        "from acorn.entrypoint import unwind_on_sigterm\n"
+        "class Slow(Dataset):\n"
+        "    def __len__(self): return 100_000\n"
+        "    def __getitem__(self, i): time.sleep(0.02); return torch.zeros(1)\n"
+        "unwind_on_sigterm()\n"
+        "for i, _ in enumerate(DataLoader(Slow(), batch_size=1, num_workers=2)):\n"
+        "    if i == 5: print('loading', flush=True)\n"
+    )
+    log = tmp_path / "loader.log"
+    proc = start([sys.executable, "-c", script], REPO, log)
+    try:
+        wait_until(lambda: "loading" in log.read_text(), proc, log, timeout=120)
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM, log.read_text()[-3000:]
+    finally:
+        kill_group(proc)
+    assert "stopped by SIGTERM" in log.read_text()
+    assert "DataLoader worker" not in log.read_text(), log.read_text()[-3000:]
 
 
 def test_a_worker_forked_after_sigterm_is_handled_dies_of_it_as_by_default():

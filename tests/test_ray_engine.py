@@ -70,6 +70,27 @@ def test_ray_engine_equals_the_local_engine_byte_for_byte(tmp_path, monkeypatch,
         assert outputs(repo) == local
 
 
+@pytest.mark.slow  # joins the module's Ray instance: a few seconds
+def test_joining_ray_keeps_acorns_sigterm_handler(ray_address):
+    """ray.init sets its own SIGTERM handler (exit status 15, no cleanup log) and never restores
+    the previous one: the engine puts acorn's back, so a stopped predict still unwinds as 143."""
+    script = (
+        "import signal\n"
+        "from acorn.entrypoint import unwind_on_sigterm\n"
+        "from acorn.ray_engine import RayEngine\n"
+        "unwind_on_sigterm()\n"
+        "with RayEngine(None, 'cpu') as engine:\n"
+        "    engine._connect()\n"
+        "    print(signal.getsignal(signal.SIGTERM).__qualname__)\n"
+    )
+    env = os.environ | {"RAY_ADDRESS": ray_address}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "unwind_on_sigterm.<locals>.unwind"
+
+
 def test_the_stage_imports_ray_only_for_the_ray_engine():
     code = (
         "import runpy, sys; runpy.run_path(sys.argv[1]); import acorn.ray_engine; "

@@ -372,6 +372,31 @@ def test_rerun_keeps_removes_and_retiles_exactly_what_changed(tmp_path):
     assert set(pd.read_parquet(out / "manifest.parquet")["signature"]) == {"1x2:o0.0:v0.3:q90"}
 
 
+def test_a_run_stopped_between_frames_does_not_tile_the_frames_still_queued(tmp_path, monkeypatch):
+    """A stop (SIGTERM unwinding, Ctrl-C) that lands in the loop, here in the first checkpoint,
+    must not wait for the queued frames to be tiled and thrown away: the pool drops them. The stop
+    is injected (its moment cannot be caught from outside); the pool and the frames are real."""
+    import acorn.atomic as atomic
+
+    _frames(tmp_path / "raw", 40)
+
+    def stopped(*_args):
+        raise KeyboardInterrupt("stopped during a checkpoint")
+
+    monkeypatch.setattr(atomic, "write_parquet", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        tile_dataset(
+            tmp_path / "raw",
+            tmp_path / "tiles",
+            TileGrid(2, 2),
+            ["squirrel"],
+            workers=1,
+            checkpoint_seconds=0,
+        )
+    tiled = {p.name.split("_")[0] for p in (tmp_path / "tiles" / "images").iterdir()}
+    assert 1 <= len(tiled) <= 5, sorted(tiled)  # the first frame, and those already handed to the worker
+
+
 @pytest.mark.parametrize("seconds,written", [(0.0, [4, 8, 12, 12]), (3600.0, [12])])
 def test_manifest_checkpoints_are_paced_by_time_not_frames(tmp_path, monkeypatch, seconds, written):
     """Each checkpoint rewrites the whole manifest (~0.3 s at 300,000 tiles): paced by the clock,

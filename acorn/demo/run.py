@@ -22,6 +22,7 @@ from pathlib import Path
 
 from acorn import paths
 from acorn.atomic import replace_dir, write_json
+from acorn.entrypoint import run_supervised
 from acorn.errors import AcornError, InputError
 from acorn.params import Params
 
@@ -172,7 +173,7 @@ def run_demo(p: Params, root: Path = Path(), cycles: int | None = None) -> list[
     for cycle in range((cycles if cycles is not None else p.demo.cycles) + 1):
         if cycle:
             log.info("oracle labeled %d tiles", oracle.annotate())
-        subprocess.run(["dvc", "repro"], cwd=root, env=env, check=True)
+        run_supervised(["dvc", "repro"], cwd=root, env=env)
         if commits:
             commit_cycle(root, p.classes[0], if_changed=True)
         metrics = json.loads((root / paths.TRAIN_METRICS).read_text())
