@@ -461,7 +461,8 @@ def test_sigterm_to_a_process_with_data_loader_workers_exits_cleanly(tmp_path):
         "    if i == 5: print('loading', flush=True)\n"
     )
     log = tmp_path / "loader.log"
-    proc = start([sys.executable, "-c", script], REPO, log)
+    # the workers, dead of SIGTERM, leave their multiprocessing temp folders: here, not in /tmp
+    proc = start([sys.executable, "-c", script], REPO, log, TMPDIR=str(tmp_path))
     try:
         wait_until(lambda: "loading" in log.read_text(), proc, log, timeout=120)
         os.killpg(proc.pid, signal.SIGTERM)
