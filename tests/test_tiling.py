@@ -372,29 +372,34 @@ def test_rerun_keeps_removes_and_retiles_exactly_what_changed(tmp_path):
     assert set(pd.read_parquet(out / "manifest.parquet")["signature"]) == {"1x2:o0.0:v0.3:q90"}
 
 
+def _tile_2x2_in_one_worker(root: Path, checkpoint_seconds: float) -> pd.DataFrame:
+    return tile_dataset(
+        root / "raw",
+        root / "tiles",
+        TileGrid(2, 2),
+        ["squirrel"],
+        workers=1,
+        checkpoint_seconds=checkpoint_seconds,
+    )
+
+
 def test_a_run_stopped_between_frames_does_not_tile_the_frames_still_queued(tmp_path, monkeypatch):
     """A stop (SIGTERM unwinding, Ctrl-C) that lands in the loop, here in the first checkpoint,
     must not wait for the queued frames to be tiled and thrown away: the pool drops them. The stop
     is injected (its moment cannot be caught from outside); the pool and the frames are real."""
     import acorn.atomic as atomic
 
-    _frames(tmp_path / "raw", 40)
+    _frames(tmp_path / "raw", 40, size=(640, 360))  # ~10 ms each to tile
 
     def stopped(*_args):
         raise KeyboardInterrupt("stopped during a checkpoint")
 
     monkeypatch.setattr(atomic, "write_parquet", stopped)
     with pytest.raises(KeyboardInterrupt):
-        tile_dataset(
-            tmp_path / "raw",
-            tmp_path / "tiles",
-            TileGrid(2, 2),
-            ["squirrel"],
-            workers=1,
-            checkpoint_seconds=0,
-        )
+        _tile_2x2_in_one_worker(tmp_path, checkpoint_seconds=0)
     tiled = {p.name.split("_")[0] for p in (tmp_path / "tiles" / "images").iterdir()}
-    assert 1 <= len(tiled) <= 5, sorted(tiled)  # the first frame, and those already handed to the worker
+    # the first frame and those the worker took before the stop (a few, more on a loaded machine)
+    assert 1 <= len(tiled) < 20, sorted(tiled)
 
 
 @pytest.mark.parametrize("seconds,written", [(0.0, [4, 8, 12, 12]), (3600.0, [12])])
@@ -407,12 +412,5 @@ def test_manifest_checkpoints_are_paced_by_time_not_frames(tmp_path, monkeypatch
     rows = []
     real = atomic.write_parquet
     monkeypatch.setattr(atomic, "write_parquet", lambda df, path: rows.append(len(df)) or real(df, path))
-    tile_dataset(
-        tmp_path / "raw",
-        tmp_path / "tiles",
-        TileGrid(2, 2),
-        ["squirrel"],
-        workers=1,
-        checkpoint_seconds=seconds,
-    )
+    _tile_2x2_in_one_worker(tmp_path, checkpoint_seconds=seconds)
     assert rows == written
