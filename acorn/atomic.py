@@ -3,7 +3,8 @@
 Every output is written to a temporary sibling and moved into place with ``os.replace``,
 which is atomic on POSIX within one filesystem. A failed write (a full disk included) removes
 its temporary file and leaves the previous output as it was. A folder that a long job writes to
-over hours (``acorn simulate``'s) has one writer at a time (``sole_writer``).
+over hours (``acorn simulate``'s) has one writer at a time (``sole_writer``), and is not read
+for merging while it is written (``no_writer``).
 """
 
 from __future__ import annotations
@@ -62,6 +63,32 @@ def sole_writer(folder: Path, what: str) -> Iterator[None]:
         handle.truncate()
         handle.write(f"{what} (pid {os.getpid()})")
         handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def no_writer(folder: Path, why: str) -> Iterator[None]:
+    """Refuse to read ``folder`` while a ``sole_writer`` holds it, and keep one from starting while
+    it is read: records copied halfway through a writer's cycle would be half a run. A folder that
+    never had a writer (no ``.lock``) is read as it is, and nothing is written to it (it may be
+    read-only)."""
+    try:
+        handle = (folder / ".lock").open("r", encoding="utf-8")
+    except FileNotFoundError:
+        yield
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = handle.read().strip() or "another process"
+            raise FolderBusyError(f"{folder}: in use by {holder}; {why}") from None
+        except OSError:  # a filesystem without locks: sole_writer refuses to write there anyway
+            yield
+            return
         try:
             yield
         finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import shutil
 import sys
 from dataclasses import replace
@@ -22,7 +23,7 @@ from typer.testing import CliRunner
 
 import acorn.detection
 import acorn.training
-from acorn.atomic import write_csv, write_json
+from acorn.atomic import FolderBusyError, sole_writer, write_csv, write_json
 from acorn.candidates import select_candidates
 from acorn.errors import InputError, ParamsError
 from acorn.params import Params
@@ -824,6 +825,16 @@ def test_seeds_split_across_folders_merge_into_what_one_run_writes(tmp_path, mon
         whole / sim.CARRY_OVER / "entropy-s1.json"
     ).read_bytes()
     sim.simulate(pool, both, merged, merge=parts)  # the same runs again: identical, accepted
+    sim.simulate(pool, both, merged, merge=[merged])  # the output folder itself: nothing to add
+
+    # a part that a simulation is still writing would give half a run: refused until it ends
+    before = (merged / cv.CURVES).read_bytes()
+    with (
+        sole_writer(parts[1] / "work", "acorn simulate"),
+        pytest.raises(FolderBusyError, match=rf"part1/work: in use by acorn simulate \(pid {os.getpid()}\)"),
+    ):
+        sim.simulate(pool, both, merged, merge=parts)
+    assert (merged / cv.CURVES).read_bytes() == before
 
     # one run with two different records cannot be told apart: refused, naming both folders
     curves = pd.read_csv(parts[1] / cv.CURVES)

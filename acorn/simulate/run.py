@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from acorn import detection, training
-from acorn.atomic import copy_file, sole_writer, write_csv, write_json, write_text
+from acorn.atomic import copy_file, no_writer, sole_writer, write_csv, write_json, write_text
 from acorn.candidates import carry_count, check_size, select_candidates, top_tiles
 from acorn.errors import InputError, ParamsError
 from acorn.params import Params
@@ -382,38 +382,41 @@ class _Simulation:
         which is right cannot be told; identical copies (a folder merged twice) are fine."""
         self._check_config()
         owner = {run: self.out for run in _runs(self.curves, self.selections)}
-        for folder in folders:
-            config = folder / CONFIG
-            if not config.is_file():
-                raise InputError(f"{config}: not found (--merge takes output folders of acorn simulate)")
-            changed = settings_differ(json.loads(config.read_text(encoding="utf-8")), self.identity)
-            if changed:
-                raise ParamsError(
-                    f"{config}: made with other settings ({', '.join(changed)} differ); not merged"
-                )
-            theirs = (
-                _read_csv(folder / CURVES, CURVE_COLUMNS),
-                _read_csv(folder / SELECTIONS, SELECTION_COLUMNS),
-            )
-            for run in _runs(*theirs):
-                if run not in owner:
-                    owner[run] = folder
-                    self.curves = pd.concat([self.curves, _of_run(theirs[0], run)])
-                    self.selections = pd.concat([self.selections, _of_run(theirs[1], run)])
-                    self._copy_run_state(folder, *run)
-                elif not _same_run(run, (self.curves, self.selections), theirs):
-                    raise InputError(
-                        f"{folder}: {run[0]} seed {run[1]} is also in {owner[run]} with other results; "
-                        "merge folders that hold different seeds (--first-seed)"
-                    )
-            reference = folder / REFERENCE
-            if reference.is_file() and not (self.out / REFERENCE).is_file():
-                copy_file(reference, self.out / REFERENCE)
-                if (folder / REFERENCE_EPOCHS).is_file():
-                    copy_file(folder / REFERENCE_EPOCHS, self.out / REFERENCE_EPOCHS)
+        for folder in (f for f in folders if f.resolve() != self.out.resolve()):
+            with no_writer(folder / "work", "merge it once that run has ended"):
+                self._merge_one(folder, owner)
         self.curves, self.selections = _sorted(self.curves), _sorted(self.selections, "rank")
         write_csv(self.curves, self.out / CURVES)
         write_csv(self.selections, self.out / SELECTIONS)
+
+    def _merge_one(self, folder: Path, owner: dict[tuple[str, int], Path]) -> None:
+        """One part folder's runs, models and reference (see ``merge``)."""
+        config = folder / CONFIG
+        if not config.is_file():
+            raise InputError(f"{config}: not found (--merge takes output folders of acorn simulate)")
+        changed = settings_differ(json.loads(config.read_text(encoding="utf-8")), self.identity)
+        if changed:
+            raise ParamsError(f"{config}: made with other settings ({', '.join(changed)} differ); not merged")
+        theirs = (
+            _read_csv(folder / CURVES, CURVE_COLUMNS),
+            _read_csv(folder / SELECTIONS, SELECTION_COLUMNS),
+        )
+        for run in _runs(*theirs):
+            if run not in owner:
+                owner[run] = folder
+                self.curves = pd.concat([self.curves, _of_run(theirs[0], run)])
+                self.selections = pd.concat([self.selections, _of_run(theirs[1], run)])
+                self._copy_run_state(folder, *run)
+            elif not _same_run(run, (self.curves, self.selections), theirs):
+                raise InputError(
+                    f"{folder}: {run[0]} seed {run[1]} is also in {owner[run]} with other results; "
+                    "merge folders that hold different seeds (--first-seed)"
+                )
+        reference = folder / REFERENCE
+        if reference.is_file() and not (self.out / REFERENCE).is_file():
+            copy_file(reference, self.out / REFERENCE)
+            if (folder / REFERENCE_EPOCHS).is_file():
+                copy_file(folder / REFERENCE_EPOCHS, self.out / REFERENCE_EPOCHS)
 
     def _copy_run_state(self, folder: Path, name: str, seed: int) -> None:
         """The run's latest model and carried tiles, which a resume with more cycles reads."""
