@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal
 import pandas as pd
 import yaml
 
-from acorn.atomic import write_json
+from acorn.atomic import pause_point, write_json
 from acorn.detection import use_cpu_threads
 from acorn.env import configure_ultralytics
 from acorn.errors import InputError
@@ -387,6 +387,7 @@ def _epoch_end(trainer, state: dict, on_epoch: Callable[[dict[str, float]], None
     )
     if on_epoch is not None:
         on_epoch(metrics)
+    pause_point("train.epoch_end")  # test-only: this epoch's checkpoint is whole on disk
 
 
 def evaluate(

@@ -28,6 +28,7 @@ import pandas as pd
 
 import acorn  # noqa: F401  (offline settings first)
 from acorn.atomic import write_csv
+from acorn.entrypoint import setup_logging, unwind_on_sigterm
 from acorn.errors import AcornError, InputError
 from acorn.params import parse_override
 from acorn.simulate.cli import load_settings, open_simulation_pool
@@ -110,4 +111,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    setup_logging()  # the fine-tunes' epochs, a resume, what was removed
+    unwind_on_sigterm()  # a stop (kill PID) removes the scratch folder
     main()

@@ -415,6 +415,48 @@ def test_simulate_killed_leaves_scratch_the_next_run_removes_and_refuses_a_secon
     assert len(pd.read_csv(out / "curves.csv")) == 2  # cycles 0 and 1
 
 
+def test_a_refit_killed_mid_fine_tune_goes_on_from_its_last_epoch(tmp_path):
+    """``benchmarks/refit.py`` fine-tunes a run's labels again, under recipes of up to an hour on
+    a CPU: SIGKILLed after its first epoch (paused there: a kill while ultralytics writes last.pt,
+    which it does not write atomically, leaves nothing to resume and the fine-tune starts over), the
+    same command goes on from that epoch instead of starting over, and clears its folder once the
+    row is saved."""
+    sim = [*tiny_simulation(tmp_path, epochs=1), "--out", "sim"]
+    run(sim, tmp_path)
+    refit = [
+        sys.executable,
+        str(REPO / "benchmarks" / "refit.py"),
+        "sim",
+        "--strategy",
+        "random",
+        "--seed",
+        "0",
+        "--cycle",
+        "1",
+        "--pool",
+        "pool",
+        *("-S", "model.base=base.pt", "-S", "rank.budget=4", "-S", "train.epochs=1", "-S", "model.imgsz=64"),
+        "--variant",
+        "train.epochs=4",
+        "--out",
+        "refit",
+    ]
+    out, log = tmp_path / "refit", tmp_path / "refit.log"
+    proc = start(refit, tmp_path, log, ACORN_TEST_PAUSE_AT="train.epoch_end")
+    wait_until(paused_at("train.epoch_end", log), proc, log)
+    kill_group(proc)
+    assert "epoch 1/4" in log.read_text() and "epoch 2/4" not in log.read_text()
+    assert not (out / "refit.csv").exists()
+
+    proc = start(refit, tmp_path, log)
+    assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
+    text = log.read_text()
+    assert "resuming the training stopped in" in text and "epoch 1/4" not in text, text[-3000:]
+    assert "epoch 4/4" in text
+    assert pd.read_csv(out / "refit.csv")["batch"].tolist() == ["random-s0-c1 train.epochs=4"]
+    assert [p.name for p in (out / "work").iterdir()] == [".lock"]
+
+
 def test_a_command_run_supervised_stops_with_what_it_runs(tmp_path):
     """``acorn cycle`` runs ``dvc repro``, which runs a stage and does not pass SIGTERM on to it.
     SIGTERM to acorn alone (``kill PID``) reaches the stage too, which unwinds, and acorn waits

@@ -34,6 +34,8 @@ so nothing is ever "waiting". Random needs no predictions and draws from the who
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import logging
 import shutil
@@ -366,14 +368,28 @@ class _Simulation:
             yield
 
     def score(self, batches: Mapping[str, Sequence[str]], seed: int) -> Iterator[dict]:
-        """One fine-tune from the base per named batch (run ``seed``), scored as a cycle is."""
+        """One fine-tune from the base per named batch (run ``seed``), scored as a cycle is. A
+        fine-tune stopped by a kill goes on from its last epoch when asked again (a recipe of 100
+        epochs on 500 labels is an hour on a CPU); its folder goes once the caller has the row."""
         with self._workspace():
             for name, ids in batches.items():
                 ids = list(ids)
-                weights = self._train_model(ids, seed, None, self.out / "models" / f"{name}-s{seed}-c1.pt")
+                recipe = dataclasses.asdict(self.config.train_config(seed))
+                recipe.pop("threads")  # speed only (model.threads): a resume may use more
+                spec = {"batch": name, "tiles": ids, **recipe}
+                folder = training.resumable_workdir(
+                    self.out / "work" / "batches" / hashlib.sha1(name.encode()).hexdigest()[:12],
+                    spec,
+                    f"the fine-tune of {name}",
+                )
+                keep = self.out / "models" / f"{name}-s{seed}-c1.pt"
+                weights = self._train_model(ids, seed, None, keep, resume_in=folder)
                 holding = int((self.items.loc[ids, "objects"] > 0).sum())
                 row = {"batch": name, "seed": seed, "tiles": len(ids), "with_objects": holding}
                 yield row | self._evaluate(weights)
+                shutil.rmtree(folder, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    folder.parent.rmdir()  # once the last batch's is gone
 
     def merge(self, folders: list[Path]) -> None:
         """Add the runs recorded in ``folders`` to this one, with their models and carried tiles so
