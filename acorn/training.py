@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal
 import pandas as pd
 import yaml
 
-from acorn.atomic import pause_point, write_json
+from acorn.atomic import copy_file, pause_point, write_json
 from acorn.detection import use_cpu_threads
 from acorn.env import configure_ultralytics
 from acorn.errors import InputError
@@ -232,8 +232,10 @@ def train(
     outlives a kill, a run stopped before its last epoch goes on from its ``last.pt`` (optimizer,
     EMA and early-stopping state included, the random state not: a resumed run is not the
     bit-identical twin of an unbroken one; ``on_epoch`` hears only the epochs trained now) and a
-    finished one is not trained again. A kill while ultralytics wrote ``last.pt`` (not atomic)
-    leaves nothing to resume: that run starts over. The caller keeps one ``workdir`` per set of
+    finished one is not trained again. ultralytics writes ``last.pt`` in place, so a kill while
+    it is written leaves it torn: each saved checkpoint is also copied atomically to
+    ``last-whole.pt``, and a torn one goes on from that copy (one epoch earlier at most) instead
+    of starting over. The caller keeps one ``workdir`` per set of
     settings: ultralytics resumes with the checkpoint's own. ``epoch_history`` reads the epochs
     of all the attempts.
     """
@@ -242,7 +244,17 @@ def train(
 
     weights = workdir / "train" / "weights" / f"{keep}.pt"
     last = workdir / "train" / "weights" / "last.pt"
+    whole = last.with_name("last-whole.pt")
     stage = checkpoint_stage(last) if resume else None
+    if resume and stage is None and last.exists():
+        if checkpoint_stage(whole) is None:
+            log.warning(
+                "%s is torn (a kill while it was written), with no whole copy; training from the start", last
+            )
+        else:
+            log.warning("%s is torn (a kill while it was written); going on from %s", last, whole.name)
+            copy_file(whole, last)
+            stage = checkpoint_stage(last)
     if stage == "finished" and _load_checkpoint(weights) is not None:
         log.info("%s: training finished before; not trained again", weights)
         return weights
@@ -250,6 +262,8 @@ def train(
         shutil.rmtree(workdir / "train", ignore_errors=True)  # no stale results.csv rows
     model = YOLO(str(last if stage == "unfinished" else start))
     model.add_callback("on_fit_epoch_end", partial(_epoch_end, state={}, on_epoch=on_epoch))
+    if resume:
+        model.add_callback("on_model_save", lambda trainer: copy_file(trainer.last, whole))
     _use_threads(model, config.threads)
     if stage == "unfinished":
         log.info("resuming the training stopped in %s", workdir)
@@ -331,7 +345,7 @@ def _load_checkpoint(path: Path) -> dict | None:
     try:
         return torch_load(path, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint means: start again
-        log.warning("%s: unreadable (%s); training from the start", path, exc)
+        log.warning("%s: unreadable (%s)", path, exc)
         return None
 
 

@@ -65,6 +65,32 @@ def test_a_training_killed_midway_goes_on_from_its_last_epoch(tiny_repo: Path, t
 
 
 @pytest.mark.slow
+def test_a_checkpoint_torn_by_a_kill_goes_on_from_its_whole_copy(tiny_repo: Path, tmp_path: Path) -> None:
+    """ultralytics writes last.pt in place: a kill while it is written leaves it torn. The run
+    goes on from the atomic copy of the epoch before, not from the start."""
+    p = load_params(tiny_repo / "params.yaml")
+    base, data = tiny_repo / p.model.base, close_up_dataset(tiny_repo, tmp_path / "data")
+    config = training.TrainConfig.from_params(p, epochs=3)
+    work, heard = tmp_path / "work", []
+    last = work / "train" / "weights" / "last.pt"
+
+    def killed(metrics: dict[str, float]) -> None:
+        heard.append(metrics)
+        if len(heard) == 2:
+            raise KeyboardInterrupt("as if the process died writing the third epoch's checkpoint")
+
+    with pytest.raises(KeyboardInterrupt):
+        training.train(base, data, config, work, on_epoch=killed, resume=True)
+    last.write_bytes(last.read_bytes()[:4096])  # what a write cut short leaves
+    assert training.checkpoint_stage(last) is None
+
+    heard.clear()
+    training.train(base, data, config, work, on_epoch=heard.append, resume=True)
+    assert len(heard) == 1  # epoch 3 only: the two saved epochs are kept
+    assert pd.read_csv(work / "train" / "results.csv")["epoch"].tolist() == [1, 2, 3]
+
+
+@pytest.mark.slow
 def test_a_kill_after_the_last_epoch_was_saved_leaves_a_finished_run(tiny_repo: Path, tmp_path: Path) -> None:
     """Killed between the last epoch's checkpoint and ultralytics' end of run (which strips it):
     nothing is left to train, and ultralytics would refuse to resume it."""
