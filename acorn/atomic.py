@@ -15,6 +15,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -51,7 +52,7 @@ def sole_writer(folder: Path, what: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = _holder(handle.read())
             raise FolderBusyError(
                 f"{folder}: in use by {holder}; wait for it to end, or use another folder"
             ) from None
@@ -69,6 +70,25 @@ def sole_writer(folder: Path, what: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _holder(recorded: str) -> str:
+    """Who holds a lock, from what its taker wrote. Its forked workers (data loaders, tiling) share
+    the lock and may outlive it for a moment (an OOM kill of the parent): then the pid recorded
+    is gone, and saying so spares the user a search for a process that is not there."""
+    recorded = recorded.strip()
+    found = re.search(r"\(pid (\d+)\)", recorded)
+    if found is None:
+        return recorded or "another process"
+    try:
+        os.kill(int(found.group(1)), 0)
+    except ProcessLookupError:
+        return (
+            f"processes that {recorded} started, which has ended (they end on their own; wait a few seconds)"
+        )
+    except PermissionError:  # alive, another user's
+        pass
+    return recorded
+
+
 @contextlib.contextmanager
 def no_writer(folder: Path, why: str) -> Iterator[None]:
     """Refuse to read ``folder`` while a ``sole_writer`` holds it, and keep one from starting while
@@ -84,8 +104,7 @@ def no_writer(folder: Path, why: str) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = handle.read().strip() or "another process"
-            raise FolderBusyError(f"{folder}: in use by {holder}; {why}") from None
+            raise FolderBusyError(f"{folder}: in use by {_holder(handle.read())}; {why}") from None
         except OSError:  # a filesystem without locks: sole_writer refuses to write there anyway
             yield
             return
