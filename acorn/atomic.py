@@ -72,8 +72,9 @@ def sole_writer(folder: Path, what: str) -> Iterator[None]:
 
 def _holder(recorded: str) -> str:
     """Who holds a lock, from what its taker wrote. Its forked workers (data loaders, tiling) share
-    the lock and may outlive it for a moment (an OOM kill of the parent): then the pid recorded
-    is gone, and saying so spares the user a search for a process that is not there."""
+    the lock and may outlive it for a moment (an OOM kill of the parent), and a merge reading the
+    folder (``no_writer``) records nothing: then the pid recorded is gone, and saying so spares
+    the user a search for a process that is not there."""
     recorded = recorded.strip()
     found = re.search(r"\(pid (\d+)\)", recorded)
     if found is None:
@@ -82,7 +83,8 @@ def _holder(recorded: str) -> str:
         os.kill(int(found.group(1)), 0)
     except ProcessLookupError:
         return (
-            f"processes that {recorded} started, which has ended (they end on their own; wait a few seconds)"
+            f"processes that {recorded} started, which has ended (they end on their own), or by a "
+            "merge reading the folder; wait a few seconds"
         )
     except PermissionError:  # alive, another user's
         pass

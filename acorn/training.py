@@ -234,8 +234,8 @@ def train(
     bit-identical twin of an unbroken one; ``on_epoch`` hears only the epochs trained now) and a
     finished one is not trained again. ultralytics writes ``last.pt`` in place, so a kill while
     it is written leaves it torn: each saved checkpoint is also copied atomically to
-    ``last-whole.pt``, and a torn one goes on from that copy (one epoch earlier at most) instead
-    of starting over. The caller keeps one ``workdir`` per set of
+    ``*-whole.pt``, and a torn one is mended from there (``_mend_torn_checkpoints``) instead of
+    starting over. The caller keeps one ``workdir`` per set of
     settings: ultralytics resumes with the checkpoint's own. ``epoch_history`` reads the epochs
     of all the attempts.
     """
@@ -244,17 +244,9 @@ def train(
 
     weights = workdir / "train" / "weights" / f"{keep}.pt"
     last = workdir / "train" / "weights" / "last.pt"
-    whole = last.with_name("last-whole.pt")
+    if resume:
+        _mend_torn_checkpoints(last.parent)
     stage = checkpoint_stage(last) if resume else None
-    if resume and stage is None and last.exists():
-        if checkpoint_stage(whole) is None:
-            log.warning(
-                "%s is torn (a kill while it was written), with no whole copy; training from the start", last
-            )
-        else:
-            log.warning("%s is torn (a kill while it was written); going on from %s", last, whole.name)
-            copy_file(whole, last)
-            stage = checkpoint_stage(last)
     if stage == "finished" and _load_checkpoint(weights) is not None:
         log.info("%s: training finished before; not trained again", weights)
         return weights
@@ -263,7 +255,7 @@ def train(
     model = YOLO(str(last if stage == "unfinished" else start))
     model.add_callback("on_fit_epoch_end", partial(_epoch_end, state={}, on_epoch=on_epoch))
     if resume:
-        model.add_callback("on_model_save", lambda trainer: copy_file(trainer.last, whole))
+        model.add_callback("on_model_save", _keep_whole_copies)
     _use_threads(model, config.threads)
     if stage == "unfinished":
         log.info("resuming the training stopped in %s", workdir)
@@ -279,6 +271,38 @@ def train(
     if not weights.exists():
         raise RuntimeError(f"ultralytics finished without writing {weights}")
     return weights
+
+
+def _keep_whole_copies(trainer) -> None:
+    """After ultralytics saved an epoch: atomic copies of the checkpoints it just wrote in place."""
+    copy_file(trainer.last, trainer.last.with_name("last-whole.pt"))
+    if trainer.best_fitness == trainer.fitness:  # ultralytics' own test for writing best.pt
+        copy_file(trainer.best, trainer.best.with_name("best-whole.pt"))
+
+
+def _mend_torn_checkpoints(weights: Path) -> None:
+    """Put back a checkpoint that a kill tore while ultralytics wrote it. A torn last.pt goes back
+    to the epoch before (its whole copy), else the run would start over; a torn best.pt to last.pt
+    when that was the best epoch (the same bytes), else to the previous best, else the final
+    validation of best.pt would fail after hours of training."""
+    last, best = weights / "last.pt", weights / "best.pt"
+    if last.exists() and _load_checkpoint(last) is None:
+        _put_back(last, [weights / "last-whole.pt"])
+    if best.exists() and _load_checkpoint(best) is None:
+        latest = _load_checkpoint(last) or {}
+        fitness = (latest.get("train_metrics") or {}).get("fitness")
+        was_best = fitness is not None and latest.get("best_fitness") == fitness
+        _put_back(best, ([last] if was_best else []) + [weights / "best-whole.pt"])
+
+
+def _put_back(torn: Path, sources: list[Path]) -> None:
+    for source in sources:
+        if _load_checkpoint(source) is not None:
+            log.warning("%s is torn (a kill while it was written); put back from %s", torn, source.name)
+            copy_file(source, torn)
+            return
+    log.warning("%s is torn (a kill while it was written) and has no whole copy: removed", torn)
+    torn.unlink()
 
 
 def resumable_workdir(work: Path, spec: dict, what: str) -> Path:

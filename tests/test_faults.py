@@ -417,8 +417,7 @@ def test_simulate_killed_leaves_scratch_the_next_run_removes_and_refuses_a_secon
 
 def test_a_refit_killed_mid_fine_tune_goes_on_from_its_last_epoch(tmp_path):
     """``benchmarks/refit.py`` fine-tunes a run's labels again, under recipes of up to an hour on
-    a CPU: SIGKILLed after its first epoch (paused there: a kill while ultralytics writes last.pt,
-    which it does not write atomically, leaves nothing to resume and the fine-tune starts over), the
+    a CPU: SIGKILLed after its first epoch (paused there, once its checkpoint is whole), the
     same command goes on from that epoch instead of starting over, and clears its folder once the
     row is saved."""
     sim = [*tiny_simulation(tmp_path, epochs=1), "--out", "sim"]

@@ -827,14 +827,15 @@ def test_seeds_split_across_folders_merge_into_what_one_run_writes(tmp_path, mon
     sim.simulate(pool, both, merged, merge=parts)  # the same runs again: identical, accepted
     sim.simulate(pool, both, merged, merge=[merged])  # the output folder itself: nothing to add
 
-    # a part that a simulation is still writing would give half a run: refused until it ends
-    before = (merged / cv.CURVES).read_bytes()
+    # a part that a simulation is still writing would give half a run: refused until it ends, and
+    # before anything of the other parts is taken
+    fresh = tmp_path / "fresh"
     with (
         sole_writer(parts[1] / "work", "acorn simulate"),
         pytest.raises(FolderBusyError, match=rf"part1/work: in use by acorn simulate \(pid {os.getpid()}\)"),
     ):
-        sim.simulate(pool, both, merged, merge=parts)
-    assert (merged / cv.CURVES).read_bytes() == before
+        sim.simulate(pool, both, fresh, merge=parts)
+    assert sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*")) == ["work", "work/.lock"]
 
     # one run with two different records cannot be told apart: refused, naming both folders
     curves = pd.read_csv(parts[1] / cv.CURVES)

@@ -65,29 +65,46 @@ def test_a_training_killed_midway_goes_on_from_its_last_epoch(tiny_repo: Path, t
 
 
 @pytest.mark.slow
-def test_a_checkpoint_torn_by_a_kill_goes_on_from_its_whole_copy(tiny_repo: Path, tmp_path: Path) -> None:
-    """ultralytics writes last.pt in place: a kill while it is written leaves it torn. The run
-    goes on from the atomic copy of the epoch before, not from the start."""
+def test_checkpoints_torn_by_a_kill_are_put_back_and_the_run_goes_on(tiny_repo: Path, tmp_path: Path) -> None:
+    """ultralytics writes last.pt and best.pt in place: a kill while it writes them leaves them
+    torn. The run goes on from the whole copies instead of from the start, and ends with a
+    readable best.pt (its final validation strips best.pt, which a torn one would fail)."""
     p = load_params(tiny_repo / "params.yaml")
     base, data = tiny_repo / p.model.base, close_up_dataset(tiny_repo, tmp_path / "data")
     config = training.TrainConfig.from_params(p, epochs=3)
     work, heard = tmp_path / "work", []
-    last = work / "train" / "weights" / "last.pt"
+    last, best = work / "train" / "weights" / "last.pt", work / "train" / "weights" / "best.pt"
 
     def killed(metrics: dict[str, float]) -> None:
         heard.append(metrics)
         if len(heard) == 2:
-            raise KeyboardInterrupt("as if the process died writing the third epoch's checkpoint")
+            raise KeyboardInterrupt("as if the process died writing the third epoch's checkpoints")
 
     with pytest.raises(KeyboardInterrupt):
-        training.train(base, data, config, work, on_epoch=killed, resume=True)
-    last.write_bytes(last.read_bytes()[:4096])  # what a write cut short leaves
+        training.train(base, data, config, work, keep="best", on_epoch=killed, resume=True)
+    for torn in (last, best):
+        torn.write_bytes(torn.read_bytes()[:4096])  # what a write cut short leaves
     assert training.checkpoint_stage(last) is None
 
     heard.clear()
-    training.train(base, data, config, work, on_epoch=heard.append, resume=True)
+    weights = training.train(base, data, config, work, keep="best", on_epoch=heard.append, resume=True)
     assert len(heard) == 1  # epoch 3 only: the two saved epochs are kept
     assert pd.read_csv(work / "train" / "results.csv")["epoch"].tolist() == [1, 2, 3]
+    assert weights == best and training.checkpoint_stage(best) == "finished"  # whole, and stripped
+
+    # best.pt torn as the last epoch saved it (the kill before ultralytics' end of run): put back
+    # from last.pt, the same epoch's bytes, instead of training it all again
+    def killed_at_the_end(_metrics: dict[str, float]) -> None:
+        raise KeyboardInterrupt("as if the process died once the only epoch was saved")
+
+    work, one = tmp_path / "one", training.TrainConfig.from_params(p, epochs=1)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(base, data, one, work, keep="best", on_epoch=killed_at_the_end, resume=True)
+    best = work / "train" / "weights" / "best.pt"
+    best.write_bytes(best.read_bytes()[:4096])
+    heard.clear()
+    assert training.train(base, data, one, work, keep="best", on_epoch=heard.append, resume=True) == best
+    assert heard == [] and training.checkpoint_stage(best) is not None
 
 
 @pytest.mark.slow

@@ -34,7 +34,6 @@ so nothing is ever "waiting". Random needs no predictions and draws from the who
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import logging
@@ -374,9 +373,9 @@ class _Simulation:
         with self._workspace():
             for name, ids in batches.items():
                 ids = list(ids)
-                recipe = dataclasses.asdict(self.config.train_config(seed))
-                recipe.pop("threads")  # speed only (model.threads): a resume may use more
-                spec = {"batch": name, "tiles": ids, **recipe}
+                # the pool, the base model's bytes and every setting but speed: another is another
+                # fine-tune, whose checkpoint this one must not go on from
+                spec = {"batch": name, "seed": seed, "tiles": ids, "settings": self.identity}
                 folder = training.resumable_workdir(
                     self.out / "work" / "batches" / hashlib.sha1(name.encode()).hexdigest()[:12],
                     spec,
@@ -386,20 +385,26 @@ class _Simulation:
                 weights = self._train_model(ids, seed, None, keep, resume_in=folder)
                 holding = int((self.items.loc[ids, "objects"] > 0).sum())
                 row = {"batch": name, "seed": seed, "tiles": len(ids), "with_objects": holding}
-                yield row | self._evaluate(weights)
+                row |= self._evaluate(weights)
+                # gone before the caller saves the row: a kill between the two redoes this batch,
+                # while a folder kept after its row was saved would never be asked for again
                 shutil.rmtree(folder, ignore_errors=True)
                 with contextlib.suppress(OSError):
                     folder.parent.rmdir()  # once the last batch's is gone
+                yield row
 
     def merge(self, folders: list[Path]) -> None:
         """Add the runs recorded in ``folders`` to this one, with their models and carried tiles so
         that a later resume can extend them. A run is taken whole from one folder: one that two
         folders (or this one and another) both hold, with different records, is refused, since
         which is right cannot be told; identical copies (a folder merged twice) are fine."""
-        self._check_config()
-        owner = {run: self.out for run in _runs(self.curves, self.selections)}
-        for folder in (f for f in folders if f.resolve() != self.out.resolve()):
-            with no_writer(folder / "work", "merge it once that run has ended"):
+        parts = [f for f in folders if f.resolve() != self.out.resolve()]
+        with contextlib.ExitStack() as reading:  # every part first: a refusal leaves this folder as it was
+            for folder in parts:
+                reading.enter_context(no_writer(folder / "work", "merge it once that run has ended"))
+            self._check_config()
+            owner = {run: self.out for run in _runs(self.curves, self.selections)}
+            for folder in parts:
                 self._merge_one(folder, owner)
         self.curves, self.selections = _sorted(self.curves), _sorted(self.selections, "rank")
         write_csv(self.curves, self.out / CURVES)
