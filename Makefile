@@ -4,11 +4,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.acorn-installed
 
-.PHONY: install demo test test-fast lint clean-demo
+.PHONY: install lock demo test test-fast lint docs clean-demo
 
-$(STAMP): requirements.txt pyproject.toml
+# .venv holds exactly the lock (requirements.txt: every package, exact versions, hashes); a changed
+# lock re-syncs it, removing what the lock no longer holds. Label Studio's own venv is installed by
+# acorn from requirements-labelstudio.txt (and rebuilt when that lock changes).
+$(STAMP): requirements.txt pyproject.toml tools/lock.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python tools/lock.py sync $(BIN)/python requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -22,6 +25,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow and not labelstudio"
+
+# refresh both locks from requirements.in / requirements-labelstudio.in (needs the package index)
+lock:
+	$(PYTHON) tools/lock.py compile requirements.in requirements.txt
+	$(PYTHON) tools/lock.py compile requirements-labelstudio.in requirements-labelstudio.txt
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

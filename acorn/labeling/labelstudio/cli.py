@@ -29,17 +29,30 @@ def start(
     from acorn.labeling.labelstudio.server import LocalServer
 
     server = LocalServer.for_repo(Path(), port)
-    first = not server.credentials_file.exists()
-    if not (server.venv / ".acorn-ready").exists():
-        typer.echo(f"installing Label Studio into {server.venv} (once, about a minute)...")
+    if server.needs_install():
+        typer.echo(
+            f"installing Label Studio into {server.venv} from {server.lock_file.name} (about a minute)..."
+        )
     status = server.start(timeout=timeout)
     creds = server.credentials()
     typer.echo(f"Label Studio is up at {status.url} (pid {status.pid}); LABEL_STUDIO_URL/API_KEY are in .env")
     typer.echo(
-        f"log in as {creds.get('username')}" + (f" with password {creds.get('password')}" if first else "")
+        f"log in as {creds.get('username')}; `acorn labelstudio credentials` shows the password "
+        f"(kept in {server.credentials_file}, readable by you only)"
     )
-    if not first:
-        typer.echo(f"(the password is in {server.credentials_file})")
+
+
+@labelstudio_app.command()
+def credentials() -> None:
+    """Show the local server's admin login (kept out of logs: start does not print the password)."""
+    from acorn.labeling.labelstudio.client import LabelStudioError
+    from acorn.labeling.labelstudio.server import LocalServer
+
+    server = LocalServer.for_repo(Path())
+    creds = server.credentials()
+    if not creds:
+        raise LabelStudioError(f"no {server.credentials_file}: run `acorn labelstudio start` first")
+    typer.echo(f"username: {creds.get('username')}\npassword: {creds.get('password')}")
 
 
 @labelstudio_app.command()

@@ -12,9 +12,11 @@ spawned), after psutil confirms that the id still belongs to this server.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -35,10 +37,13 @@ from acorn.labeling.labelstudio.client import (
     update_dotenv,
 )
 
-LABEL_STUDIO_REQUIREMENT = "label-studio==1.23.2"
+# every package of the server's venv, exact versions and hashes (`make lock` refreshes it)
+LOCK_FILE = Path(__file__).resolve().parents[3] / "requirements-labelstudio.txt"
 DEFAULT_PORT = 8080
 DEFAULT_USERNAME = "admin@acorn.local"
 _READY_MARKER = ".acorn-ready"
+# what a process needs from the caller's environment; the rest (credentials above all) stays out
+_PASSED_ON = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SSL_CERT_FILE")
 _CREDENTIALS = "acorn-credentials.json"
 _DB_NAME = "label_studio.sqlite3"
 
@@ -67,6 +72,7 @@ class LocalServer:
     document_root: Path = field(default_factory=Path.cwd)
     env_file: Path | None = None
     username: str = DEFAULT_USERNAME
+    lock_file: Path = LOCK_FILE
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @classmethod
@@ -138,25 +144,46 @@ class LocalServer:
         return Connection(url=self.url, api_key=token)
 
     # ---- lifecycle ----------------------------------------------------------------------
-    def ensure_venv(self, quiet: bool = True) -> Path:
-        """Create the server's own venv and install Label Studio into it (once, ~1 min).
+    def _lock_digest(self) -> str:
+        if not self.lock_file.is_file():
+            raise LabelStudioError(
+                f"the Label Studio lock {self.lock_file} is missing: run `make lock` to write it"
+            )
+        return hashlib.sha256(self.lock_file.read_bytes()).hexdigest()
 
-        A marker file is written only after pip succeeded, so an interrupted install is
-        finished by the next call instead of leaving a half-made venv that looks ready.
-        """
+    def needs_install(self) -> bool:
+        """True when the venv is missing, half-made, or built from another version of the lock."""
         marker = self.venv / _READY_MARKER
-        if marker.exists() and self.executable.exists():
+        if not (marker.exists() and self.executable.exists()):
+            return True
+        return marker.read_text(encoding="utf-8").strip() != self._lock_digest()
+
+    def ensure_venv(self, quiet: bool = True) -> Path:
+        """Install the server's own venv from its lock (once, ~1 min), and again when the lock changed.
+
+        The marker holds the sha256 of the lock the venv was built from; it is written only after
+        pip succeeded, so an interrupted install is redone by the next call instead of leaving a
+        half-made venv that looks ready. A venv built from another lock is removed and built anew
+        (upgrading in place would keep packages the new lock no longer has).
+        """
+        lock = self.lock_file
+        if not self.needs_install():
             return self.executable
+        wanted = self._lock_digest()
+        marker = self.venv / _READY_MARKER
+        built_from = marker.read_text(encoding="utf-8").strip() if marker.exists() else None
+        if built_from is not None:
+            shutil.rmtree(self.venv)
         if not (self.venv / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True)
-        cmd = [str(self.venv / "bin" / "python"), "-m", "pip", "install", LABEL_STUDIO_REQUIREMENT]
+        cmd = [str(self.venv / "bin" / "python"), "-m", "pip", "install", "-r", str(lock)]
         if quiet:
             cmd.insert(4, "-q")
         result = subprocess.run(cmd, capture_output=quiet, text=True)
         if result.returncode != 0:
             tail = (result.stderr or "")[-2000:] if quiet else ""
-            raise LabelStudioError(f"installing {LABEL_STUDIO_REQUIREMENT} into {self.venv} failed:\n{tail}")
-        write_text(marker, LABEL_STUDIO_REQUIREMENT + "\n")
+            raise LabelStudioError(f"installing {lock.name} into {self.venv} failed:\n{tail}")
+        write_text(marker, wanted + "\n")
         return self.executable
 
     def status(self) -> ServerStatus:
@@ -266,15 +293,21 @@ class LocalServer:
             return None
 
     def _server_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        # bytecode caching makes restarts several times faster; acorn's own venv may switch it off
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        for key in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", URL_VAR, KEY_VAR):
-            env.pop(key, None)
+        """The server's whole environment: the few variables a process needs, and its own settings.
+
+        Nothing else of acorn's environment reaches it (AWS keys, MLflow or DagsHub credentials,
+        serve's token), and error reporting is off: Label Studio 1.23.2 sends errors to its
+        vendor's Sentry unless ``SENTRY_DSN`` is empty (``LABEL_STUDIO_`` prefixed names are
+        read first), and an empty DSN also keeps it from calling the reporting client at all.
+        """
+        env = {key: os.environ[key] for key in _PASSED_ON if key in os.environ}
+        env.update({key: value for key, value in os.environ.items() if key.startswith("LC_")})
         env.update(
             {
                 "LATEST_VERSION_CHECK": "false",
                 "COLLECT_ANALYTICS": "false",
+                "LABEL_STUDIO_SENTRY_DSN": "",
+                "LABEL_STUDIO_FRONTEND_SENTRY_DSN": "",
                 "ML_BLOCK_LOCAL_IP": "false",
                 "SSRF_PROTECTION_ENABLED": "false",
                 "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
@@ -282,13 +315,6 @@ class LocalServer:
                 "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
             }
         )
-        for key in (
-            "LABEL_STUDIO_USERNAME",
-            "LABEL_STUDIO_PASSWORD",
-            "LABEL_STUDIO_USER_TOKEN",
-            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN",
-        ):
-            env.pop(key, None)
         first_start = not (self.data_dir / _DB_NAME).exists()
         if first_start:
             creds = {
@@ -320,8 +346,8 @@ class LocalServer:
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
                 raise LabelStudioError(
-                    f"Label Studio exited with code {self._proc.returncode} while starting on {self.url}; "
-                    f"last lines of {self.log_file}:\n{_tail(self.log_file)}"
+                    f"Label Studio exited with code {self._proc.returncode} while starting on {self.url}: "
+                    f"{last_error_line(self.log_file)} (full log: {self.log_file})"
                 )
             problem = health_problem(self.url, timeout=2.0)
             if problem is None:
@@ -372,8 +398,19 @@ def _our_server(pid: int, data_dir: Path) -> psutil.Process | None:
     return None
 
 
-def _tail(path: Path, lines: int = 30) -> str:
+def last_error_line(log: Path) -> str:
+    """The line of a start-up log that says what went wrong: the last exception line, else the last line.
+
+    A Python traceback ends with ``SomeError: message``; printing only that keeps a failed start
+    to one line a user can act on, with the log named for the rest.
+    """
     try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines()]
     except FileNotFoundError:
         return "(no log)"
+    lines = [line for line in lines if line]
+    for line in reversed(lines):
+        head = line.split(":", 1)[0]
+        if head.endswith(("Error", "Exception", "Exit", "Interrupt")) and " " not in head:
+            return line
+    return lines[-1] if lines else "(empty log)"
