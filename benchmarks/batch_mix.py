@@ -25,10 +25,10 @@ import pandas as pd
 import acorn  # noqa: F401  (offline settings first)
 from acorn.atomic import write_csv
 from acorn.entrypoint import setup_logging, unwind_on_sigterm
-from acorn.simulate.cli import load_settings
 from acorn.simulate.pools import open_pool
 from acorn.simulate.report import markdown_table
 from acorn.simulate.run import SimulateConfig, mixed_batches, score_batches
+from acorn.simulate.settings import load_settings
 
 
 def main() -> None:

@@ -30,7 +30,8 @@ from acorn.params import Params
 from acorn.simulate import curves as cv
 from acorn.simulate import pools, report
 from acorn.simulate import run as sim
-from acorn.simulate.cli import load_settings, simulate_command
+from acorn.simulate.cli import simulate_command
+from acorn.simulate.settings import load_settings
 from acorn.strategies import Random, StrategyError
 from tests.conftest import SHARED_DATA
 

@@ -5,5 +5,6 @@
   hit rates, false alarms on empty images, paired differences to random with bootstrap intervals).
 - ``run``: the driver (``simulate``, ``screen``) and its settings (``SimulateConfig``).
 - ``report``: report.md, screen.md and the plot.
+- ``settings``: the settings and pool a simulation's flags give (shared with benchmarks/).
 - ``cli``: the ``acorn simulate`` command.
 """

@@ -8,57 +8,18 @@ it; the other flags (--pool, --strategies, --seeds, --cycles, ...) are what only
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import pandas as pd
 import typer
 
-from acorn.errors import ParamsError
-from acorn.params import Params, load_params, parse_override
 from acorn.simulate.curves import format_comparison
-from acorn.simulate.pools import Pool, open_pool
 from acorn.simulate.report import PLOT, REPORT, SCREEN_REPORT
 from acorn.simulate.run import DEFAULT_STRATEGIES, SCREEN_STRATEGIES, SimulateConfig, screen, simulate
+from acorn.simulate.settings import load_settings, open_simulation_pool
 
 log = logging.getLogger("acorn")
-
-# The convenience flags and the params key each one sets.
-FLAG_KEYS = {
-    "budget": "rank.budget",
-    "epochs": "train.epochs",
-    "imgsz": "model.imgsz",
-    "base": "model.base",
-    "test": "test.data",
-}
-
-
-def load_settings(params: Path, flags: dict[str, Any], sets: Sequence[str]) -> tuple[Params, dict[str, Any]]:
-    """params.yaml with the flags given (``FLAG_KEYS``; None = not given) and ``-S`` overrides
-    applied and validated as params.yaml is; also returns the overrides, by key.
-
-    A key set both by its flag and by ``-S`` to another value is an error: which one wins would be
-    a guess, and a benchmark that silently ran other settings is worse than none.
-    """
-    overrides = {FLAG_KEYS[name]: value for name, value in flags.items() if value is not None}
-    given_by = {FLAG_KEYS[name]: f"--{name}" for name in flags}
-    for text in sets:
-        key, value = parse_override(text)
-        if key in overrides and overrides[key] != value:
-            raise ParamsError(
-                f"-S {text} contradicts {given_by.get(key, '-S')} {overrides[key]} (give {key} once)"
-            )
-        overrides[key] = value
-    return load_params(params).with_overrides(overrides), overrides
-
-
-def open_simulation_pool(pool: Path, p: Params, overrides: dict[str, Any], test_fraction: float) -> Pool:
-    """The pool as `acorn simulate` opens it: a tiled pool is tested on test.data; a YOLO folder
-    holds out ``test_fraction`` of itself unless test.data was given (--test, -S)."""
-    tiled = (pool / "manifest.parquet").is_file()
-    test_dir = Path(p.test.data) if tiled or "test.data" in overrides else None
-    return open_pool(pool, p.classes, test_dir, test_fraction)
 
 
 def simulate_command(
