@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import httpx
-from acorn.pipeline import detector_settings
 
 import acorn  # noqa: F401  (offline settings first)
+from acorn.detection import detector_settings
 from acorn.params import load_params
 
 MODEL_NAME = "bench-detector"
@@ -115,7 +115,7 @@ def main() -> None:
 
 
 def _predict_stage(detector, load_images, tiles: list[Path]):
-    """What pipeline.predict does per chunk: decode, then Detector.predict (``batch`` per pass)."""
+    """What the predict stage does per chunk: decode, then Detector.predict (``batch`` per pass)."""
     import pandas as pd
 
     from acorn.detection import Detections
