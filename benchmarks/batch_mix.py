@@ -10,7 +10,7 @@ cycle is: test map50 and the false-alarm rate on the test set's empty tiles.
 Resumable: rows are appended to ``<out>/mix.csv`` after each fine-tune and a re-run skips them.
 Run in a repository after ``make demo`` (data/tiles, data/testset, data/replay, models/base.pt):
 
-    python benchmarks/batch_mix.py --size 150 --shares 0,0.11,0.5,1 --seeds 2 --out benchmarks/batch_mix_demo
+    python benchmarks/batch_mix.py --size 150 --shares 0,0.11,0.5,1 --seeds 2 --out benchmarks/results/batch_mix_demo
 
 On 2 CPU cores each fine-tune and its scoring take ~5 min (imgsz 320, 8 epochs, 150 + 100 replay).
 """

@@ -61,7 +61,7 @@ refit)
   demo_pool
   unfrozen=model.device=cuda,train.epochs=24,train.freeze=0
   for s in hybrid random; do
-    timeout "${REFIT_TIMEOUT:-400}" python3 benchmarks/refit.py benchmarks/learning_curve_demo_long \
+    timeout "${REFIT_TIMEOUT:-400}" python3 benchmarks/refit.py benchmarks/results/learning_curve_demo_long \
       --strategy $s --seed 4 --cycle 10 --variant $unfrozen --variant $unfrozen,model.imgsz=640 \
       --out "$OUT/refit-$s" > "$OUT/refit-$s.log" 2>&1 &
   done

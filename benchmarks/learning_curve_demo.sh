@@ -9,13 +9,13 @@
 # seeds. No whole-pool reference (--full-epochs 0: on 2 cores it costs more than the curves; the
 # README's was trained on a GPU). On one core of a 2-core machine running two of these, ~5 min a
 # cycle: ~50 min per seed for the first five, ~10 for the sixth and for the shortcut. Results (README, "Which strategy
-# pays?") in benchmarks/learning_curve_demo/ and benchmarks/learning_curve_demo_candidates/; both
+# pays?") in benchmarks/results/learning_curve_demo/ and benchmarks/results/learning_curve_demo_candidates/; both
 # are resumable and hold what has run so far: re-running continues them (extra arguments override,
 # e.g. --seeds 2 to summarise the first two seeds, -S model.device=cuda on a GPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nice acorn simulate --pool data/tiles \
   --strategies random,hybrid,disagreement,entropy:max,least_confidence:min,hybrid/least_confidence:min \
-  -S rank.uncertainty=entropy --seeds 5 --cycles 2 --full-epochs 0 --out benchmarks/learning_curve_demo "$@"
+  -S rank.uncertainty=entropy --seeds 5 --cycles 2 --full-epochs 0 --out benchmarks/results/learning_curve_demo "$@"
 exec nice acorn simulate --pool data/tiles --strategies hybrid -S predict.candidates=1500 -S rank.uncertainty=entropy --seeds 5 --cycles 2 \
-  --full-epochs 0 --out benchmarks/learning_curve_demo_candidates "$@"
+  --full-epochs 0 --out benchmarks/results/learning_curve_demo_candidates "$@"

@@ -6,7 +6,7 @@
 # real use); every other setting is params.yaml's, but `hybrid` is pinned to its entropy shortlist
 # (the one these runs were made with). ~70 min on 2 busy cores for the first four, ~10 min more for
 # the next two, ~4 min for the last; results (README, "Which strategy pays?") in
-# benchmarks/learning_curve_raccoon/. Every raccoon photo holds a raccoon, so hit rates are 1 and
+# benchmarks/results/learning_curve_raccoon/. Every raccoon photo holds a raccoon, so hit rates are 1 and
 # there are no empty test images for the false-alarm rate. Re-running resumes (a folder written by
 # an older acorn is refused: delete it first); extra arguments override, e.g. --cycles 8,
 # -S train.freeze=0, or --screen for the first batches' hit rates only.
@@ -16,4 +16,4 @@ exec nice acorn simulate \
   --pool ../shared/data/raccoon --base models/base.pt \
   --strategies random,entropy:max,entropy:mean,hybrid,disagreement,least_confidence:min,hybrid/least_confidence:min \
   --seeds 5 --cycles 5 --budget 10 --epochs 3 --imgsz 224 -S rank.uncertainty=entropy \
-  --out benchmarks/learning_curve_raccoon "$@"
+  --out benchmarks/results/learning_curve_raccoon "$@"

@@ -6,8 +6,8 @@ better than the default?) needs the same paired seeds read against the default i
 place: the AUC difference per strategy with its bootstrap 90% interval over the seeds both ran, the
 verdict, and the last model's false-alarm difference. Nothing is trained.
 
-    python benchmarks/paired.py benchmarks/learning_curve_raccoon hybrid
-    python benchmarks/paired.py benchmarks/learning_curve_demo hybrid --strategies random,least_confidence:min
+    python benchmarks/paired.py benchmarks/results/learning_curve_raccoon hybrid
+    python benchmarks/paired.py benchmarks/results/learning_curve_demo hybrid --strategies random,least_confidence:min
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ is -S rank.budget=N, --epochs -S train.epochs, --imgsz -S model.imgsz, --base -S
 the pool, the base model and the settings must match the folder's config.json. E.g. after
 `make demo`:
 
-    python benchmarks/refit.py benchmarks/learning_curve_demo_long --strategy hybrid --seed 4 \
+    python benchmarks/refit.py benchmarks/results/learning_curve_demo_long --strategy hybrid --seed 4 \
         --cycle 10 -S rank.uncertainty=entropy --variant train.epochs=24 \
         --variant train.epochs=24,train.freeze=0
 """

@@ -16,4 +16,4 @@ cd "$(dirname "$0")/.."
 [ -f data/tiles/manifest.parquet ] || { acorn demo-data && python stages/tile.py; }
 exec nice acorn simulate --pool data/tiles --strategies random --seeds 1 --cycles 1 \
   --full-epochs 100 --full-patience 10 -S train.epochs=24 -S train.freeze=0 \
-  --out benchmarks/whole_pool_reference_unfrozen_cpu "$@"
+  --out benchmarks/results/whole_pool_reference_unfrozen_cpu "$@"
