@@ -1,5 +1,5 @@
-"""The ``acorn`` command line: demo data, the base model, the simulated annotator, the demo loop,
-and the sub-commands of Label Studio, ``serve``, ``simulate`` and ``doctor``."""
+"""The acorn command line: demo data, the base model, the simulated annotator, the demo loop,
+and the sub-commands of Label Studio, serve, simulate and doctor."""
 
 from __future__ import annotations
 
@@ -25,10 +25,24 @@ log = logging.getLogger("acorn")
 ParamsOption = Annotated[Path, typer.Option("--params", help="params.yaml to read")]
 
 
+def _print_version(requested: bool) -> None:
+    """Print the installed package's version and stop: the version a bug report needs is the one
+    pip installed (importlib.metadata), not a constant that can drift from pyproject.toml."""
+    if requested:
+        from importlib.metadata import version
+
+        typer.echo(f"acorn {version('acorn')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="debug logs, and tracebacks for user errors too")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit"),
     ] = False,
 ) -> None:
     setup_logging(verbose)

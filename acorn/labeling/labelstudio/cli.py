@@ -14,7 +14,11 @@ from typing import Annotated
 
 import typer
 
-labelstudio_app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+labelstudio_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Run a local Label Studio, set up the project, simulate an annotator.",
+)
 
 ParamsOption = Annotated[Path, typer.Option("--params", help="params.yaml to read (classes)")]
 PortOption = Annotated[int | None, typer.Option(help="port on 127.0.0.1 (default: last used, else 8080)")]
