@@ -2,7 +2,13 @@
 
 Every output is written to a temporary sibling and moved into place with ``os.replace``,
 which is atomic on POSIX within one filesystem. A failed write (a full disk included) removes
-its temporary file and leaves the previous output as it was. A folder that a long job writes to
+its temporary file and leaves the previous output as it was. A rename is atomic for a process
+kill but not for a power cut: the kernel may write the rename to disk before the file's data,
+so a machine that loses power seconds later can come back with an empty file under the new
+name (and, for a folder swap, the old folder already deleted). So every write fsyncs the new
+file before the rename and its folder after it, and a folder swap fsyncs every file of the new
+folder before it is swapped in and the parent after, before the old one is removed
+(``benchmarks/fsync_cost.py`` measures what that costs). A folder that a long job writes to
 over hours (``acorn simulate``'s) has one writer at a time (``sole_writer``), and is not read
 for merging while it is written (``no_writer``).
 """
@@ -140,9 +146,31 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         with _disk_full_is_the_users(target):
             yield tmp
+            fsync_path(tmp)
             os.replace(tmp, target)
+            fsync_path(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's data, or a folder's entries (names created, renamed or removed in it), to
+    the disk. Any descriptor of a file flushes it, so files written by other code (pandas, PIL)
+    are synced after they are closed, by path."""
+    fd = os.open(path, os.O_RDONLY)  # a folder opens read-only too, and its fsync is its entries
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: Path) -> None:
+    """fsync every file and folder under ``folder`` (itself included), folders after their
+    contents: what a folder swap must have on disk before the swap is."""
+    for parent, _dirs, files in os.walk(folder, topdown=False):
+        for name in files:
+            fsync_path(Path(parent, name))
+        fsync_path(Path(parent))
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -182,6 +210,10 @@ def replace_dir(staging: Path, target: Path) -> None:
     between them the previous folder waits at ``.<name>.old``: a run killed there leaves it, and
     the next call for the same target puts it back first; a failed rename puts it back at once.
     ``staging`` is consumed either way: moved into place, or removed.
+
+    Durable too: every file of ``staging`` is fsynced before the swap and the parent folder
+    after it, before the previous folder is removed, so a power cut at any moment leaves the
+    old folder or the complete new one, never an empty or half-written one.
     """
     staging, target = Path(staging), Path(target)
     old = target.with_name(f".{target.name}.old")
@@ -191,8 +223,10 @@ def replace_dir(staging: Path, target: Path) -> None:
                 os.replace(old, target)
             shutil.rmtree(old, ignore_errors=True)
             pause_point(f"replace_dir:{target.name}")
+            fsync_tree(staging)
             if not (target.exists() and _exchange(staging, target)):
                 _swap_by_renames(staging, target, old)
+            fsync_path(target.parent)  # the swap is on disk before the previous folder goes
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # after an exchange: the previous folder
     shutil.rmtree(old, ignore_errors=True)

@@ -1,7 +1,11 @@
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +66,121 @@ def test_a_lock_left_to_the_workers_of_a_writer_that_died_says_the_writer_has_en
         )
     finally:
         os.killpg(pid, signal.SIGKILL)  # the worker, in the writer's session
+
+
+def _record_syncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every fsync (by the path its descriptor names), rename and non-empty folder removal, in order."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace, real_rmtree = os.fsync, os.replace, shutil.rmtree
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        events.append(("replace", str(Path(dst).resolve())))
+        real_replace(src, dst)
+
+    def rmtree(path: str | os.PathLike[str], *args: object, **kwargs: object) -> None:
+        if Path(path).exists():
+            events.append(("rmtree", str(Path(path).resolve())))
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    return events
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names descriptors through /proc")
+def test_a_write_is_on_disk_before_it_replaces_the_old_file_and_its_folder_after(tmp_path, monkeypatch):
+    """A rename can reach the disk before the data it names: a power cut then leaves an empty file.
+    The temporary file is fsynced before the rename, the folder (the rename itself) after."""
+    folder = tmp_path.resolve()
+    write_json(folder / "out.json", {"a": 1})
+    events = _record_syncs(monkeypatch)
+    write_json(folder / "out.json", {"a": 2})
+    [(first, temp), replaced, folder_synced] = events
+    assert first == "fsync" and Path(temp).parent == folder and temp.endswith(".tmp")
+    assert replaced == ("replace", str(folder / "out.json"))
+    assert folder_synced == ("fsync", str(folder))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names descriptors through /proc")
+def test_a_folder_swap_is_on_disk_before_the_old_folder_is_removed(tmp_path, monkeypatch):
+    """Every file and folder of the new folder is fsynced before the swap, the parent (the swap)
+    after it, and only then is the old folder removed: a power cut at any moment leaves one
+    complete folder on disk, never two empty ones."""
+    root = tmp_path.resolve()
+    (root / "out").mkdir()
+    (root / "out" / "old.txt").write_text("old")
+    staging = root / ".out.staging"
+    (staging / "sub").mkdir(parents=True)
+    (staging / "a.txt").write_text("a")
+    (staging / "sub" / "b.txt").write_text("b")
+    events = _record_syncs(monkeypatch)
+    replace_dir(staging, root / "out")
+    assert (root / "out" / "sub" / "b.txt").read_text() == "b" and not staging.exists()
+    removed = [i for i, (kind, _) in enumerate(events) if kind == "rmtree"]
+    assert removed, f"the old folder was removed: {events}"
+    parent = events.index(("fsync", str(root)))
+    assert parent < removed[0], f"the swap is on disk before the old folder is removed: {events}"
+    synced = {path for kind, path in events[:parent] if kind == "fsync"}
+    wanted = {str(staging / p) for p in ("a.txt", "sub/b.txt", "sub", "")}
+    assert {p.rstrip("/") for p in wanted} <= synced, f"every new file and folder fsynced first: {events}"
+
+
+# a reader of the swapped folder: it opens and reads the folder's marker file as fast as it can
+# until told to stop, and counts the reads that found no file or an incomplete one
+_READER = """
+import json, os, sys
+target, stop = sys.argv[1], sys.argv[2]
+reads = misses = 0
+print("ready", flush=True)
+while not os.path.exists(stop):
+    reads += 1
+    try:
+        with open(os.path.join(target, "manifest.csv")) as f:
+            text = f.read()
+        if not text.endswith("end\\n"):
+            misses += 1
+    except FileNotFoundError:
+        misses += 1
+print(json.dumps({"reads": reads, "misses": misses}), flush=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the one-step swap is Linux's renameat2")
+def test_a_reader_never_finds_the_swapped_folder_missing_or_partial(tmp_path):
+    """Train reads data/labels while another export-labels may swap a new one in (two `dvc repro`
+    at once, a labeler's tool reading it). A reader in another process reads the folder's manifest
+    without pause while the folder is swapped hundreds of times: it must never find it missing or
+    half there. A swap that deletes the old folder and then renames the new one in fails this
+    (the reader lands between the two steps), as checked by hand when this test was written."""
+    target, stop = tmp_path / "labels", tmp_path / "stop"
+
+    def staged(version: int) -> Path:
+        staging = tmp_path / ".labels.staging"
+        staging.mkdir()
+        for i in range(8):
+            (staging / f"t{i}.txt").write_text(f"{version} {i}\n")
+        (staging / "manifest.csv").write_text("tile_id\n" + f"{version}\n" * 50 + "end\n")
+        return staging
+
+    replace_dir(staged(0), target)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _READER, str(target), str(stop)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert reader.stdout.readline() == "ready\n"
+        swaps, start = 0, time.monotonic()
+        while swaps < 100 or time.monotonic() - start < 1.5:
+            swaps += 1
+            replace_dir(staged(swaps), target)
+        stop.touch()
+        counts = json.loads(reader.communicate(timeout=30)[0])
+    finally:
+        reader.kill()
+        reader.wait()
+    assert counts["reads"] >= 1000, f"the reader did not race the {swaps} swaps: {counts}"
+    assert counts["misses"] == 0, f"{counts['misses']} of {counts['reads']} reads during {swaps} swaps failed"
