@@ -3,8 +3,11 @@
 The report compares every strategy with random; choosing between two good ones (is the candidate
 better than the default?) needs the same paired seeds read against the default instead. This reads
 ``<folder>/curves.csv`` and prints the report's comparison table with ``baseline`` in random's
-place: the AUC difference per strategy with its bootstrap 90% interval over the seeds both ran, the
-verdict, and the last model's false-alarm difference. Nothing is trained.
+place: the mean AUC difference per strategy over the seeds both ran, with its t 90% interval, the
+bootstrap interval beside it, the exact paired sign-flip p, the verdict ("not shown" when the t
+interval holds zero), and the last model's false-alarm difference. A run that is incomplete (e.g.
+stopped after its cycle-0 row) or on another label grid is refused by name, not scored. Nothing
+is trained.
 
     python benchmarks/paired.py benchmarks/results/learning_curve_raccoon hybrid
     python benchmarks/paired.py benchmarks/results/learning_curve_demo hybrid --strategies random,least_confidence:min

@@ -239,47 +239,112 @@ def test_paired_difference_pairs_runs_by_seed():
 def test_comparison_table_and_its_cells():
     runs = pd.DataFrame(
         {
-            "strategy": ["random", "random", "entropy", "entropy"],
-            "seed": [0, 1, 0, 1],
-            "auc": [0.2, 0.3, 0.3, 0.5],
-            "gain": [0.1, 0.3, 0.2, np.nan],
-            "labels": [np.nan, np.nan, 20.0, 30.0],
-            "hit_rate": [0.1, 0.2, 0.5, 0.6],
-            "false_alarm": [0.2, 0.2, 0.5, 0.3],
+            "strategy": ["random"] * 3 + ["entropy"] * 3,
+            "seed": [0, 1, 2] * 2,
+            "auc": [0.2, 0.3, 0.4, 0.3, 0.5, 0.5],
+            "gain": [0.1, 0.3, 0.2, 0.2, np.nan, np.nan],
+            "labels": [np.nan] * 3 + [20.0, 30.0, 40.0],
+            "hit_rate": [0.1, 0.2, 0.3, 0.5, 0.6, 0.7],
+            "false_alarm": [0.2, 0.2, 0.2, 0.5, 0.3, 0.4],
         }
     )
     table = cv.comparison_table(runs).set_index("strategy")
     e = table.loc["entropy"]
-    assert (e["seeds"], e["auc"], e["reached"], e["labels_mean"]) == pytest.approx((2, 0.4, 2, 25))
-    assert e["hit_rate"] == pytest.approx(0.55) and e["false_alarm"] == pytest.approx(0.4)
-    # per-seed differences 0.1 and 0.2: interval [0.1, 0.2]; false alarms +0.3 and +0.1: [0.1, 0.3]
-    assert e[["auc_diff", "auc_low", "auc_high"]].tolist() == pytest.approx([0.15, 0.1, 0.2])
-    assert e[["false_alarm_diff", "false_alarm_low", "false_alarm_high"]].tolist() == pytest.approx(
-        [0.2, 0.1, 0.3]
+    assert (e["seeds"], e["auc"], e["reached"], e["labels_mean"]) == pytest.approx((3, 13 / 30, 3, 30))
+    assert e["hit_rate"] == pytest.approx(0.6) and e["false_alarm"] == pytest.approx(0.4)
+    # AUC differences 0.1, 0.2, 0.1: mean 0.1333, sd 0.0577, t(2) 90% = 2.92: half-width 0.0973;
+    # sign flips: only the two all-same-sign assignments reach |0.4|: p = 2/8
+    assert e[["auc_diff", "auc_low", "auc_high", "auc_p"]].tolist() == pytest.approx(
+        [0.13333, 0.03601, 0.23066, 0.25], abs=1e-4
     )
-    # gain: mean over the seeds that have one, bootstrap interval over them; none from one seed
-    assert table.loc["random", ["gain", "gain_low", "gain_high"]].tolist() == pytest.approx([0.2, 0.1, 0.3])
-    assert e["gain"] == pytest.approx(0.2) and np.isnan(e["gain_low"])
+    assert 0.1 - 1e-9 <= e["auc_boot_low"] <= e["auc_boot_high"] <= 0.2 + 1e-9  # within the differences
+    # false alarms +0.3, +0.1, +0.2: mean 0.2, sd 0.1, half-width 2.92 x 0.1 / sqrt(3) = 0.1686
+    assert e[["false_alarm_diff", "false_alarm_low", "false_alarm_high"]].tolist() == pytest.approx(
+        [0.2, 0.0314, 0.3686], abs=1e-4
+    )
+    # gain: mean over the seeds that have one, t interval over them (0.2 +- 2.92 x 0.1 / sqrt 3)
+    assert table.loc["random", ["gain", "gain_low", "gain_high"]].tolist() == pytest.approx(
+        [0.2, 0.0314, 0.3686], abs=1e-4
+    )
+    assert e["gain"] == pytest.approx(0.2) and np.isnan(e["gain_low"])  # one seed: no interval
     shown = cv.format_comparison(table.reset_index(), has_target=True).set_index("strategy")
-    assert shown.loc["entropy", "AUC − random [90% CI]"] == "+0.150 [+0.100, +0.200]"
+    assert shown.loc["entropy", "AUC − random [t 90% CI]"] == "+0.133 [+0.036, +0.231]"
+    assert shown.loc["entropy", "sign-flip p"] == "0.25"
     assert shown.loc["entropy", "verdict"] == "better"
-    assert shown.loc["entropy", "false alarms − random [90% CI]"] == "+0.200 [+0.100, +0.300] (more)"
-    assert shown.loc["random", "map50 gain over cycle 0 [90% CI]"] == "+0.200 [+0.100, +0.300]"
-    assert shown.loc["entropy", "map50 gain over cycle 0 [90% CI]"] == "+0.200"
-    assert shown.loc["entropy", "labels to target"] == "25"
+    assert shown.loc["entropy", "false alarms − random [t 90% CI]"] == "+0.200 [+0.031, +0.369] (more)"
+    assert shown.loc["random", "map50 gain over cycle 0 [t 90% CI]"] == "+0.200 [+0.031, +0.369]"
+    assert shown.loc["entropy", "map50 gain over cycle 0 [t 90% CI]"] == "+0.200"
+    assert shown.loc["entropy", "labels to target"] == "30"
     assert shown.loc["random", "labels to target"] == "not reached"
-    assert shown.loc["random", "AUC − random [90% CI]"] == "" and shown.loc["random", "verdict"] == ""
+    assert shown.loc["random", "AUC − random [t 90% CI]"] == "" and shown.loc["random", "verdict"] == ""
+    assert shown.loc["random", "sign-flip p"] == "" and shown.loc["random", "bootstrap 90% CI"] == ""
     assert (shown.loc["random", "hit rate"], shown.loc["random", "false alarms, last model"]) == (
-        "0.15",
+        "0.20",
         "0.20",
     )
+    # two seeds that both favour entropy: the bootstrap interval [0.1, 0.2] excludes zero, the t
+    # interval (t(1) = 6.31) does not, and the verdict follows the t interval
+    two = cv.comparison_table(runs[runs["seed"] < 2]).set_index("strategy")
+    assert two.loc["entropy", "auc_boot_low"] > 0 > two.loc["entropy", "auc_low"]
+    assert cv.format_comparison(two.reset_index(), has_target=False).loc[1, "verdict"] == "not shown"
+
+
+def test_t_quantile_matches_the_tables():
+    # two-sided 90% and 95% points of Student's t (any statistics table)
+    table = {(0.9, 1): 6.3138, (0.9, 2): 2.9200, (0.9, 4): 2.1318, (0.9, 9): 1.8331, (0.95, 4): 2.7764}
+    table |= {(0.95, 9): 2.2622, (0.95, 30): 2.0423, (0.5, 3): 0.7649}
+    for (level, df), q in table.items():
+        assert cv.t_quantile(level, df) == pytest.approx(q, abs=1e-4), (level, df)
+    with pytest.raises(ValueError):
+        cv.t_quantile(0.9, 0)
+
+
+def test_t_interval_by_hand_and_wider_than_the_bootstrap_at_few_seeds():
+    # 0.1, 0.2, 0.6: mean 0.3, sd sqrt(0.07) = 0.26458, se 0.15275, t(2) 90% = 2.91999
+    low, high = cv.t_interval([0.1, 0.2, 0.6])
+    assert (low, high) == pytest.approx((0.3 - 0.44604, 0.3 + 0.44604), abs=1e-4)
+    boot = cv.bootstrap_interval([0.1, 0.2, 0.6])
+    assert low < boot[0] and boot[1] < high
+    assert cv.t_interval([0.05, 0.05]) == pytest.approx((0.05, 0.05))  # no spread, no width
+    assert all(np.isnan(cv.t_interval([0.3])))
+
+
+def test_sign_flip_p_enumerates_every_sign_assignment():
+    # sums of +-0.1 +-0.2 +-0.6: 0.9, 0.7, 0.5, 0.3 and their negatives: |s| >= 0.9 in 2 of 8
+    assert cv.sign_flip_p([0.1, 0.2, 0.6]) == pytest.approx(0.25)
+    # 0.3, -0.1, 0.1: |s| in {0.5, 0.3, 0.3, 0.1, ...}: 0.3 is reached by 0.3-0.1+0.1 and 0.3+0.1-0.1
+    # and their mirrors, 0.5 by 0.3+0.1+0.1 and its mirror: 6 of 8
+    assert cv.sign_flip_p([0.3, -0.1, 0.1]) == pytest.approx(6 / 8)
+    assert cv.sign_flip_p([0.02] * 5) == pytest.approx(2 / 32)  # the floor at 5 seeds: 0.0625
+    assert cv.sign_flip_p([0.02] * 10) == pytest.approx(2 / 1024)
+    assert cv.sign_flip_p([0.0, 0.0]) == 1.0 and np.isnan(cv.sign_flip_p([]))
+    # past 20 values: seeded random assignments; all of one sign is far beyond any of them
+    many = cv.sign_flip_p([0.01] * 25, resamples=1000)
+    assert many == pytest.approx(1 / 1001) and many == cv.sign_flip_p([0.01] * 25, resamples=1000)
 
 
 def test_verdict_needs_the_whole_interval_on_one_side():
     low = pd.Series([0.01, -0.2, -0.1, np.nan])
     high = pd.Series([0.2, -0.01, 0.1, np.nan])
-    assert cv.verdict(low, high).tolist() == ["better", "worse", "within noise", ""]
-    assert cv.verdict(low, high, higher_is_better=False).tolist() == ["worse", "better", "within noise", ""]
+    assert cv.verdict(low, high).tolist() == ["better", "worse", "not shown", ""]
+    assert cv.verdict(low, high, higher_is_better=False).tolist() == ["worse", "better", "not shown", ""]
+
+
+def test_runs_on_another_label_grid_are_refused_by_name():
+    rows = [
+        (s, seed, c, 10 * c, 0.1 * c, 0.0) for s in ("random", "entropy") for seed in (0, 1) for c in range(3)
+    ]
+    cv.check_same_grid(curves_frame(rows))  # every run at 0, 10, 20 labels
+    stopped = curves_frame([r for r in rows if not (r[0] == "entropy" and r[1] == 1 and r[2] > 0)])
+    with pytest.raises(
+        InputError, match=r"entropy seed 1 is incomplete .* 0:0, the other runs 0:0 1:10 2:20"
+    ):
+        cv.run_table(stopped, None)
+    other_budget = curves_frame(
+        [(*r[:3], 20 * r[2] if r[0] == "random" and r[1] == 0 else r[3], *r[4:]) for r in rows]
+    )
+    with pytest.raises(InputError, match="random seed 0"):
+        cv.check_same_grid(other_budget)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -923,13 +988,16 @@ def test_a_finished_folder_is_summarised_without_any_work(tmp_path, no_work):
     assert table.loc["entropy", "labels_mean"] == 2 and table.loc["random", "reached"] == 0
     # AUC: random (0.1 + 0.4) / 2 = 0.25 and 0.15; entropy 0.35 and 0.35: differences 0.1 and 0.2
     e = result.comparison.set_index("strategy").loc["entropy"]
-    assert e[["auc_diff", "auc_low", "auc_high"]].tolist() == pytest.approx([0.15, 0.1, 0.2])
+    # t(1) 90% = 6.314: 0.15 +- 6.314 x 0.0707 / sqrt 2; the bootstrap's [0.1, 0.2] beside it; p = 2/4
+    assert e[["auc_diff", "auc_low", "auc_high"]].tolist() == pytest.approx([0.15, -0.1657, 0.4657], abs=1e-4)
+    assert e[["auc_boot_low", "auc_boot_high", "auc_p"]].tolist() == pytest.approx([0.1, 0.2, 0.5])
     assert e["false_alarm_diff"] == pytest.approx(0.3) and e["hit_rate"] == 1.0
     assert result.comparison.set_index("strategy").loc["random", "hit_rate"] == 0.0
     assert pd.read_csv(out / sim.HIT_RATES)["hit_rate"].tolist() == [0.0, 0.0, 1.0, 1.0]
     assert (out / report.PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (out / report.REPORT).read_text()
-    assert "not reached" in text and "+0.150 [+0.100, +0.200]" in text and "better" in text
+    assert "not reached" in text and "+0.150 [-0.166, +0.466]" in text and "[+0.100, +0.200]" in text
+    assert "not shown" in text and "sign-flip" in text
     assert "+0.300 [+0.300, +0.300] (more)" in text and "base rate" in text
     hit_section = text.split("## Hit rate per cycle")[1].split("##")[0]
     lines = [line for line in hit_section.splitlines() if line.startswith("|")]
@@ -950,8 +1018,8 @@ def test_full_epochs_zero_trains_no_reference_and_reports_no_target(tmp_path, no
     assert result.strategies["reached"].tolist() == [0, 0]
     text = (out / report.REPORT).read_text()
     assert "not trained (--full-epochs 0)" in text and "n/a (no target)" in text
-    # random gains 0.3 and 0.1 over cycle 0, entropy 0.5 in both seeds
-    assert "+0.200 [+0.100, +0.300]" in text and "+0.500 [+0.500, +0.500]" in text
+    # random gains 0.3 and 0.1 over cycle 0 (t(1): 0.2 +- 6.314 x 0.1), entropy 0.5 in both seeds
+    assert "+0.200 [-0.431, +0.831]" in text and "+0.500 [+0.500, +0.500]" in text
     assert (out / report.PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -1259,7 +1327,7 @@ def test_paired_script_reads_a_folder_against_the_baseline_it_is_given(tmp_path)
         rows, columns=["strategy", "seed", "cycle", "labeled_tiles", "map50", "false_alarm_rate"]
     )
     paired = load_benchmark("paired").paired_against(curves, "hybrid").set_index("strategy")
-    diff = "AUC − hybrid [90% CI]"
+    diff = "AUC − hybrid [t 90% CI]"
     assert (
         paired.loc["candidate", diff] == "+0.030 [+0.030, +0.030]"
     )  # the curves differ by 0.03 at mid-budget
@@ -1269,6 +1337,10 @@ def test_paired_script_reads_a_folder_against_the_baseline_it_is_given(tmp_path)
     assert only["strategy"].tolist() == ["hybrid", "candidate"]
     with pytest.raises(InputError, match="'nope' is not in these curves"):
         load_benchmark("paired").paired_against(curves, "nope")
+    # a run holding only its cycle-0 row is named, not scored as "worse"
+    stopped = pd.concat([curves, curves.iloc[:1].assign(strategy="entropy:mean")], ignore_index=True)
+    with pytest.raises(InputError, match="entropy:mean seed 0 is incomplete"):
+        load_benchmark("paired").paired_against(stopped, "hybrid")
 
 
 def test_refit_takes_every_tile_a_run_had_labeled_by_a_cycle():

@@ -8,6 +8,7 @@ difference is larger than what the seeds alone would give.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -178,10 +179,33 @@ def summarize_curves(curves: pd.DataFrame) -> pd.DataFrame:
 RUN_COLUMNS = ["strategy", "seed", "auc", "gain", "labels", "hit_rate", "false_alarm"]
 
 
+def check_same_grid(curves: pd.DataFrame) -> None:
+    """Refuse runs that were not measured at the same labeled counts, naming the first such run.
+
+    An AUC is a mean over the labeling budget: a run stopped after cycle 0, or one with another
+    budget, has another budget, and its AUC compared with the others' reads as a strategy's
+    verdict (a cycle-0-only run once printed "worse"). The grid expected is the one with the most
+    cycles (the most common among those); every run must have exactly it.
+    """
+    ordered = curves.sort_values(["strategy", "seed", "cycle"], kind="stable")
+    points = ordered["cycle"].astype(str) + ":" + ordered["labeled_tiles"].astype(str)
+    grids = points.groupby([ordered["strategy"], ordered["seed"]], sort=False).agg(" ".join)
+    if grids.nunique() <= 1:
+        return
+    sizes = grids.str.count(" ") + 1
+    expected = grids[sizes == sizes.max()].value_counts().index[0]
+    (strategy, seed), grid = next((k, g) for k, g in grids.items() if g != expected)
+    raise InputError(
+        f"{strategy} seed {seed} is incomplete or on another label grid: (cycle:labeled tiles) {grid}, "
+        f"the other runs {expected}; finish it (resume its simulation) or leave it out"
+    )
+
+
 def run_table(
     curves: pd.DataFrame, target_map50: float | None, hits: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """One row per (strategy, seed) run: the numbers strategies are compared on.
+    """One row per (strategy, seed) run: the numbers strategies are compared on; runs on different
+    label grids are refused (``check_same_grid``).
 
     ``auc`` (area_under_curve), ``gain`` (the last model's map50 minus cycle 0's: what the labels
     added to the base model; NaN without a cycle 0, i.e. a cold start), ``labels`` (labels_to_reach
@@ -189,6 +213,7 @@ def run_table(
     without) and ``false_alarm`` (the false-alarm rate of the run's last model: the one a user
     would keep).
     """
+    check_same_grid(curves)
     rows = []
     for (strategy, seed), run in curves.groupby(["strategy", "seed"], sort=False):
         reach = None
@@ -272,6 +297,81 @@ def _labels_cells(table: pd.DataFrame, has_target: bool, detailed: bool) -> list
 # Paired comparison against the baseline
 
 
+def t_quantile(level: float, df: int) -> float:
+    """The ``q`` with P(|T| <= q) = ``level`` for Student's t with ``df`` (integer) degrees of freedom.
+
+    No statistics library is a dependency of acorn, so the closed form for integer ``df``
+    (Abramowitz & Stegun 26.7.3-4: with theta = atan(q / sqrt(df)), a finite series in sin theta and
+    cos theta) is inverted by bisection; exact to ~1e-12, and cheap for the few seeds a benchmark has.
+    """
+    if df < 1 or not 0.0 < level < 1.0:
+        raise ValueError(f"need df >= 1 and a level in (0, 1); got df={df}, level={level}")
+    low, high = 0.0, 1.0
+    while _t_coverage(high, df) < level:
+        high *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if _t_coverage(mid, df) < level else (low, mid)
+    return 0.5 * (low + high)
+
+
+def _t_coverage(q: float, df: int) -> float:
+    """P(|T| <= q) for Student's t with integer ``df`` (Abramowitz & Stegun 26.7.3 odd, 26.7.4 even)."""
+    theta = math.atan(q / math.sqrt(df))
+    c2, s = math.cos(theta) ** 2, math.sin(theta)
+    if df % 2:
+        term, total = math.cos(theta), 0.0  # cos theta, then x (2k / (2k + 1)) cos^2 theta each step
+        for k in range(1, (df - 1) // 2 + 1):
+            total += term
+            term *= c2 * 2 * k / (2 * k + 1)
+        return (2.0 / math.pi) * (theta + s * total)  # df = 1: no series, 2 theta / pi
+    term, total = 1.0, 0.0  # 1, then x ((2k - 1) / 2k) cos^2 theta each step
+    for k in range(1, df // 2 + 1):
+        total += term
+        term *= c2 * (2 * k - 1) / (2 * k)
+    return s * total
+
+
+def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
+    """Student-t interval of the mean of ``values``: mean +- t(level, n - 1) x sd / sqrt(n).
+
+    The interval a reader can trust at 5-10 seeds: the percentile bootstrap uses the plug-in spread
+    and normal-like quantiles, so at n = 5 it is ~30% narrower and covers well below ``level``.
+    Fewer than two values carry no spread: (NaN, NaN).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2:
+        return float("nan"), float("nan")
+    half = t_quantile(level, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return float(x.mean() - half), float(x.mean() + half)
+
+
+EXACT_FLIPS = 20  # up to this many differences every sign flip is enumerated (2^20 sums, 8 MB)
+
+
+def sign_flip_p(values: Sequence[float], resamples: int = 100_000, seed: int = 0) -> float:
+    """Two-sided paired sign-flip (permutation) p-value of "the mean difference is zero".
+
+    Under no effect each per-seed difference is as likely to have the other sign, so the observed
+    |sum| is compared with the |sum| of every sign assignment: exact for up to ``EXACT_FLIPS``
+    values (all 2^n, built by doubling a vector of partial sums), else ``resamples`` seeded random
+    assignments with the usual (hits + 1) / (resamples + 1). No distribution is assumed; its floor
+    is 2 / 2^n (0.0625 at 5 seeds, 0.002 at 10), so few seeds cannot give a small p. NaN for none.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if not len(x):
+        return float("nan")
+    observed = abs(x.sum()) - 1e-12 * max(1.0, float(np.abs(x).sum()))  # ties count as extreme
+    if len(x) <= EXACT_FLIPS:
+        sums = np.zeros(1)
+        for v in x:
+            sums = np.concatenate([sums + v, sums - v])
+        return float((np.abs(sums) >= observed).mean())
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(resamples, len(x)))
+    hits = int((np.abs(signs @ x) >= observed).sum())
+    return (hits + 1) / (resamples + 1)
+
+
 def bootstrap_interval(
     values: Sequence[float], level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0
 ) -> tuple[float, float]:
@@ -279,7 +379,7 @@ def bootstrap_interval(
 
     Fewer than two values carry no spread: (NaN, NaN) rather than a zero-width interval that would
     look decisive. With few values the interval is narrower than the truth (it cannot leave the
-    values' range): read it as "every resampled mean has the same sign", not as exact coverage.
+    values' range): shown beside ``t_interval`` and ``sign_flip_p``, never alone.
     """
     x = np.asarray(values, dtype=np.float64)
     if len(x) < 2:
@@ -289,6 +389,9 @@ def bootstrap_interval(
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return float(low), float(high)
+
+
+PAIRED_COLUMNS = ["strategy", "paired", "diff", "low", "high", "boot_low", "boot_high", "p"]
 
 
 def paired_difference(
@@ -304,16 +407,18 @@ def paired_difference(
     The runs of one seed share their starting model, fine-tune seed and tie-break order, so the
     per-seed difference removes what the seed alone does (a lucky split, a lucky init) and the
     interval is about the strategy. Columns ``paired`` (seeds compared), ``diff`` (mean difference),
-    ``low`` and ``high`` (bootstrap_interval); NaN for the baseline itself and without a baseline.
+    ``low`` and ``high`` (``t_interval``: what the verdict reads), ``boot_low`` and ``boot_high``
+    (``bootstrap_interval``, beside it) and ``p`` (``sign_flip_p``); NaN for the baseline itself and
+    without a baseline.
     """
     wide = runs.pivot(index="seed", columns="strategy", values=value)
-    strategies = runs["strategy"].unique()
     rows = []
-    for strategy in strategies:
+    for strategy in runs["strategy"].unique():
         diffs = np.array([])
         if baseline in wide and strategy != baseline:
             diffs = (wide[strategy] - wide[baseline]).dropna().to_numpy()
-        low, high = bootstrap_interval(diffs, level, resamples, seed)
+        low, high = t_interval(diffs, level)
+        boot_low, boot_high = bootstrap_interval(diffs, level, resamples, seed)
         rows.append(
             {
                 "strategy": strategy,
@@ -321,15 +426,19 @@ def paired_difference(
                 "diff": float(diffs.mean()) if len(diffs) else np.nan,
                 "low": low,
                 "high": high,
+                "boot_low": boot_low,
+                "boot_high": boot_high,
+                "p": sign_flip_p(diffs, seed=seed),
             }
         )
-    return pd.DataFrame(rows, columns=["strategy", "paired", "diff", "low", "high"])
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 
 
 def comparison_table(runs: pd.DataFrame, baseline: str = BASELINE, seed: int = 0) -> pd.DataFrame:
-    """Per strategy: means over seeds of the run numbers, the gain over cycle 0 with a bootstrap
-    interval over seeds (what labels add, whatever the strategy), and the paired differences to the
-    baseline of the AUC and of the last model's false-alarm rate on empty test images."""
+    """Per strategy: means over seeds of the run numbers, the gain over cycle 0 with a t interval
+    over seeds (what labels add, whatever the strategy), and the paired differences to the baseline
+    of the AUC and of the last model's false-alarm rate on empty test images (``paired_difference``
+    columns, prefixed ``auc_`` and ``false_alarm_``)."""
     means = (
         runs.groupby("strategy", sort=False)
         .agg(
@@ -343,10 +452,7 @@ def comparison_table(runs: pd.DataFrame, baseline: str = BASELINE, seed: int = 0
         )
         .reset_index()
     )
-    spread = [
-        bootstrap_interval(runs.loc[runs["strategy"] == s, "gain"].dropna(), seed=seed)
-        for s in means["strategy"]
-    ]
+    spread = [t_interval(runs.loc[runs["strategy"] == s, "gain"].dropna()) for s in means["strategy"]]
     means["gain_low"], means["gain_high"] = [lo for lo, _ in spread], [hi for _, hi in spread]
     for value in ("auc", "false_alarm"):
         paired = paired_difference(runs, value, baseline, seed=seed).drop(columns="paired")
@@ -354,18 +460,26 @@ def comparison_table(runs: pd.DataFrame, baseline: str = BASELINE, seed: int = 0
     return means
 
 
+NOT_SHOWN = "not shown"
+
+
 def verdict(low: pd.Series, high: pd.Series, higher_is_better: bool = True) -> pd.Series:
-    """'better' / 'worse' when the whole interval is on one side of zero, else 'within noise';
-    '' where there is no interval (the baseline, one seed)."""
+    """'better' / 'worse' when the whole (t) interval is on one side of zero, else 'not shown': a
+    difference whose interval holds zero is not evidence either way; '' where there is no interval
+    (the baseline, one seed)."""
     above, below = low > 0, high < 0
     good, bad = (above, below) if higher_is_better else (below, above)
-    text = np.select([low.isna() | high.isna(), good, bad], ["", "better", "worse"], "within noise")
+    text = np.select([low.isna() | high.isna(), good, bad], ["", "better", "worse"], NOT_SHOWN)
     return pd.Series(text, index=low.index)
 
 
 def format_comparison(comparison: pd.DataFrame, has_target: bool, baseline: str = BASELINE) -> pd.DataFrame:
-    """Human-readable cells of ``comparison_table`` for the report and the console."""
+    """Human-readable cells of ``comparison_table`` for the report and the console: the paired AUC
+    difference with its t interval, the bootstrap interval beside it and the exact sign-flip p."""
     ci = f"{LEVEL:.0%} CI"
+
+    def interval(lo: float, hi: float) -> str:
+        return f"[{lo:+.3f}, {hi:+.3f}]"
 
     def diff(prefix: str) -> list[str]:
         cells = []
@@ -377,31 +491,38 @@ def format_comparison(comparison: pd.DataFrame, has_target: bool, baseline: str 
             elif np.isnan(lo):
                 cells.append(f"{d:+.3f} (1 seed: no interval)")
             else:
-                cells.append(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+                cells.append(f"{d:+.3f} {interval(lo, hi)}")
         return cells
+
+    def boot(r: pd.Series) -> str:
+        return "" if np.isnan(r["auc_boot_low"]) else interval(r["auc_boot_low"], r["auc_boot_high"])
 
     def gain(r: pd.Series) -> str:
         if np.isnan(r["gain"]):
             return "n/a (no cycle 0)"
-        spread = "" if np.isnan(r["gain_low"]) else f" [{r['gain_low']:+.3f}, {r['gain_high']:+.3f}]"
+        spread = "" if np.isnan(r["gain_low"]) else f" {interval(r['gain_low'], r['gain_high'])}"
         return f"{r['gain']:+.3f}{spread}"
 
     fewer = verdict(comparison["false_alarm_low"], comparison["false_alarm_high"], higher_is_better=False)
-    alarm_words = fewer.map({"better": " (fewer)", "worse": " (more)"}).fillna("")
+    alarm_words = fewer.map({"better": " (fewer)", "worse": " (more)", NOT_SHOWN: f" ({NOT_SHOWN})"}).fillna(
+        ""
+    )
     return pd.DataFrame(
         {
             "strategy": comparison["strategy"],
             "seeds": comparison["seeds"].astype(str),
             "AUC map50": comparison["auc"].map(lambda v: f"{v:.3f}"),
-            f"map50 gain over cycle 0 [{ci}]": comparison.apply(gain, axis=1).astype(str),
-            f"AUC − {baseline} [{ci}]": diff("auc"),
+            f"map50 gain over cycle 0 [t {ci}]": comparison.apply(gain, axis=1).astype(str),
+            f"AUC − {baseline} [t {ci}]": diff("auc"),
+            f"bootstrap {ci}": comparison.apply(boot, axis=1).astype(str),
+            "sign-flip p": comparison["auc_p"].map(lambda v: "" if np.isnan(v) else f"{v:.3g}"),
             "verdict": verdict(comparison["auc_low"], comparison["auc_high"]),
             "labels to target": _labels_cells(comparison, has_target, detailed=False),
             "hit rate": comparison["hit_rate"].map(lambda v: "" if np.isnan(v) else f"{v:.2f}"),
             "false alarms, last model": comparison["false_alarm"].map(
                 lambda v: "n/a" if np.isnan(v) else f"{v:.2f}"
             ),
-            f"false alarms − {baseline} [{ci}]": [
+            f"false alarms − {baseline} [t {ci}]": [
                 cell + word for cell, word in zip(diff("false_alarm"), alarm_words, strict=True)
             ],
         }

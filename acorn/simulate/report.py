@@ -20,13 +20,14 @@ PLOT, REPORT, SCREEN_REPORT = "learning_curve.png", "report.md", "screen.md"
 
 
 def markdown_table(df: pd.DataFrame) -> str:
-    """A GitHub-markdown table, floats to 3 decimals and NaN as an empty cell.
+    """A GitHub-markdown table, floats to 3 decimals, NaN as an empty cell, text cells as written.
 
     ``DataFrame.to_markdown`` (tabulate) pads the columns, so the raw report.md reads as a table
-    too; NaN becomes None first, since tabulate only blanks None (a NaN would print "nan").
+    too. Floats are formatted here and tabulate's number parsing is off: it would otherwise round
+    text that looks like a number (a p-value of "0.0625" printed as 0.062).
     """
-    cells = df.astype(object).where(df.notna(), None)
-    return cells.to_markdown(index=False, floatfmt=".3f", missingval="") + "\n"
+    cells = df.astype(object).map(lambda v: "" if pd.isna(v) else f"{v:.3f}" if isinstance(v, float) else v)
+    return cells.to_markdown(index=False, disable_numparse=True) + "\n"
 
 
 def markdown(result: Result, hits_by_cycle: pd.DataFrame, settings: dict) -> str:
@@ -47,12 +48,14 @@ def markdown(result: Result, hits_by_cycle: pd.DataFrame, settings: dict) -> str
     has_baseline = BASELINE in set(result.comparison["strategy"])
     paired = (
         f"Each strategy's AUC and false-alarm rate minus {BASELINE}'s in the same seed, averaged over "
-        f"seeds, with a {LEVEL:.0%} percentile-bootstrap interval ({RESAMPLES:,} resamples of the "
-        "per-seed differences, seeded). The runs of one seed start from the same base model with no "
-        "labels, fine-tune with the same seed and break ties in the same seeded order, so within a seed "
-        "only the strategy differs. *better* / *worse*: the whole interval is on one side of zero; with "
-        "few seeds the interval is narrow (it cannot leave the range of the differences), so read it as "
-        "'every seed agrees', not as exact coverage."
+        f"seeds, with a {LEVEL:.0%} Student-t interval of that mean, the percentile bootstrap interval "
+        f"beside it ({RESAMPLES:,} seeded resamples of the per-seed differences; at few seeds it is "
+        "narrower than the t interval and covers less than it says) and the exact two-sided paired "
+        "sign-flip p (every assignment of signs to the per-seed differences; its floor is 2 / 2^seeds, "
+        "0.0625 at 5 seeds). The runs of one seed start from the same base model with no labels, "
+        "fine-tune with the same seed and break ties in the same seeded order, so within a seed only "
+        "the strategy differs. *better* / *worse*: the whole t interval is on one side of zero; *not "
+        "shown*: it holds zero, so these seeds do not show a difference either way."
         if has_baseline
         else f"{BASELINE} was not simulated: no paired differences (add it to --strategies)."
     )
@@ -65,7 +68,7 @@ def markdown(result: Result, hits_by_cycle: pd.DataFrame, settings: dict) -> str
         f"{paired}\n\n"
         "- AUC map50: area under test map50 over labeled tiles divided by their range (the curve's mean).\n"
         "- map50 gain over cycle 0: the last model's test map50 minus the base model's (what the labels "
-        f"added), mean over seeds with a {LEVEL:.0%} bootstrap interval over the seeds (not paired).\n"
+        f"added), mean over seeds with a {LEVEL:.0%} t interval over the seeds (not paired).\n"
         "- Labels to target: the fewest labeled tiles at which test map50 reached the target (mean over "
         "the seeds that reached it).\n"
         "- Hit rate: share of the labeled items that hold at least one ground-truth object, over all "
