@@ -20,6 +20,7 @@ from acorn.errors import ParamsError
 
 STRATEGIES = (
     "random",
+    "positive",
     "least_confidence",
     "entropy",
     "margin",
@@ -74,7 +75,7 @@ class RankParams(Section):
     aggregate: Literal[AGGREGATES] = "max"
     threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
     budget: PositiveInt = 50
-    balance_by: str = "condition"
+    balance_by: str = ""  # off: random stays uniform; on only where a measurement shows it pays
     seed: int = 0
     band: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.4
     t_low: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1

@@ -443,6 +443,31 @@ class Disagreement(Strategy):
 
 
 @dataclass(frozen=True)
+class Positive(Strategy):
+    """Positive mining: score = the tile's top confidence, max over its boxes. Empty tile: 0.
+
+    The baseline an uncertainty strategy must beat besides random: with objects on ~10% of the
+    tiles, labeling what the model already half-sees finds many objects per batch (a high hit rate)
+    but teaches little the model does not know, and can teach it to fire more on empty tiles. An
+    empty tile (nothing above ``predict.conf_floor``) is the least likely to hold an object: 0.
+    No ``aggregate``: the top confidence is what defines it.
+    """
+
+    name: ClassVar[str] = "positive"
+
+    def score(
+        self,
+        boxes: pd.DataFrame | None,
+        tiles: pd.DataFrame,
+        embeddings: np.ndarray | None = None,
+        labeled_embeddings: np.ndarray | None = None,
+    ) -> pd.Series:
+        index = _pool_index(tiles)
+        codes, conf = _box_codes(boxes, index, self.name)
+        return self._series(index, _reduce(codes, conf, len(index), "max", 0.0))
+
+
+@dataclass(frozen=True)
 class Diversity(Strategy):
     """Greedy k-center (core-set) on embeddings; boxes are ignored (they may be None).
 
@@ -548,7 +573,7 @@ class Hybrid(Strategy):
 
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (Random, *_UNCERTAINTY.values(), Diversity, Hybrid)
+    cls.name: cls for cls in (Random, Positive, *_UNCERTAINTY.values(), Diversity, Hybrid)
 }
 _PARAMS = {f.name for cls in STRATEGIES.values() for f in dataclasses.fields(cls)}
 

@@ -3,6 +3,7 @@ import pandas as pd
 
 from acorn.params import Params
 from acorn.queue import build_queue
+from acorn.strategies import order_by_score
 
 
 def pool(n=12):
@@ -76,3 +77,18 @@ def test_the_rest_of_the_pool_ranks_after_the_batch():
     scores = pd.concat([queue["score"], waiting["score"]])
     assert scores.is_monotonic_increasing and scores.is_unique
     assert waiting["tile_id"].iloc[0] == "t06"  # the next most uncertain after t09, t08, t07
+
+
+def test_defaults_leave_random_uniform_and_positive_mines_the_top_confidence():
+    assert Params().rank.balance_by == ""  # stratifying is off unless a measurement shows it pays
+    queue, _, _ = build_queue(boxes(), pool(), params(strategy="positive", budget=3), 1)
+    assert queue["tile_id"].tolist() == ["t09", "t08", "t07"]  # top confidences 0.5, 0.45, 0.4
+    # random with the defaults: one seeded permutation of the whole pool, the 3 night tiles no
+    # more likely than any other (balanced, they would take every other place)
+    queue, _, _ = build_queue(boxes(), pool(), params(strategy="random", budget=12), 1)
+    uniform = order_by_score(pd.Series(0.0, index=pool()["tile_id"]), seed=0)
+    assert queue["tile_id"].tolist() == uniform
+    balanced, _, _ = build_queue(
+        boxes(), pool(), params(strategy="random", budget=12, balance_by="condition"), 1
+    )
+    assert balanced["tile_id"].tolist() != uniform

@@ -132,6 +132,15 @@ def test_disagreement(t_low, t_high, expected):
     assert_scores(scores_of(get_strategy("disagreement", t_low=t_low, t_high=t_high)), expected)
 
 
+def test_positive_mining_scores_the_top_confidence_and_picks_the_likeliest_objects():
+    # top confidence per tile: a 0.9, b 0.5, c 0.6, d nothing above the floor (0); z is not in the pool
+    positive = get_strategy("positive", aggregate="min", conf_floor=0.05)  # shared knobs it does not read
+    assert_scores(scores_of(positive), {"a": 0.9, "b": 0.5, "c": 0.6, "d": 0.0})
+    assert positive.select(BOXES, TILES, budget=3, seed=0) == ["a", "c", "b"]
+    # least confidence would take the opposite end: c (a box at 0.05) first, a last
+    assert get_strategy("least_confidence").select(BOXES, TILES, budget=4, seed=0)[:1] == ["c"]
+
+
 def test_random_scores_every_tile_equally_and_needs_no_boxes():
     assert_scores(Random().score(None, TILES).to_dict(), {"a": 0.0, "b": 0.0, "c": 0.0, "d": 0.0})
 
@@ -152,6 +161,7 @@ def test_every_tile_gets_one_float_score_in_pool_order(name):
         ("margin", 0.02),
         ("fn_aware", 0.0),
         ("disagreement", 0.0),
+        ("positive", 0.0),
     ],
 )
 def test_pool_without_any_box_gets_the_documented_empty_score(name, empty):
@@ -334,7 +344,7 @@ def test_cold_start():
             "rank.aggregate must be one of min, mean, max, sum; got 'median'",
         ),
         ("least_confidence", {"aggregate": "sum"}, "rank.aggregate must be one of min, mean, max; got 'sum'"),
-        ("uncertainty_sampling", {}, "rank.strategy must be one of random, least_confidence, "),
+        ("uncertainty_sampling", {}, "rank.strategy must be one of random, positive, least_confidence, "),
         ("entropy", {"agregate": "min"}, "rank.agregate is not a strategy parameter"),
         ("margin", {"conf_floor": 1.0}, r"predict.conf_floor must be a number in \[0, 1\); got 1.0"),
         ("fn_aware", {"threshold": 1.5}, r"rank.threshold must be a number in \(0, 1\]; got 1.5"),

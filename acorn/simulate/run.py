@@ -77,10 +77,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("acorn")
 
-DEFAULT_STRATEGIES = ("random", "least_confidence", "entropy", "fn_aware", "hybrid")
+DEFAULT_STRATEGIES = ("random", "positive", "least_confidence", "entropy", "fn_aware", "hybrid")
 # Every strategy at the reductions it is meant for: cheap to screen (no training), so screen them all.
 SCREEN_STRATEGIES = (
     "random",
+    "positive",
     "least_confidence:min",
     "least_confidence:mean",
     "entropy:max",
