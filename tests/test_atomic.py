@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from acorn.atomic import FolderBusyError, atomic_path, replace_dir, sole_writer, write_json
+from acorn import atomic
+from acorn.atomic import (
+    FolderBusyError,
+    atomic_path,
+    replace_dir,
+    sole_writer,
+    sync_folder,
+    write_bytes,
+    write_json,
+)
 
 
 def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
@@ -69,17 +78,27 @@ def test_a_lock_left_to_the_workers_of_a_writer_that_died_says_the_writer_has_en
 
 
 def _record_syncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """Every fsync (by the path its descriptor names), rename and non-empty folder removal, in order."""
+    """Every fsync (by the path its descriptor names), syncfs, rename, folder exchange and
+    non-empty folder removal, in order."""
     events: list[tuple[str, str]] = []
     real_fsync, real_replace, real_rmtree = os.fsync, os.replace, shutil.rmtree
+    real_syncfs, real_exchange = atomic._syncfs, atomic._exchange
 
     def fsync(fd: int) -> None:
         events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
         real_fsync(fd)
 
+    def syncfs(path: Path) -> bool:
+        events.append(("syncfs", str(Path(path).resolve())))
+        return real_syncfs(path)
+
     def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
         events.append(("replace", str(Path(dst).resolve())))
         real_replace(src, dst)
+
+    def exchange(a: Path, b: Path) -> bool:
+        events.append(("exchange", str(Path(b).resolve())))
+        return real_exchange(a, b)
 
     def rmtree(path: str | os.PathLike[str], *args: object, **kwargs: object) -> None:
         if Path(path).exists():
@@ -89,6 +108,8 @@ def _record_syncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(shutil, "rmtree", rmtree)
+    monkeypatch.setattr(atomic, "_syncfs", syncfs)
+    monkeypatch.setattr(atomic, "_exchange", exchange)
     return events
 
 
@@ -107,10 +128,11 @@ def test_a_write_is_on_disk_before_it_replaces_the_old_file_and_its_folder_after
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names descriptors through /proc")
-def test_a_folder_swap_is_on_disk_before_the_old_folder_is_removed(tmp_path, monkeypatch):
-    """Every file and folder of the new folder is fsynced before the swap, the parent (the swap)
-    after it, and only then is the old folder removed: a power cut at any moment leaves one
-    complete folder on disk, never two empty ones."""
+@pytest.mark.parametrize("has_syncfs", [True, False], ids=["syncfs", "fsync-each"])
+def test_a_folder_swap_is_on_disk_before_the_old_folder_is_removed(tmp_path, monkeypatch, has_syncfs):
+    """The new folder is flushed before the swap (one syncfs of its filesystem, or where there is
+    none every file and folder fsynced), the parent (the swap) after it, and only then is the old
+    folder removed: a power cut at any moment leaves one complete folder, never two empty ones."""
     root = tmp_path.resolve()
     (root / "out").mkdir()
     (root / "out" / "old.txt").write_text("old")
@@ -118,16 +140,35 @@ def test_a_folder_swap_is_on_disk_before_the_old_folder_is_removed(tmp_path, mon
     (staging / "sub").mkdir(parents=True)
     (staging / "a.txt").write_text("a")
     (staging / "sub" / "b.txt").write_text("b")
+    if not has_syncfs:
+        monkeypatch.setattr(atomic, "_syncfs", lambda path: False)
     events = _record_syncs(monkeypatch)
     replace_dir(staging, root / "out")
     assert (root / "out" / "sub" / "b.txt").read_text() == "b" and not staging.exists()
-    removed = [i for i, (kind, _) in enumerate(events) if kind == "rmtree"]
-    assert removed, f"the old folder was removed: {events}"
+    swapped = events.index(("exchange", str(root / "out")))
     parent = events.index(("fsync", str(root)))
-    assert parent < removed[0], f"the swap is on disk before the old folder is removed: {events}"
-    synced = {path for kind, path in events[:parent] if kind == "fsync"}
-    wanted = {str(staging / p) for p in ("a.txt", "sub/b.txt", "sub", "")}
-    assert {p.rstrip("/") for p in wanted} <= synced, f"every new file and folder fsynced first: {events}"
+    removed = [i for i, (kind, _) in enumerate(events) if kind == "rmtree"]
+    assert removed and swapped < parent < removed[0], f"flush, swap, parent fsync, then removal: {events}"
+    flushed = set(events[:swapped])
+    if has_syncfs:
+        assert ("syncfs", str(staging)) in flushed, events
+    else:
+        wanted = {
+            ("fsync", str(p))
+            for p in (staging / "a.txt", staging / "sub" / "b.txt", staging / "sub", staging)
+        }
+        assert wanted <= flushed, f"every new file and folder fsynced first: {events}"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="syncfs is Linux's")
+def test_a_bulk_writer_can_leave_the_flush_to_sync_folder(tmp_path, monkeypatch):
+    """``sync=False`` (the tile stage's tiles): the file is renamed into place unsynced, and the
+    writer's one ``sync_folder`` before its index flushes it."""
+    events = _record_syncs(monkeypatch)
+    write_bytes(tmp_path / "images" / "t.jpg", b"jpeg", sync=False)
+    assert [kind for kind, _ in events] == ["replace"]
+    sync_folder(tmp_path)
+    assert events[1:] == [("syncfs", str(tmp_path.resolve()))]
 
 
 # a reader of the swapped folder: it opens and reads the folder's marker file as fast as it can
