@@ -81,3 +81,32 @@ def test_lock_text_sorts_normalizes_and_refuses_a_file_without_hash():
     ]
     with pytest.raises(SystemExit, match="no sha256"):
         lock.lock_text([entry("torch", "2.14.1")], "x.in")
+
+
+def test_extras_asked_for_by_a_dependency_are_written_into_the_pin():
+    """In hash-checking mode pip refuses ``gql[requests]`` (asked for by dagshub) unless the lock pins it
+    with its extra: a fresh install failed on exactly this."""
+
+    def entry(name, requires=(), requested=None):
+        item = {"metadata": {"name": name, "version": "1", "requires_dist": list(requires)}}
+        item["download_info"] = {"url": "x", "archive_info": {"hashes": {"sha256": "0" * 64}}}
+        if requested:
+            item["requested_extras"] = requested
+        return item
+
+    installs = [
+        entry("dagshub", ["gql[requests]>=3"]),
+        entry("gql", ['requests ; extra == "requests"', 'websockets ; extra == "websockets"']),
+        entry("moto", ['flask-cors[extra-thing] ; extra == "server"'], requested=["server"]),
+        entry("flask-cors"),
+        entry("unused", ['gql[websockets] ; extra == "never"']),
+    ]
+    assert lock.active_extras(installs) == {
+        "dagshub": set(),
+        "gql": {"requests"},
+        "moto": {"server"},
+        "flask-cors": {"extra-thing"},
+        "unused": set(),
+    }
+    pins = [line for line in lock.lock_text(installs, "x.in").splitlines() if "==" in line]
+    assert "gql[requests]==1 \\" in pins and "moto[server]==1 \\" in pins and "dagshub==1 \\" in pins

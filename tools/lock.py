@@ -30,7 +30,7 @@ from pathlib import Path
 
 # a venv's own bootstrap tools: not drift when a lock does not name them
 _BOOTSTRAP = {"pip", "setuptools", "wheel"}
-_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s\\;]+)")
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s\\;]+)")
 
 
 def normalize(name: str) -> str:
@@ -50,14 +50,52 @@ def resolve(requirements: Path) -> list[dict]:
         return json.loads(report.read_text(encoding="utf-8"))["install"]
 
 
+def active_extras(installs: list[dict]) -> dict[str, set[str]]:
+    """The extras of each package that something in the environment asks for.
+
+    pip's report names only the extras asked for at the top level (``moto[server]``); the ones a
+    dependency asks for (dagshub needs ``gql[requests]``) are read from each package's
+    ``Requires-Dist``, following extras that switch on further extras until nothing changes.
+    """
+    from pip._vendor.packaging.requirements import Requirement
+
+    requires = {
+        normalize(i["metadata"]["name"]): [Requirement(r) for r in i["metadata"].get("requires_dist") or []]
+        for i in installs
+    }
+    active = {normalize(i["metadata"]["name"]): set(i.get("requested_extras") or []) for i in installs}
+    changed = True
+    while changed:
+        changed = False
+        for package, reqs in requires.items():
+            for req in reqs:
+                dependency = normalize(req.name)
+                wanted = {normalize(e) for e in req.extras}
+                if dependency not in active or wanted <= active[dependency]:
+                    continue
+                contexts = [""] + sorted(active[package])
+                if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in contexts):
+                    active[dependency] |= wanted
+                    changed = True
+    return active
+
+
 def lock_text(installs: list[dict], source: str) -> str:
-    """Sorted ``name==version --hash=...`` entries; refuses a package whose file has no hash."""
+    """Sorted ``name[extras]==version --hash=...`` entries; refuses a package whose file has no hash.
+
+    Extras that anything asked for are written into the pin: in hash-checking mode pip treats
+    ``gql[requests]`` (asked for by dagshub) as a requirement of its own that must be pinned.
+    """
     lines = [
         f"# Made from {source} by `make lock` (tools/lock.py): do not edit by hand.",
         "# Every package of the environment at an exact version, with the hash of the file pip chose.",
     ]
+    extras_of = active_extras(installs)
     for item in sorted(installs, key=lambda i: normalize(i["metadata"]["name"])):
         name, version = normalize(item["metadata"]["name"]), item["metadata"]["version"]
+        extras = sorted(extras_of[name])
+        if extras:
+            name += f"[{','.join(extras)}]"
         hashes = item["download_info"].get("archive_info", {}).get("hashes", {})
         if "sha256" not in hashes:
             raise SystemExit(f"{name}=={version}: pip reported no sha256 for {item['download_info']['url']}")
