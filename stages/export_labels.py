@@ -2,17 +2,27 @@
 manifest, problems and report) and data/label-snapshot (everything the backend held: the backup).
 
 data/labels is byte-identical when nothing changed, so DVC skips train (acorn.labeling.export);
-a backend that lost labeled tasks since the last snapshot stops the stage before it writes
-anything (acorn.labeling.snapshot).
+a backend that lost labels since the last snapshot, another project, or no last snapshot where
+there was one, stops the stage before it writes anything, unless ACORN_ALLOW_LABEL_LOSS=1 says
+that the change is meant (acorn.labeling.snapshot).
 """
 
 import logging
+import os
 
 from acorn import paths
 from acorn.entrypoint import run_stage
 from acorn.labeling.backends import get_backend
 from acorn.labeling.export import read_report, write_labels
-from acorn.labeling.snapshot import SNAPSHOT_DIR, check_nothing_lost, read_snapshot, write_snapshot
+from acorn.labeling.snapshot import (
+    ALLOW_VAR,
+    SNAPSHOT_DIR,
+    LabelsLostError,
+    check_nothing_lost,
+    exported_before,
+    read_snapshot,
+    write_snapshot,
+)
 from acorn.params import Params
 
 log = logging.getLogger("acorn")
@@ -20,7 +30,22 @@ log = logging.getLogger("acorn")
 
 def export_labels(p: Params) -> None:
     pulled = get_backend(p).pull()
-    check_nothing_lost(read_snapshot(SNAPSHOT_DIR), pulled.snapshot, SNAPSHOT_DIR)
+    try:
+        accepted = check_nothing_lost(
+            read_snapshot(SNAPSHOT_DIR),
+            pulled.snapshot,
+            SNAPSHOT_DIR,
+            evidence=exported_before(paths.LABELS),
+            allow=os.environ.get(ALLOW_VAR, "") not in ("", "0"),
+        )
+    except LabelsLostError as exc:
+        if "DVC_STAGE" in os.environ:  # dvc repro removes a stage's outputs (but persist ones) before it runs
+            raise LabelsLostError(
+                f"{exc}; `dvc checkout {paths.LABELS}` puts back the labels dvc repro removed before the stage"
+            ) from None
+        raise
+    for line in accepted:
+        log.warning("%s", line)
     write_snapshot(pulled.snapshot, SNAPSHOT_DIR)
     write_labels(pulled, paths.LABELS, n_classes=len(p.classes))
     report = read_report(paths.LABELS)

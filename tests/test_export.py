@@ -11,7 +11,13 @@ import pytest
 from acorn.labeling.base import QUEUE_COLUMNS, SKIPPED_ANNOTATION, SKIPPED_BOX, Problem, Pulled, Snapshot
 from acorn.labeling.export import read_manifest, read_report, write_labels
 from acorn.labeling.oracle import OracleBackend
-from acorn.labeling.snapshot import LabelsLostError, check_nothing_lost, read_snapshot, write_snapshot
+from acorn.labeling.snapshot import (
+    LabelsLostError,
+    check_nothing_lost,
+    exported_before,
+    read_snapshot,
+    write_snapshot,
+)
 
 
 def queue(tile_ids, batch=1, model_version="m-v1"):
@@ -149,18 +155,29 @@ def test_export_report_counts_problems_by_kind_and_action_and_is_stable(tmp_path
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
-def ls_snapshot(tiles: dict[str, bool], project: str = "acorn") -> Snapshot:
-    """A Label Studio snapshot: tile -> labeled?"""
+BOX = {"id": "r", "type": "rectanglelabels", "value": {"x": 1, "y": 1, "width": 5, "height": 5}}
+
+
+def ls_snapshot(tiles: dict[str, bool | str], project: str = "acorn") -> Snapshot:
+    """A Label Studio snapshot: tile -> its label: "boxes", "empty" (a reviewed negative; also
+    ``True``), "skipped" (a cancelled annotation only) or "" (a task with no annotation; also ``False``)."""
+    kinds = {True: "empty", False: ""}
+    answers = {
+        "": [],
+        "empty": [{"was_cancelled": False, "result": []}],
+        "boxes": [{"was_cancelled": False, "result": [BOX]}],
+        "skipped": [{"was_cancelled": True, "result": []}],
+    }
     tasks = [
         {
             "tile_id": t,
             "data": {"tile_id": t, "image": f"/data/local-files/?d=data/tiles/images/{t}.jpg", "rank": i},
             "predictions": [{"model_version": "m-v1", "score": i / 10, "result": []}],
-            "annotations": [{"id": i, "completed_by": "ann@lab.org", "was_cancelled": False, "result": []}]
-            if labeled
-            else [],
+            "annotations": [
+                {"id": i, "completed_by": "ann@lab.org", **a} for a in answers[kinds.get(label, label)]
+            ],
         }
-        for i, (t, labeled) in enumerate(tiles.items())
+        for i, (t, label) in enumerate(tiles.items())
     ]
     return Snapshot(
         project={"backend": "label-studio", "project": project, "model_version": "m-v1"}, tasks=tasks
@@ -181,16 +198,83 @@ def test_snapshot_round_trip_is_sorted_and_byte_stable(tmp_path):
     assert read_snapshot(tmp_path / "none") is None
 
 
-def test_lost_labeled_tasks_stop_the_export_and_name_restore(tmp_path):
-    previous = ls_snapshot({"a": True, "b": True, "c": False})
-    check_nothing_lost(previous, ls_snapshot({"a": True, "b": True, "c": False, "d": False}), tmp_path)
-    check_nothing_lost(previous, ls_snapshot({"a": True, "b": True}), tmp_path)  # an unlabeled task may go
-    check_nothing_lost(previous, ls_snapshot({}, project="other"), tmp_path)  # another project: a new start
-    check_nothing_lost(None, ls_snapshot({}), tmp_path)
-    with pytest.raises(
-        LabelsLostError, match=r"no longer has 2 labeled tiles .* \(a, b\).*acorn labelstudio restore"
+def test_lost_labels_stop_the_export_and_name_the_tiles_and_the_way_back(tmp_path):
+    """Tasks still there do not make labels still there: a task gone, its annotation deleted,
+    turned into a skip, or emptied of its boxes all count as lost, by kind, with the tiles named."""
+    previous = ls_snapshot(
+        {"a": "boxes", "b": "empty", "c": "boxes", "d": "boxes", "e": "boxes", "f": "empty", "g": ""}
+    )
+    edits = {"a": "boxes", "b": "empty", "c": "boxes", "d": "boxes", "e": "boxes", "f": "boxes"}
+    assert check_nothing_lost(previous, ls_snapshot({**edits, "h": "boxes"}), tmp_path) == [], (
+        "edits, a negative given boxes, an unlabeled task gone, a new tile: nothing lost"
+    )
+    now = ls_snapshot({"b": "", "c": "skipped", "d": "empty", "e": "boxes", "f": "", "g": ""})
+    with pytest.raises(LabelsLostError) as refused:
+        check_nothing_lost(previous, now, tmp_path)
+    message = str(refused.value)
+    for part in (
+        "no longer has 5 labeled tiles",
+        "1 task gone (a)",
+        "2 annotations deleted (b, f)",
+        "1 annotation now skipped (cancelled) (c)",
+        "1 annotation emptied: it had boxes, now none (d)",
+        "acorn labelstudio restore",
+        "ACORN_ALLOW_LABEL_LOSS=1",
+        "Nothing was written",
     ):
-        check_nothing_lost(previous, ls_snapshot({"c": False}), tmp_path)
+        assert part in message, message
+    [accepted] = check_nothing_lost(previous, now, tmp_path, allow=True)
+    assert accepted.startswith("ACORN_ALLOW_LABEL_LOSS is set: exporting although") and "(a)" in accepted
+
+
+def test_a_loss_of_many_tiles_names_the_first_few_and_counts_the_rest(tmp_path):
+    previous = ls_snapshot({f"t{i:02d}": "boxes" for i in range(12)})
+    with pytest.raises(LabelsLostError, match=r"12 tasks gone \(t00, t01, t02, t03, t04, \.\.\. 7 more\)"):
+        check_nothing_lost(previous, ls_snapshot({}), tmp_path)
+
+
+def test_a_changed_project_or_a_missing_snapshot_is_refused_unless_allowed(tmp_path):
+    labeled = ls_snapshot({"a": "boxes", "b": "empty"})
+    other = ls_snapshot({"x": "boxes"}, project="other")
+    with pytest.raises(
+        LabelsLostError, match=r"holds 2 labeled tiles of .*'acorn'.*'other'.*labeling.project"
+    ):
+        check_nothing_lost(labeled, other, tmp_path)
+    assert "ACORN_ALLOW_LABEL_LOSS is set" in check_nothing_lost(labeled, other, tmp_path, allow=True)[0]
+    assert check_nothing_lost(ls_snapshot({"a": ""}), other, tmp_path) == [], "nothing labeled: a new start"
+    oracle = Snapshot(project={"backend": "oracle", "project": "oracle"}, tasks=labeled.tasks)
+    assert check_nothing_lost(oracle, other, tmp_path) == [], "the oracle's simulated labels are not work"
+    with pytest.raises(LabelsLostError, match="the oracle backend"):
+        check_nothing_lost(labeled, Snapshot(project={"backend": "oracle", "project": "oracle"}), tmp_path)
+
+    # no previous snapshot: a first export passes; where labels were exported before it is refused
+    assert check_nothing_lost(None, labeled, tmp_path) == []
+    evidence = "dvc.lock records data/label-snapshot (exported here before)"
+    with pytest.raises(LabelsLostError, match=r"no previous labels snapshot .*dvc.lock records.*`dvc pull"):
+        check_nothing_lost(None, labeled, tmp_path, evidence=evidence)
+    assert check_nothing_lost(None, labeled, tmp_path, evidence=evidence, allow=True)
+    oracle_pull = Snapshot(project={"backend": "oracle", "project": "oracle"})
+    assert check_nothing_lost(None, oracle_pull, tmp_path, evidence=evidence) == []
+
+
+def test_an_earlier_export_is_seen_in_the_labels_manifest_or_dvc_lock(tmp_path):
+    """``dvc repro`` removes data/labels before the stage runs; its dvc.lock still records the
+    snapshot. Run by hand, the manifest shows it. A fresh repository has neither."""
+    labels, lock = tmp_path / "labels", tmp_path / "dvc.lock"
+    assert exported_before(labels, lock) is None
+    labels.mkdir()
+    (labels / "manifest.csv").write_text("tile_id,annotation_id\n")
+    assert exported_before(labels, lock) is None, "an export of no labels"
+    (labels / "manifest.csv").write_text("tile_id,annotation_id\na,1\n")
+    assert "lists labeled tiles" in exported_before(labels, lock)
+    (labels / "manifest.csv").unlink()
+    lock.write_text("schema: '2.0'\nstages:\n  tile:\n    outs:\n    - path: data/tiles\n")
+    assert exported_before(labels, lock) is None
+    lock.write_text(
+        "schema: '2.0'\nstages:\n  export-labels:\n    outs:\n    - path: data/labels\n"
+        "    - path: data/label-snapshot\n      md5: 0a.dir\n"
+    )
+    assert "records data/label-snapshot" in exported_before(labels, lock)
 
 
 def test_oracle_snapshot_holds_every_answer_and_ignores_new_pushes(oracle):

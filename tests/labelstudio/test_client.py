@@ -66,7 +66,7 @@ def test_missing_key_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_local_files_url_is_relative_to_document_root(tmp_path):
     img = tmp_path / "data" / "tiles" / "images" / "a b.jpg"
-    assert local_files_url(img, tmp_path) == "/data/local-files/?d=data/tiles/images/a b.jpg"
+    assert local_files_url(img, tmp_path) == "/data/local-files/?d=data/tiles/images/a%20b.jpg"
     with pytest.raises(Exception, match="document root"):
         local_files_url("/elsewhere/x.jpg", tmp_path)
 

@@ -96,7 +96,8 @@ class ExistingTask:
 @dataclass
 class RestoreResult:
     """What ``restore`` did: tasks created, tasks that were there already and the annotations
-    added to them, and the model version it gave the project ("" when it kept its own)."""
+    added to them (those put back over a skipped or emptied copy included), and the model
+    version it gave the project ("" when it kept its own)."""
 
     created: int = 0
     annotations_added: int = 0
@@ -493,9 +494,12 @@ class LabelStudioBackend:
     def restore(self, snapshot: Snapshot) -> RestoreResult:
         """Put a snapshot's tasks back: every tile without a task gets one, with its annotations
         and predictions, imported in bulk; a tile that has a task already (a push reached the
-        project before the restore) gets the snapshot's task data back (the batch and rank it
-        was first queued with) and the snapshot's annotations it lacks. A project without a
-        model version gets the snapshot's; one that has one (a newer push) keeps it.
+        project before the restore, or the database lost only some annotations) gets the
+        snapshot's task data back (the batch and rank it was first queued with) and the
+        snapshot's annotations it lacks. An annotation that is still there but lost its label
+        since the snapshot (skipped, or emptied of its boxes: what export-labels refuses, see
+        ``acorn.labeling.snapshot``) is replaced by the snapshot's. A project without a model
+        version gets the snapshot's; one that has one (a newer push) keeps it.
 
         Safe to run again, and to retry: what is there already is not made twice. Annotations
         keep their identity (id, author, times) for the pull while nobody edits them
@@ -516,8 +520,20 @@ class LabelStudioBackend:
                 if tile_id is not None:
                     existing.setdefault(str(tile_id), task)
             new = [import_task(t, members) for t in snapshot.tasks if t["tile_id"] not in existing]
+            removed: set[int] = set()  # the server's copies of annotations that lost their label
+            for record in snapshot.tasks:
+                task = existing.get(record["tile_id"])
+                for server_id, original in [] if task is None else _undone_annotations(task, record):
+                    log.warning(
+                        "tile %s: annotation %s lost its label since the snapshot (skipped or emptied); "
+                        "putting back the snapshot's",
+                        record["tile_id"],
+                        original["id"],
+                    )
+                    _delete_annotation(client, server_id)
+                    removed.add(server_id)
             missing = {
-                t["tile_id"]: _missing_annotations(existing[t["tile_id"]], t)
+                t["tile_id"]: _missing_annotations(existing[t["tile_id"]], t, removed)
                 for t in snapshot.tasks
                 if t["tile_id"] in existing
             }
@@ -540,17 +556,36 @@ class LabelStudioBackend:
         return result
 
 
-def _missing_annotations(task: Any, record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The snapshot annotations of a tile that its task on the server lacks.
+def _missing_annotations(task: Any, record: dict[str, Any], removed: set[int]) -> list[dict[str, Any]]:
+    """The snapshot annotations of a tile that its task on the server lacks (the server's
+    annotations of ids in ``removed`` were just deleted).
 
     An annotation on the server is the snapshot's of the same id: restored ones carry it as
     ``import_id``, the others have it as their own id (a restore into the project the
     snapshot was taken from finds them all).
     """
     present = {
-        a.get("import_id") if a.get("import_id") is not None else a.get("id") for a in task.annotations or []
+        a.get("import_id") if a.get("import_id") is not None else a.get("id")
+        for a in task.annotations or []
+        if a.get("id") not in removed
     }
     return [a for a in record.get("annotations", []) if a["id"] not in present]
+
+
+def _undone_annotations(task: Any, record: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """(server id, snapshot annotation) of the snapshot's annotations that the task still holds
+    but without their label: a finished one now skipped (cancelled) or without a result, one
+    with boxes now empty. A box moved or added is an edit, and stays."""
+    originals = {a["id"]: a for a in record.get("annotations", [])}
+    undone = []
+    for ann in task.annotations or []:
+        original = originals.get(ann.get("import_id") if ann.get("import_id") is not None else ann.get("id"))
+        if original is None or original.get("was_cancelled") or original.get("result") is None:
+            continue
+        skipped = bool(ann.get("was_cancelled")) or ann.get("result") is None
+        if skipped or (original["result"] and not ann.get("result")):
+            undone.append((int(ann["id"]), original))
+    return undone
 
 
 def _complete_task(
@@ -590,6 +625,14 @@ def _complete_task(
         except ApiError as exc:
             if exc.status_code != 409:  # 409: made by an earlier try whose answer was lost
                 raise
+
+
+def _delete_annotation(client: LabelStudio, annotation_id: int) -> None:
+    try:
+        client.annotations.delete(annotation_id)
+    except ApiError as exc:
+        if exc.status_code != 404:  # 404: gone already (an earlier try)
+            raise
 
 
 def _delete_task(client: LabelStudio, task_id: int) -> None:

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from label_studio_sdk.core.api_error import ApiError
 
@@ -63,7 +64,12 @@ class ProjectSetup:
 
 
 def local_files_url(image: str | os.PathLike[str], document_root: str | os.PathLike[str]) -> str:
-    """The URL under which Label Studio serves a local file: ``/data/local-files/?d=<relative path>``."""
+    """The URL under which Label Studio serves a local file: ``/data/local-files/?d=<relative path>``.
+
+    The path is percent-encoded (all but ``/``): a file name may hold ``+`` (read back as a
+    space), ``#`` (the start of a fragment), ``&`` (the next parameter) or ``%``, and Label
+    Studio, the browser and ``acorn serve`` all decode the query before they look for the file.
+    """
     path = Path(image).resolve()
     root = Path(document_root).resolve()
     try:
@@ -73,7 +79,7 @@ def local_files_url(image: str | os.PathLike[str], document_root: str | os.PathL
             f"{path} is not under the Label Studio document root {root} "
             "(LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT); the browser could not load it"
         ) from exc
-    return f"/data/local-files/?d={rel.as_posix()}"
+    return f"/data/local-files/?d={quote(rel.as_posix(), safe='/')}"
 
 
 def find_project(client: LabelStudio, title: str) -> Any | None:
