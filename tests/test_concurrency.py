@@ -15,18 +15,20 @@ import pytest
 import zc.lockfile
 
 from tests.conftest import copy_repo, run, tool_env
-from tests.test_faults import MODEL_NAME, kill_group, paused_at, start, store, tree_hashes, wait_until
-
-OUTPUTS = ("data/tiles", "data/labels", "models", "metrics", "dvc.lock")
+from tests.test_faults import MODEL_NAME, kill_group, paused_at, sha256, start, store, wait_until
 
 
-def snapshot(root: Path) -> dict[str, dict[str, str] | str]:
-    """Every output's bytes, and dvc.lock's."""
-    state: dict[str, dict[str, str] | str] = {}
-    for name in OUTPUTS:
-        path = root / name
-        state[name] = tree_hashes(path) if path.is_dir() else path.read_text() if path.exists() else ""
-    return state
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file of the repository but git's and DVC's own bookkeeping, by content: all the outputs
+    of dvc.yaml (data/label-snapshot and data/queue.csv among them), dvc.lock, the DVC cache, the
+    MLflow store and the oracle's state. DVC's lock and state files (.dvc/tmp) are left out: they
+    change by design."""
+    skipped = (root / ".git", root / ".dvc" / "tmp")
+    return {
+        str(p.relative_to(root)): sha256(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink() and not any(p.is_relative_to(s) for s in skipped)
+    }
 
 
 def test_repro_while_another_dvc_holds_the_repository_lock_is_refused(tmp_path):
@@ -55,16 +57,22 @@ def run_unchecked(cmd: list[str], root: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_second_repro_while_a_stage_runs_is_refused_and_changes_nothing(tiny_repo, tmp_path):
-    """The first `dvc repro` stopped inside register (its MLflow run logged): a second `dvc repro`
-    exits non-zero naming the busy output, the first's PID and how to clear a stale lock; every
-    output, dvc.lock and the MLflow store are as the first left them. Killing the first and
-    running again then completes with one registered version."""
+    """A cycle done and its queue labeled by the oracle; the next `dvc repro` stopped inside register
+    (its labels exported, its model trained, its MLflow run logged). A second `dvc repro` exits
+    non-zero naming the busy output, the first's PID and how to clear a stale lock, and every file
+    of the repository (every output, data/label-snapshot and data/queue.csv included, dvc.lock, the
+    MLflow store) is byte for byte as the first left it. Killing the first and running again then
+    completes with one new registered version."""
     root = tiny_repo
+    run(["dvc", "repro"], root)  # cycle 0: a queue, a champion, a snapshot
+    run(["acorn", "annotate"], root)  # the oracle labels the queue: the next export has new labels
     log = tmp_path / "first.log"
     first = start(["dvc", "repro"], root, log, ACORN_TEST_PAUSE_AT="register.after_log")
     try:
         wait_until(paused_at("register.after_log", log), first, log)
         before = snapshot(root)
+        assert {"data/queue.csv", "data/label-snapshot/tasks.jsonl", "dvc.lock", "mlflow.db"} <= set(before)
+        assert any(name.startswith("data/labels/") and name.endswith(".txt") for name in before)
         experiment = store(root).get_experiment_by_name("acorn").experiment_id
         runs = len(store(root).search_runs([experiment]))
 
@@ -73,10 +81,10 @@ def test_second_repro_while_a_stage_runs_is_refused_and_changes_nothing(tiny_rep
         assert second.returncode != 0
         assert "is busy, it is being blocked by" in out and f"(PID {first.pid})" in out, out[-3000:]
         assert "you can manually remove" in out and "rwlock" in out
-        # DVC locks only the running stage's paths: stages before the busy one may still run (here
-        # export-labels, which writes byte-identical labels); docs/guarantees.md says what this means
-        assert "Running stage 'export-labels'" in out and "Running stage 'register'" not in out
-        assert snapshot(root) == before
+        assert "Running stage 'register'" not in out
+        after = snapshot(root)
+        changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+        assert changed == []
         assert len(store(root).search_runs([experiment])) == runs
         assert first.poll() is None, "the first run is untouched"
     finally:
@@ -84,5 +92,5 @@ def test_second_repro_while_a_stage_runs_is_refused_and_changes_nothing(tiny_rep
 
     run(["dvc", "repro"], root)
     versions = store(root).search_model_versions(f"name = '{MODEL_NAME}'")
-    assert [int(v.version) for v in versions] == [1]
-    assert json.loads((root / "models/registry.json").read_text())["version"] == 1
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    assert json.loads((root / "models/registry.json").read_text())["version"] == 2

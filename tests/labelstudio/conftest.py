@@ -29,6 +29,8 @@ from acorn.queue import queue_scores
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ["squirrel", "bird"]
 W, H = 640, 540
+# the tests' Label Studio venv: the project's own unless another is named (built on first use)
+VENV = Path(os.environ.get("ACORN_LABELSTUDIO_VENV", REPO / ".acorn" / "labelstudio" / "venv"))
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +38,7 @@ def ls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]
     root = tmp_path_factory.mktemp("labelstudio")
     docroot = root / "docroot"
     docroot.mkdir()
-    venv = Path(os.environ.get("ACORN_LABELSTUDIO_VENV", REPO / ".acorn" / "labelstudio" / "venv"))
-    server = LocalServer.scratch(root, venv, docroot)
+    server = LocalServer.scratch(root, VENV, docroot)
     server.start(timeout=300)
     try:
         yield server

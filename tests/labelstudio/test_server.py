@@ -4,18 +4,36 @@ Studio takes a minute); the real server's venv is checked against its lock at th
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import hashlib
+import http.server
+import ipaddress
 import os
+import re
 import stat
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
 from acorn.labeling.labelstudio.client import LabelStudioError
-from acorn.labeling.labelstudio.server import LOCK_FILE, LocalServer, free_port, last_error_line
+from acorn.labeling.labelstudio.server import (
+    LOCK_FILE,
+    LS_DEFAULT_BANNED_SUBNETS,
+    ML_BACKEND_HOST,
+    LocalServer,
+    free_port,
+    last_error_line,
+    ssrf_subnets,
+)
+
+from .conftest import VENV
 
 TRACEBACK = """Starting Label Studio
 Traceback (most recent call last):
@@ -159,3 +177,154 @@ def test_the_real_server_venv_matches_its_lock(ls_server):
     assert lock.drift(ls_server.venv / "bin" / "python", LOCK_FILE) == []
     seen = psutil.Process(ls_server.status().pid).environ()
     assert seen["LABEL_STUDIO_SENTRY_DSN"] == ""
+
+
+def modes(*folders: Path) -> dict[str, str]:
+    """Octal mode of each folder and of everything under it (symlinks aside)."""
+    found = {}
+    for folder in folders:
+        for path in [folder, *folder.rglob("*")]:
+            if not path.is_symlink():
+                found[str(path)] = oct(stat.S_IMODE(path.stat().st_mode))
+    return found
+
+
+def open_to_others(found: dict[str, str]) -> dict[str, str]:
+    return {path: mode for path, mode in found.items() if int(mode, 8) & 0o077}
+
+
+def test_a_start_makes_the_data_and_state_folders_private_and_the_server_writes_private_files(tmp_path):
+    """Folders left by an older acorn (0755, database and log 0644) are closed on start, and what
+    the server writes itself (here a stand-in writes an export) is 0600 under its umask 077."""
+    script = (
+        "import pathlib, sys\n"
+        "data = pathlib.Path(sys.argv[sys.argv.index('--data-dir') + 1])\n"
+        "(data / 'export').mkdir()\n"
+        "(data / 'export' / 'new.json').write_text('{}')\n"
+        "sys.exit(3)\n"
+    )
+    server = fake_server(tmp_path, script)
+    old = os.umask(0o022)  # what an older acorn left, whatever this test runner's umask
+    try:
+        (server.data_dir / "media" / "upload").mkdir(parents=True)
+        (server.data_dir / "label_studio.sqlite3").write_text("db")
+        (server.data_dir / "media" / "upload" / "a.jpg").write_text("jpg")
+        (server.data_dir / "acorn-credentials.json").write_text('{"token": "t"}')
+        server.state_dir.mkdir()
+        server.log_file.write_text("old log\n")
+    finally:
+        os.umask(old)
+    assert open_to_others(modes(server.data_dir, server.state_dir)), "control: the folders start open"
+
+    with pytest.raises(LabelStudioError, match="exited with code 3"):
+        server.start(timeout=30, install=False)
+
+    found = modes(server.data_dir, server.state_dir)
+    assert (
+        str(server.data_dir / "export" / "new.json") in found
+        and str(server.state_dir / "server.json") in found
+    )
+    assert open_to_others(found) == {}
+    assert found[str(server.data_dir)] == found[str(server.state_dir)] == "0o700"
+    assert found[str(server.data_dir / "export" / "new.json")] == "0o600"
+
+
+@pytest.mark.labelstudio
+def test_the_real_servers_folders_and_files_are_its_owners_only(ls_server):
+    """Label Studio's database (which holds the API token), media and export folders, the log, the
+    pid file and the credentials: nothing for group or others. Django chmods an uploaded file to
+    0644 whatever the umask (its FILE_UPLOAD_PERMISSIONS, which Label Studio offers no setting
+    for); none is uploaded here, and the 0700 data folder keeps such a file from others anyway."""
+    found = modes(ls_server.data_dir, ls_server.state_dir)
+    assert str(ls_server.data_dir / "label_studio.sqlite3") in found and str(ls_server.log_file) in found
+    assert any("/media/" in path for path in found), sorted(found)
+    assert open_to_others(found) == {}
+    assert found[str(ls_server.data_dir)] == found[str(ls_server.state_dir)] == "0o700"
+    status = Path(f"/proc/{ls_server.status().pid}/status").read_text()
+    assert "Umask:\t0077" in status, "what the server makes from now on is private too"
+
+
+class _Listener(http.server.BaseHTTPRequestHandler):
+    """Hands out a task list and takes webhooks, noting each request in its server's ``hits``."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self._answer(b'[{"image": "probe.jpg", "tile_id": "ssrf-probe"}]')
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._answer(b"{}")
+
+    def _answer(self, body: bytes) -> None:
+        self.server.hits.append(f"{self.command} {self.path}")  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def listener(host: str) -> Iterator[tuple[str, list[str]]]:
+    """A web server on ``host`` (any port): its URL and the requests it received."""
+    server = http.server.ThreadingHTTPServer((host, 0), _Listener)
+    server.hits = []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}", server.hits  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.labelstudio
+def test_label_studio_refuses_to_fetch_from_local_and_private_addresses_but_acorn_serves(ls_server):
+    """Label Studio's SSRF guard is on. A task import by URL and a webhook aimed at a listener on
+    127.0.0.2 (loopback, like 127.0.0.1) are refused before any request reaches it, and so are
+    imports from a private and a link-local (cloud metadata) address; with the guard off, as acorn
+    set it before, the import fetched the listener's tasks. The one address let through is
+    127.0.0.1, where `acorn serve` listens: Label Studio 1.23.2 checks the webhook it makes for an
+    ML backend against the same list as every other fetch (``acorn...server.ssrf_subnets``), so an
+    import from 127.0.0.1 is fetched too. The ML backend's connection itself is shown by the tests
+    that connect `acorn serve` (test_serve_ls.py, test_repo_uris.py)."""
+    conn = ls_server.connection()
+    with (
+        httpx.Client(base_url=conn.url, headers={"Authorization": f"Token {conn.api_key}"}, timeout=60) as ls,
+        listener("127.0.0.2") as (other_loopback, refused_hits),
+        listener(ML_BACKEND_HOST) as (serve_address, allowed_hits),
+    ):
+        project = ls.post("/api/projects", json={"title": "ssrf probe"}).raise_for_status().json()["id"]
+        refused = {
+            url: ls.post(f"/api/projects/{project}/import", data={"url": url})
+            for url in (
+                f"{other_loopback}/tasks.json",
+                "http://10.0.0.1/t.json",
+                "http://169.254.169.254/t.json",
+            )
+        }
+        hook = ls.post("/api/webhooks", json={"url": f"{other_loopback}/hook", "project": project})
+        assert ls.get("/api/tasks", params={"project": project}).json()["total"] == 0
+        allowed = ls.post(f"/api/projects/{project}/import", data={"url": f"{serve_address}/tasks.json"})
+    for url, answer in refused.items():
+        assert answer.status_code == 400 and "reserved network address" in answer.text, (url, answer.text)
+    assert hook.status_code == 403 and "reserved network address" in hook.text, hook.text
+    assert refused_hits == []
+    assert allowed.status_code == 201 and allowed_hits == ["GET /tasks.json"], allowed.text
+
+
+@pytest.mark.labelstudio
+def test_the_ssrf_deny_list_is_label_studios_own_but_for_one_address():
+    """The copy of Label Studio's default deny list in acorn matches the installed version's, so
+    that only 127.0.0.1 is let through, and no subnet a new version adds is lost."""
+    source = (VENV / "lib").glob("python3*/site-packages/label_studio/core/utils/io.py")
+    text = next(source).read_text(encoding="utf-8")
+    listed = re.search(r"default_banned_subnets = (\[.*?\])", text, re.S)
+    assert listed is not None
+    assert tuple(ast.literal_eval(listed.group(1))) == LS_DEFAULT_BANNED_SUBNETS
+    allowed = [ip for ip in ("127.0.0.1", "127.0.0.2", "10.0.0.1", "::1") if not banned(ip)]
+    assert allowed == [ML_BACKEND_HOST]
+
+
+def banned(ip: str) -> bool:
+    return any(ipaddress.ip_address(ip) in ipaddress.ip_network(net) for net in ssrf_subnets())

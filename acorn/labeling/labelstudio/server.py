@@ -7,17 +7,23 @@ the token is kept next to the server's database (both git-ignored) and written t
 repository's ``.env`` as ``LABEL_STUDIO_API_KEY`` so every acorn command finds it. The
 process id goes to a pid file and the server is stopped by that id only (with whatever it
 spawned), after psutil confirms that the id still belongs to this server.
+
+The database holds the API token and every label, so the data and state folders are the
+owner's alone (0700, files 0600): they are made so, and put right on every start, and the
+server runs under umask 077 so that what it creates later (media, exports) is private too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import json
 import os
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -46,6 +52,44 @@ _READY_MARKER = ".acorn-ready"
 _PASSED_ON = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SSL_CERT_FILE")
 _CREDENTIALS = "acorn-credentials.json"
 _DB_NAME = "label_studio.sqlite3"
+# group and others get nothing of what the server or acorn writes for it
+_PRIVATE_UMASK = 0o077
+# Label Studio 1.23.2's SSRF deny list (``validate_ip`` in label_studio/core/utils/io.py) but for
+# loopback, which ``ssrf_subnets`` puts back less the one address `acorn serve` listens on
+LS_DEFAULT_BANNED_SUBNETS = (
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "233.252.0.0/24",
+    "240.0.0.0/4",
+    "255.255.255.255/32",
+    "::/128",
+    "::1/128",
+    "::ffff:0:0/96",
+    "::ffff:0:0:0/96",
+    "64:ff9b::/96",
+    "64:ff9b:1::/48",
+    "100::/64",
+    "2001:0000::/32",
+    "2001:20::/28",
+    "2001:db8::/32",
+    "2002::/16",
+    "fc00::/7",
+    "fe80::/10",
+    "ff00::/8",
+)
+ML_BACKEND_HOST = "127.0.0.1"
 
 
 @dataclass
@@ -220,8 +264,7 @@ class LocalServer:
                 f"port {self.port} on 127.0.0.1 is already in use; choose another with --port "
                 "(Label Studio would silently move to the next free port)"
             )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._make_private()
         env = self._server_env()
         cmd = [
             str(self.executable),
@@ -234,7 +277,8 @@ class LocalServer:
             "--data-dir",
             str(self.data_dir),
         ]
-        with open(self.log_file, "ab") as log:
+        log_fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with open(log_fd, "ab") as log:
             # own session: the server and anything it spawns form one process group we can stop
             self._proc = subprocess.Popen(
                 cmd,
@@ -244,9 +288,12 @@ class LocalServer:
                 stdin=subprocess.DEVNULL,
                 cwd=self.state_dir,
                 start_new_session=True,
+                umask=_PRIVATE_UMASK,
             )
-        write_text(self.pid_file, f"{self._proc.pid}\n")
-        write_text(self.state_dir / "server.json", json.dumps({"port": self.port, "url": self.url}) + "\n")
+        _write_private(self.pid_file, f"{self._proc.pid}\n")
+        _write_private(
+            self.state_dir / "server.json", json.dumps({"port": self.port, "url": self.url}) + "\n"
+        )
         try:
             self._wait_healthy(timeout)
             connect(self.connection())
@@ -286,6 +333,23 @@ class LocalServer:
         return server is not None
 
     # ---- helpers ------------------------------------------------------------------------
+    def _make_private(self) -> None:
+        """Make the data and state folders 0700 and take group and other bits off what they hold.
+
+        Folders made by an older acorn (0755, database 0644) are put right here too. The whole
+        data folder is walked: Django chmods uploaded media to 0644 whatever the umask. The
+        state folder's own files (log, pid) are enough: in the repository's layout it also holds
+        the server's venv, which needs no change once its parent is closed.
+        """
+        for folder in (self.state_dir, self.data_dir):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.chmod(0o700)
+        for path in [*self.data_dir.rglob("*"), *self.state_dir.iterdir()]:
+            if not path.is_symlink():
+                mode = stat.S_IMODE(path.stat().st_mode)
+                if mode & _PRIVATE_UMASK:
+                    path.chmod(mode & ~_PRIVATE_UMASK)
+
     def _read_pid(self) -> int | None:
         try:
             return int(self.pid_file.read_text(encoding="utf-8").strip())
@@ -308,8 +372,11 @@ class LocalServer:
                 "COLLECT_ANALYTICS": "false",
                 "LABEL_STUDIO_SENTRY_DSN": "",
                 "LABEL_STUDIO_FRONTEND_SENTRY_DSN": "",
-                "ML_BLOCK_LOCAL_IP": "false",
-                "SSRF_PROTECTION_ENABLED": "false",
+                # the SSRF guard on for every fetch, the ML backend's included; see ssrf_subnets
+                "SSRF_PROTECTION_ENABLED": "true",
+                "ML_BLOCK_LOCAL_IP": "true",
+                "USE_DEFAULT_BANNED_SUBNETS": "false",
+                "USER_ADDITIONAL_BANNED_SUBNETS": ",".join(ssrf_subnets()),
                 "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
                 "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(Path(self.document_root).resolve()),
                 "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
@@ -322,9 +389,7 @@ class LocalServer:
                 "password": secrets.token_urlsafe(12),
                 "token": secrets.token_hex(20),
             }
-            with atomic_path(self.credentials_file) as tmp:
-                tmp.write_text(json.dumps(creds, indent=2) + "\n", encoding="utf-8")
-                tmp.chmod(0o600)
+            _write_private(self.credentials_file, json.dumps(creds, indent=2) + "\n")
             env.update(
                 {
                     "LABEL_STUDIO_USERNAME": creds["username"],
@@ -361,6 +426,34 @@ class LocalServer:
     def _publish(self) -> None:
         if self.env_file is not None:
             update_dotenv(self.env_file, {URL_VAR: self.url, KEY_VAR: self.connection().api_key})
+
+
+def ssrf_subnets(allowed: str = ML_BACKEND_HOST) -> list[str]:
+    """Label Studio's own SSRF deny list with one hole: the address of `acorn serve`.
+
+    Label Studio 1.23.2 has one deny list for every server-side fetch (task imports by URL,
+    webhooks, cloud-storage endpoints, media downloaded for exports, the ML backend). Connecting
+    an ML backend also makes a webhook to ``<backend>/webhook`` (``create_ml_webhook`` in
+    label_studio/ml/models.py), checked against that list whenever ``SSRF_PROTECTION_ENABLED``
+    is on, and ``ML_BLOCK_LOCAL_IP`` does not reach it. So a backend on 127.0.0.1 needs
+    127.0.0.1 off the list for every fetch: the narrowest setting there is. Private networks,
+    link-local (cloud metadata), the other loopback addresses and IPv6 loopback stay refused.
+    """
+    hole = ipaddress.ip_network(allowed)
+    subnets: list[str] = []
+    for subnet in map(ipaddress.ip_network, LS_DEFAULT_BANNED_SUBNETS):
+        if subnet.version == hole.version and hole.subnet_of(subnet):
+            subnets += [str(net) for net in sorted(subnet.address_exclude(hole))]
+        else:
+            subnets.append(str(subnet))
+    return subnets
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` atomically to a file only its owner can read."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o600)
 
 
 def _port_in_use(port: int) -> bool:
