@@ -58,6 +58,7 @@ def checks(params_path: Path, root: Path) -> Iterator[Check]:
     yield _classes(root, p)
     yield _base_model(root, p)
     yield _test_set(root, p)
+    yield _val_set(root, p)
     yield _replay(root, p)
     yield _labeling(root, p, frames)
     if p.labeling.backend == "label-studio":
@@ -167,6 +168,37 @@ def _test_set(root: Path, p: Params) -> Check:
             f"{folder}/labels: no label file for any of {len(images)} test images; every score would be 0",
         )
     return Check("test set", OK, f"{folder}: {len(images)} images, {labeled} with a label file")
+
+
+def _val_set(root: Path, p: Params) -> Check:
+    """The fixed validation set: early stopping and the champion gate read it, so without it no
+    cycle trains, and one that is the test set makes the test set choose what it then reports."""
+    folder = root / p.val.data
+    images = _images(folder / "images")
+    if not images:
+        return Check(
+            "val set",
+            FAIL,
+            f"{folder}/images: no images; val.data is a fixed labeled set in YOLO layout (images/, "
+            "labels/), apart from the tiles you label and from the test set, that chooses each "
+            "cycle's epoch and the champion (e.g. the tiles of a few frames held out like the test set)",
+        )
+    if (root / p.val.data).resolve() == (root / p.test.data).resolve():
+        return Check(
+            "val set",
+            FAIL,
+            f"{folder}: val.data is the test set (test.data); the test set would choose the model it "
+            "then scores: give the validation set frames of its own",
+        )
+    labeled = _labeled(images, folder)
+    if not labeled:
+        return Check(
+            "val set",
+            FAIL,
+            f"{folder}/labels: no label file for any of {len(images)} validation images; every "
+            "validation score would be 0 and nothing could be chosen on it",
+        )
+    return Check("val set", OK, f"{folder}: {len(images)} images, {labeled} with a label file")
 
 
 def _replay(root: Path, p: Params) -> Check:

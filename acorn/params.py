@@ -131,9 +131,19 @@ class TrainParams(Section):
     warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
     replay_data: Annotated[str, Field(min_length=1)] = "data/replay"
     replay_images: Count = 100
-    val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    patience: Count = 0  # stop after this many epochs without a better val.data score (0: never)
     seed: int = 0
     workers: Count = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gone(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "val_fraction" in data:
+            raise ValueError(
+                "train.val_fraction is gone: every labeled tile trains, and the epoch kept is chosen on "
+                "the fixed validation set val.data (a YOLO folder of its own); remove the key"
+            )
+        return data
 
     @field_validator("batch")
     @classmethod
@@ -146,6 +156,10 @@ class TrainParams(Section):
 class TestParams(Section):
     __test__ = False  # not a pytest test class
     data: Annotated[str, Field(min_length=1)] = "data/testset"
+
+
+class ValParams(Section):
+    data: Annotated[str, Field(min_length=1)] = "data/valset"
 
 
 class RegisterParams(Section):
@@ -161,6 +175,7 @@ class ReportParams(Section):
 class DemoParams(Section):
     frames: PositiveInt = 200
     test_frames: PositiveInt = 100
+    val_frames: PositiveInt = 20
     source_images: PositiveInt = 300
     width: PositiveInt = 3840
     height: PositiveInt = 2160
@@ -183,6 +198,7 @@ with warnings.catch_warnings():
         labeling: LabelingParams = LabelingParams()
         train: TrainParams = TrainParams()
         test: TestParams = TestParams()
+        val: ValParams = ValParams()
         register: RegisterParams = RegisterParams()
         report: ReportParams = ReportParams()
         demo: DemoParams = DemoParams()

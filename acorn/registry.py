@@ -154,7 +154,7 @@ def register(
             previous = _version_metric(client, name, champion, metric) if champion is not None else 0.0
             client.set_model_version_tag(name, str(version), BASELINE_TAG, str(previous))
         client.set_registered_model_alias(name, CHALLENGER, str(version))
-        if champion is None or value > previous:
+        if should_promote(value, None if champion is None else previous):
             client.set_registered_model_alias(name, CHAMPION, str(version))
             champion = version
         aliases = sorted(client.get_model_version(name, str(version)).aliases)
@@ -173,6 +173,18 @@ def register(
         gain=round(value - previous, 6),
         tracking_uri=redacted(uri),
     )
+
+
+def should_promote(value: float, champion_value: float | None) -> bool:
+    """The champion gate: a new version becomes champion when there is none yet, or when it scores
+    strictly above the champion on the gate's metric (a tie keeps the champion: the labelers keep
+    the boxes they know). The train stage registers with its validation score (``val_<metric>``),
+    so the gate never reads the test set, which only reports. A champion registered without that
+    metric counts as -inf: the first version scored on the validation set replaces it. A NaN score
+    (a metric that could not be computed) never replaces a champion."""
+    if champion_value is None:
+        return True
+    return value > champion_value
 
 
 def source_hash(weights: Path, metrics: dict[str, float], name: str) -> str:

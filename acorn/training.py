@@ -1,8 +1,8 @@
 """Fine-tune and evaluate with ultralytics' own trainer and validator.
 
-acorn only decides *what* to train on (the labeled tiles, a stable split) and *where* results
-go; epochs, augmentation, NMS and mAP are ultralytics'. Every run works in a scratch folder so
-that nothing half-written ever lands in models/ or metrics/.
+acorn only decides *what* to train on (every labeled tile, validated on a fixed set of its own)
+and *where* results go; epochs, augmentation, NMS and mAP are ultralytics'. Every run works in a
+scratch folder so that nothing half-written ever lands in models/ or metrics/.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class TrainConfig:
     optimizer: str
     freeze: int
     warmup_epochs: float
+    patience: int  # epochs without a better validation score before stopping (0: never)
     seed: int
     workers: int
     device: str
@@ -65,6 +66,7 @@ class TrainConfig:
             optimizer=t.optimizer,
             freeze=t.freeze,
             warmup_epochs=t.warmup_epochs,
+            patience=t.patience,
             seed=t.seed,
             workers=t.workers,
             device=resolve_device(p.model.device),
@@ -84,22 +86,27 @@ class EvalMetrics:
         return {k: round(float(v), 6) for k, v in self.__dict__.items()}
 
 
-def is_validation(tile_ids: pd.Series, fraction: float) -> pd.Series:
-    """Stable split by a hash of the tile id: a tile never moves between train and val."""
-    buckets = tile_ids.map(lambda t: int(hashlib.sha1(t.encode()).hexdigest()[:8], 16) % 10_000)
+def held_out(ids: pd.Series, fraction: float, salt: str = "") -> pd.Series:
+    """Stable share of ``ids`` by a hash of the id: an item never moves between the two sides.
+
+    ``salt`` keeps two splits of one set independent: the same hash and fraction for a test and a
+    validation holdout would make one the other (an item could never fall into the second).
+    """
+    buckets = ids.map(lambda t: int(hashlib.sha1(f"{salt}{t}".encode()).hexdigest()[:8], 16) % 10_000)
     return buckets < round(fraction * 10_000)
 
 
 def split_labeled(ids: Sequence[str], val_fraction: float) -> tuple[list[str], list[str]]:
-    """(train, val) by a stable hash of the id, with one val item at least (train stage, simulate).
+    """(train, val) by a stable hash of the id, with one val item at least, for a labeled set with
+    no validation set of its own (the base model's close-ups; never a cycle's paid labels).
 
     ultralytics needs a validation split; with no val item one is borrowed, and with no train
-    item the val items train too (a first batch of one tile still trains).
+    item the val items train too.
     """
     ids = list(ids)
     if not ids:
         raise InputError("nothing to train on: no labeled items")
-    val = is_validation(pd.Series(ids, dtype=str), val_fraction).to_numpy(copy=True)
+    val = held_out(pd.Series(ids, dtype=str), val_fraction).to_numpy(copy=True)
     if not val.any():
         val[0] = True
     val_ids = [t for t, v in zip(ids, val, strict=True) if v]
@@ -107,16 +114,21 @@ def split_labeled(ids: Sequence[str], val_fraction: float) -> tuple[list[str], l
 
 
 def write_dataset(
-    workdir: Path, classes: list[str], train: list[tuple[Path, Path]], val: list[tuple[Path, Path]]
+    workdir: Path,
+    classes: list[str],
+    train: Sequence[tuple[Path, Path | None]],
+    val: Sequence[tuple[Path, Path | None]],
 ) -> Path:
-    """Lay out (image, label) pairs the way ultralytics expects, by symlink, and write data.yaml."""
+    """Lay out (image, label) pairs the way ultralytics expects, by symlink, and write data.yaml.
+    A label of None is an image without objects (YOLO: no label file)."""
     for split, pairs in (("train", train), ("val", val)):
         (workdir / split / "images").mkdir(parents=True, exist_ok=True)
         (workdir / split / "labels").mkdir(parents=True, exist_ok=True)
         for image, label in pairs:
             name = image.name
             os.symlink(image.resolve(), workdir / split / "images" / name)
-            os.symlink(label.resolve(), workdir / split / "labels" / f"{Path(name).stem}.txt")
+            if label is not None:
+                os.symlink(label.resolve(), workdir / split / "labels" / f"{Path(name).stem}.txt")
     return _data_yaml(workdir, classes, train="train/images", val="val/images")
 
 
@@ -128,11 +140,43 @@ def labeled_dataset(
     workdir: Path,
     replay: Sequence[tuple[Path, Path]] = (),
 ) -> Path:
-    """The one way a training set is laid out (train stage, simulate, base model): a stable split of
-    ``ids`` into train / val, ``replay`` pairs added to train only; returns data.yaml."""
+    """A labeled set split into train / val by ``split_labeled``, ``replay`` pairs added to train
+    only; returns data.yaml. For sets without a validation set of their own (the base model's
+    close-ups): a cycle's fine-tune uses ``fine_tune_dataset``, where every label trains."""
     train_ids, val_ids = split_labeled(ids, val_fraction)
     train_pairs = [pair_of(i) for i in train_ids] + list(replay)
     return write_dataset(workdir, classes, train_pairs, [pair_of(i) for i in val_ids])
+
+
+def fine_tune_dataset(
+    ids: Sequence[str],
+    pair_of: Callable[[str], tuple[Path, Path]],
+    classes: list[str],
+    val: Sequence[tuple[Path, Path | None]],
+    workdir: Path,
+    replay: Sequence[tuple[Path, Path]] = (),
+) -> Path:
+    """The one way a cycle's training set is laid out (train stage, simulate): every labeled item
+    and the ``replay`` pairs train; ``val`` (a fixed labeled set of its own, ``yolo_pairs`` of
+    val.data) validates, so early stopping and the epoch kept never cost a paid label."""
+    ids = list(ids)
+    if not ids:
+        raise InputError("nothing to train on: no labeled items")
+    if not val:
+        raise InputError("no validation images: val.data must hold a labeled set (YOLO layout)")
+    return write_dataset(workdir, classes, [pair_of(i) for i in ids] + list(replay), val)
+
+
+def yolo_pairs(folder: str | Path) -> list[tuple[Path, Path | None]]:
+    """(image, label file or None) for every image of a YOLO folder (``images/``, ``labels/``,
+    subfolders allowed); None: no label file, an image without objects."""
+    configure_ultralytics()
+    from ultralytics.data.utils import IMG_FORMATS  # what ultralytics would read from the folder
+
+    folder = Path(folder)
+    images = sorted(f for f in (folder / "images").rglob("*") if f.suffix.lower()[1:] in IMG_FORMATS)
+    labels = [(folder / "labels" / i.relative_to(folder / "images")).with_suffix(".txt") for i in images]
+    return [(i, label if label.is_file() else None) for i, label in zip(images, labels, strict=True)]
 
 
 FETCH_CHUNK = 500  # paths per `dvc pull`: far below any command-line limit
@@ -216,15 +260,16 @@ def train(
     data_yaml: Path,
     config: TrainConfig,
     workdir: Path,
-    keep: str = "last",
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     resume: bool = False,
     **overrides,
 ) -> Path:
-    """Train from ``start`` (a .pt to fine-tune or a .yaml for random init); return the weights.
+    """Train from ``start`` (a .pt to fine-tune or a .yaml for random init); return the weights of
+    the epoch that scored best on ``data_yaml``'s val split (ultralytics' fitness, 0.1 map50 + 0.9
+    map50-95), stopping after ``config.patience`` epochs without a better one (0: never).
 
-    ``keep="last"`` for fine-tuning: a cycle's validation split is a handful of tiles, too few to
-    pick an epoch on, so the fixed epoch budget decides. ``keep="best"`` when the split is large.
+    The val split is a fixed labeled set of its own (``fine_tune_dataset``), large enough to choose
+    an epoch on, so the epoch kept is the one that generalises, not whichever came last.
     ``on_epoch`` gets each epoch's losses and validation scores (``epoch_metrics``): the train
     stage's per-epoch curves (dvclive), kept out of here so that other callers need no tracker.
 
@@ -242,7 +287,7 @@ def train(
     configure_ultralytics()
     from ultralytics import YOLO
 
-    weights = workdir / "train" / "weights" / f"{keep}.pt"
+    weights = workdir / "train" / "weights" / "best.pt"
     last = workdir / "train" / "weights" / "last.pt"
     if resume:
         _mend_torn_checkpoints(last.parent)
@@ -328,6 +373,7 @@ def _train_new(model, data_yaml: Path, config: TrainConfig, workdir: Path, **ove
         optimizer=config.optimizer,
         freeze=config.freeze or None,
         warmup_epochs=config.warmup_epochs,
+        patience=config.patience,  # 0: ultralytics never stops early either
         seed=config.seed,
         deterministic=True,
         workers=config.workers,

@@ -43,7 +43,7 @@ def main() -> None:
 
     p, _ = load_settings(Path("params.yaml"), {}, args.sets)
     config = SimulateConfig(params=p, strategies=("random",), seeds=args.seeds, cycles=1)
-    pool = open_pool(args.pool, p.classes, Path(p.test.data), 0.2)
+    pool = open_pool(args.pool, p.classes, Path(p.test.data), 0.2, Path(p.val.data))
     shares = [float(s) for s in args.shares.split(",")]
     table = args.out / "mix.csv"
     rows = pd.read_csv(table).to_dict("records") if table.is_file() else []

@@ -1,7 +1,8 @@
 """register: models/model.pt + metrics/train.json -> an MLflow model version, models/champion.pt.
 
-Alias challenger always, champion only if it beats the current one; models/champion.pt is the
-champion's weights, which predict and the pre-annotations use (acorn.registry). A re-run after a
+Alias challenger always, champion only if it beats the current one on the validation set
+(``val_<register.metric>`` of metrics/train.json: the test set only reports, it chooses nothing);
+models/champion.pt is the champion's weights, which predict and the pre-annotations use (acorn.registry). A re-run after a
 kill or a store failure reuses or cleans up what the cut-short run left, never duplicates it.
 """
 
@@ -20,7 +21,8 @@ log = logging.getLogger("acorn")
 
 def register_model(p: Params) -> None:
     metrics = json.loads(paths.TRAIN_METRICS.read_text(encoding="utf-8"))
-    record = register(paths.MODEL, metrics, p.register.model_name, p.register.metric, detector_settings(p))
+    gate = f"val_{p.register.metric}"
+    record = register(paths.MODEL, metrics, p.register.model_name, gate, detector_settings(p))
     if record.champion_version == record.version:
         copy_file(paths.MODEL, paths.CHAMPION)
     elif not (

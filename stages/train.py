@@ -1,12 +1,16 @@
 """train: data/labels + data/tiles + the base model -> models/model.pt, metrics/train.json.
 
-Fine-tunes the base model on the labeled tiles (plus the replay set, if any) and scores the fixed
-test set; cycle 0, with no labels, scores the base model itself (acorn.training). Each epoch's
-losses and validation scores go to metrics/train-epochs (dvclive), which dvc.yaml plots.
+Fine-tunes the base model on every labeled tile (plus the replay set, if any), keeping the epoch
+that scores best on the fixed validation set (val.data), then scores the model on the validation
+set (``val_*`` in metrics/train.json: what the champion gate reads) and on the fixed test set
+(what is reported, never what chooses); cycle 0, with no labels, scores the base model itself
+(acorn.training). Each epoch's losses and validation scores go to metrics/train-epochs (dvclive),
+which dvc.yaml plots.
 
 It reads only the labeled tiles of the pool. Those not here (a clone that pulled no tiles) are
 pulled from DVC one by one (acorn.training.fetch_missing), with the tiles manifest, the test set
-and the replay set if they are missing too: a training machine never downloads the whole pool.
+the validation set and the replay set if they are missing too: a training machine never
+downloads the whole pool.
 """
 
 import logging
@@ -66,22 +70,29 @@ def labeled_tiles(labels: pd.DataFrame) -> dict[str, Path]:
 
 
 def fetch_fixed_sets(p: Params) -> None:
-    """The test set (and the replay set, when used) from DVC if they are tracked and missing here."""
-    wanted = [Path(p.test.data)]
+    """The test and validation sets (and the replay set, when used) from DVC if they are tracked
+    and missing here."""
+    wanted = [Path(p.test.data), Path(p.val.data)]
     if p.train.replay_images:
         wanted += [Path(p.train.replay_data) / "images", Path(p.train.replay_data) / "labels"]
     tracked = [f for f in wanted if f.with_name(f.name + ".dvc").exists()]
     training.fetch_missing(tracked, what="test and replay sets")
 
 
+def check_fixed_set(folder: Path, key: str, role: str) -> None:
+    """A fixed labeled set must be there before minutes of training, not fail after them."""
+    if not (folder / "images").is_dir():
+        raise InputError(f"{folder}/images: {role} missing ({key}; YOLO layout images/, labels/)")
+
+
 def train(p: Params) -> None:
     labels = read_manifest(paths.LABELS)
-    base, test_dir = Path(p.model.base), Path(p.test.data)
+    base, test_dir, val_dir = Path(p.model.base), Path(p.test.data), Path(p.val.data)
     config = training.TrainConfig.from_params(p)
     check_model_classes(base, p.classes)
     fetch_fixed_sets(p)
-    if not (test_dir / "images").is_dir():
-        raise InputError(f"{test_dir}/images: test set missing (test.data; YOLO layout images/, labels/)")
+    check_fixed_set(test_dir, "test.data", "test set")
+    check_fixed_set(val_dir, "val.data", "validation set")
     paths.WORK.mkdir(parents=True, exist_ok=True)
     for stale in paths.WORK.glob("train-*"):  # left by a killed run (DVC's lock keeps runs apart)
         shutil.rmtree(stale, ignore_errors=True)
@@ -95,19 +106,22 @@ def train(p: Params) -> None:
             log.info("cycle 0: no labels yet, scoring the base model %s", base)
         else:
             tiles = labeled_tiles(labels)
-            data = training.labeled_dataset(
+            data = training.fine_tune_dataset(
                 labels["tile_id"],
                 lambda t: (tiles[t], paths.LABELS / f"{t}.txt"),
                 p.classes,
-                p.train.val_fraction,
+                training.yolo_pairs(val_dir),
                 work / "data",
                 replay=training.replay_pairs(p.train.replay_data, p.train.replay_images),
             )
             weights = training.train(base, data, config, work, on_epoch=partial(log_epoch, live))
-        test_yaml = training.folder_dataset(test_dir, p.classes, work / "test")
-        scores = training.evaluate(
-            weights, test_yaml, p.model.imgsz, work, device=config.device, threads=config.threads
-        )
+        scores = {}
+        for prefix, folder in (("val_", val_dir), ("", test_dir)):
+            data = training.folder_dataset(folder, p.classes, work / f"{prefix or 'test_'}set")
+            found = training.evaluate(
+                weights, data, p.model.imgsz, work, device=config.device, threads=config.threads
+            )
+            scores |= {f"{prefix}{k}": v for k, v in found.as_dict().items()}
         copy_file(weights, paths.MODEL)
     cycle = int(labels["batch"].max()) if not labels.empty else 0
     write_json(
@@ -117,10 +131,17 @@ def train(p: Params) -> None:
             "labeled_tiles": len(labels),
             "labeled_boxes": int(labels["n_boxes"].sum()),
             "labeled_tiles_with_objects": int((labels["n_boxes"] > 0).sum()),
-            **scores.as_dict(),
+            **scores,
         },
     )
-    log.info("cycle %d: map50 %.3f on %s with %d labeled tiles", cycle, scores.map50, test_dir, len(labels))
+    log.info(
+        "cycle %d: map50 %.3f on %s (validation %.3f) with %d labeled tiles",
+        cycle,
+        scores["map50"],
+        test_dir,
+        scores["val_map50"],
+        len(labels),
+    )
 
 
 if __name__ == "__main__":

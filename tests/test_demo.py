@@ -160,3 +160,39 @@ def test_parallel_workers_give_the_same_bytes(tmp_path: Path) -> None:
     demo.make_webcam_set(tmp_path / "a", 6, width=320, height=180, seed=5)
     demo.make_webcam_set(tmp_path / "b", 6, width=320, height=180, seed=5, workers=2)
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
+
+
+def test_demo_data_holds_a_validation_set_of_its_own_frames(tmp_path: Path) -> None:
+    """The validation set (val.data) is tiled from webcam frames of its own, like the test set: no
+    frame is in the pool, the test set and the validation set twice, so the set that chooses
+    (validation) is neither the paid labels nor the set that reports (test)."""
+    from acorn.demo.run import demo_inputs, make_demo_data
+    from acorn.params import Params
+
+    p = Params().with_overrides(
+        {
+            "tile.rows": 2,
+            "tile.cols": 2,
+            "tile.workers": 1,
+            "train.replay_images": 2,
+            "demo.frames": 2,
+            "demo.test_frames": 2,
+            "demo.val_frames": 3,
+            "demo.source_images": 2,
+            "demo.width": W,
+            "demo.height": H,
+        }
+    )
+    make_demo_data(p, tmp_path)
+    assert Path(p.val.data) in demo_inputs(p)
+    frames = {
+        name: sorted({f.stem.rsplit("_r", 1)[0] for f in (tmp_path / folder / "images").glob("*.jpg")})
+        for name, folder in (("test", p.test.data), ("val", p.val.data))
+    }
+    frames["pool"] = sorted(f.stem for f in (tmp_path / "data/raw/images").glob("*.jpg"))
+    assert [len(frames[k]) for k in ("pool", "test", "val")] == [2, 2, 3]
+    assert not set(frames["val"]) & (set(frames["test"]) | set(frames["pool"]))
+    val_tiles = sorted((tmp_path / p.val.data / "images").glob("*.jpg"))
+    assert len(val_tiles) == 3 * 4 and (tmp_path / p.val.data / "classes.txt").read_text() == "squirrel\n"
+    test_bytes = {f.read_bytes() for f in (tmp_path / p.test.data / "images").glob("*.jpg")}
+    assert not test_bytes & {f.read_bytes() for f in val_tiles}  # other pictures, not renamed copies

@@ -52,13 +52,15 @@ def set_params(root: Path, **sections: dict) -> None:
 
 @pytest.fixture
 def repo(tmp_path, models) -> Path:
-    """What "Your own data" asks for: frames (+ labels), classes, a base model, a test set."""
+    """What "Your own data" asks for: frames (+ labels), classes, a base model, a test set and a
+    validation set."""
     root = tmp_path / "repo"
     root.mkdir()
     (root / "params.yaml").write_text(yaml.safe_dump({"classes": CLASSES}))
     write_images(root / "data/raw", ["a", "b", "c"])
     (root / "data/raw/classes.txt").write_text("raccoon\n")
     write_images(root / "data/testset", ["t1", "t2"])
+    write_images(root / "data/valset", ["v1", "v2", "v3"])
     (root / "data/replay").mkdir()
     (root / "data/replay/README.md").write_text("no replay\n")
     (root / "models").mkdir()
@@ -73,10 +75,11 @@ def results(root: Path) -> dict[str, Check]:
 def test_a_good_repository_passes_every_check(repo, capsys):
     assert run_checks(Path("params.yaml"), repo) is True
     lines = capsys.readouterr().out.splitlines()
-    names = ["params", "frames", "classes", "model", "test set", "replay", "labeling"]
+    names = ["params", "frames", "classes", "model", "test set", "val set", "replay", "labeling"]
     assert [line.split()[0] for line in lines] == [OK] * len(names)
     assert [c.name for c in checks(repo / "params.yaml", repo)] == names
     assert "3 frames" in lines[1] and "2 images, 2 with a label file" in lines[4]
+    assert "data/valset: 3 images, 3 with a label file" in lines[5]
 
 
 def test_invalid_params_stop_the_checks(repo, capsys):
@@ -111,6 +114,10 @@ def _replay_without_labels(root: Path) -> None:
     write_images(root / "data/replay", ["r1"], label=None)
 
 
+def _val_is_test(root: Path) -> None:
+    set_params(root, val={"data": "data/testset/"})
+
+
 BROKEN: dict[str, tuple[Callable[[Path], None], str, list[str]]] = {
     "no frames folder": (_remove("data/raw/images"), "frames", ["data/raw/images", "no such folder"]),
     "no frames": (_empty_images, "frames", ["data/raw/images", "no images"]),
@@ -124,6 +131,9 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str, list[str]]] = {
         "test set",
         ["data/testset/labels", "no label"],
     ),
+    "no val set": (_remove("data/valset"), "val set", ["data/valset/images", "val.data", "test set"]),
+    "val set without labels": (_remove("data/valset/labels"), "val set", ["data/valset/labels", "no label"]),
+    "val set is the test set": (_val_is_test, "val set", ["val.data is the test set", "frames of its own"]),
     "no replay folder": (_remove("data/replay"), "replay", ["data/replay", "train.replay_data"]),
     "replay image without label": (_replay_without_labels, "replay", ["r1.txt", "train.replay_data"]),
 }

@@ -44,7 +44,7 @@ def test_training_runs_on_the_gpu_with_the_largest_batch_that_fits(tiny_repo: Pa
         ids,
         lambda i: (copies / "images" / f"{i}.jpg", copies / "labels" / f"{i}.txt"),
         p.classes,
-        p.train.val_fraction,
+        0.2,
         tmp_path / "data",
     )
     weights = training.train(tiny_repo / p.model.base, data, config, tmp_path / "work")

@@ -1,7 +1,8 @@
 """The README's "Your own data", followed to the letter on real photos: no demo, no data/source.
 
 Ordinary photos with YOLO labels (../shared/data/raccoon) become the frames, the class list goes
-in params.yaml, a base model at model.base and a test set at test.data; then two cycles run.
+in params.yaml, a base model at model.base, a test set at test.data and a validation set at
+val.data (other photos again); then two cycles run.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tests.conftest import (
 pytestmark = pytest.mark.slow
 
 RACCOON = SHARED_DATA / "raccoon"
-FRAMES, TEST_IMAGES, BASE_IMAGES = 24, 8, 8
+FRAMES, TEST_IMAGES, VAL_IMAGES, BASE_IMAGES = 24, 8, 8, 8
 OWN_PARAMS = {
     "classes": ["raccoon"],
     "tile": {"rows": 2, "cols": 2, "workers": 1},
@@ -54,12 +55,13 @@ def own_repo(tmp_path) -> Path:
     if not (RACCOON / "images").is_dir():
         pytest.skip(f"{RACCOON} not present")
     photos = sorted((RACCOON / "images").glob("*.jpg"))
-    assert len(photos) >= FRAMES + TEST_IMAGES + BASE_IMAGES
+    assert len(photos) >= FRAMES + TEST_IMAGES + VAL_IMAGES + BASE_IMAGES
     root = copy_repo(tmp_path / "repo")
     assert not (root / "data/source").exists() and not (root / "data/raw").exists()
     copy_photos(photos[:FRAMES], root / "data/raw")
     shutil.copy(RACCOON / "classes.txt", root / "data/raw/classes.txt")
     copy_photos(photos[FRAMES : FRAMES + TEST_IMAGES], root / "data/testset")
+    copy_photos(photos[FRAMES + TEST_IMAGES : FRAMES + TEST_IMAGES + VAL_IMAGES], root / "data/valset")
     copy_photos(photos[-BASE_IMAGES:], tmp_path / "base-photos")
     write_params(root, OWN_PARAMS)
     return root

@@ -65,6 +65,10 @@ def test_repository_params_load_and_name_every_schema_key():
         ("train:\n  batch: -2\n", "train.batch"),
         ("tile:\n  rows: 3\n  cols: 2\n  rows: 4\n", r"key 'rows' appears twice \(lines 2 and 4\)"),
         ("rank: {}\nrank:\n  budget: 5\n", r"key 'rank' appears twice"),
+        # no paid label is held out any more: an old params.yaml says why its key is refused
+        ("train:\n  val_fraction: 0.2\n", "train.val_fraction is gone: every labeled tile trains.*val.data"),
+        ("val:\n  data: ''\n", "val.data"),
+        ("train:\n  patience: -1\n", "train.patience"),
     ],
 )
 def test_bad_params_name_the_field(tmp_path, text, field):

@@ -21,7 +21,7 @@ def locked_repo(tmp_path_factory) -> Path:
     """A repository whose dvc.lock records every stage as up to date, without running one: stand-in
     outputs and ``dvc commit`` cost seconds where a cycle costs minutes."""
     root = copy_repo(tmp_path_factory.mktemp("locked"))
-    for deps in ("data/raw/images", "data/testset/images"):
+    for deps in ("data/raw/images", "data/testset/images", "data/valset/images"):
         (root / deps).mkdir(parents=True)
         (root / deps / "a.jpg").write_bytes(b"stand-in")
     for stage in yaml.safe_load((root / "dvc.yaml").read_text())["stages"].values():

@@ -380,7 +380,8 @@ def test_replay_refuses_inconsistent_records(batches, rows, message):
         cv.replay_run(curves_frame(rows), selections_frame(batches), "s", 0)
 
 
-def test_the_labeled_split_the_simulation_trains_on_is_the_train_stages():
+def test_a_set_without_a_validation_set_of_its_own_is_split_stably():
+    # the base model's close-ups; never a cycle's paid labels, which all train (fine_tune_dataset)
     ids = [f"tile{i}" for i in range(50)]
     train, val = acorn.training.split_labeled(ids, 0.2)
     assert val and train and set(train).isdisjoint(val) and sorted(train + val) == sorted(ids)
@@ -406,12 +407,20 @@ def yolo_folder(root: Path, n: int, labeled: bool = True, prefix: str = "img") -
     return root
 
 
-def test_folder_pool_holds_out_a_stable_test_set(tmp_path):
-    folder = yolo_folder(tmp_path / "set", 40)
+def val_folder(tmp_path: Path) -> Path:
+    """A separate validation folder of 2 images, so that none is taken from the pool."""
+    return yolo_folder(tmp_path / "v", 2, prefix="v")
+
+
+def test_folder_pool_holds_out_stable_disjoint_test_and_validation_sets(tmp_path):
+    folder = yolo_folder(tmp_path / "set", 80)
     pool = pools.folder_pool(folder, ["squirrel"], 0.25)
     assert pool.classes == ["raccoon"]  # the folder's own names
-    assert len(pool.items) + len(pool.test) == 40 and len(pool.test) > 0
-    assert set(pool.items["image"]).isdisjoint(pool.test["image"])
+    assert len(pool.items) + len(pool.val) + len(pool.test) == 80 and len(pool.test) and len(pool.val)
+    held = [set(pool.items["image"]), set(pool.val["image"]), set(pool.test["image"])]
+    assert all(a.isdisjoint(b) for i, a in enumerate(held) for b in held[i + 1 :])
+    # salted apart: the validation share is not the test share's hash again (which would leave it empty)
+    assert 10 <= len(pool.val) <= 30 and 10 <= len(pool.test) <= 30  # about 20 each
     no_label = pool.items[pool.items["tile_id"] == "img00"]
     if not no_label.empty:
         assert no_label["truth"].iloc[0] == ""
@@ -420,10 +429,17 @@ def test_folder_pool_holds_out_a_stable_test_set(tmp_path):
     assert pool.test["objects"].sum() == (pool.test["truth"] != "").sum()
     again = pools.folder_pool(folder, ["squirrel"], 0.25)
     assert again.test["image"].tolist() == pool.test["image"].tolist()
-    separate = pools.folder_pool(folder, ["squirrel"], 0.25, test_dir=yolo_folder(tmp_path / "test", 3))
-    assert len(separate.items) == 40 and len(separate.test) == 3
+    assert again.val["image"].tolist() == pool.val["image"].tolist()
+    separate = pools.folder_pool(
+        folder,
+        ["squirrel"],
+        0.25,
+        test_dir=yolo_folder(tmp_path / "test", 3),
+        val_dir=yolo_folder(tmp_path / "v", 2),
+    )
+    assert (len(separate.items), len(separate.val), len(separate.test)) == (80, 2, 3)
     with pytest.raises(ParamsError, match="test-fraction"):
-        pools.folder_pool(folder, ["squirrel"], 1.0)
+        pools.folder_pool(folder, ["squirrel"], 0.5)
 
 
 def test_count_objects_counts_boxes_per_label_file(tmp_path):
@@ -453,14 +469,16 @@ def test_tiled_pool_keeps_tiles_with_truth(tmp_path):
         }
     )
     manifest.to_parquet(tiles / "manifest.parquet")
-    pool = pools.open_pool(tiles, ["squirrel"], yolo_folder(tmp_path / "test", 2), 0.2)
+    test, val = yolo_folder(tmp_path / "test", 2), yolo_folder(tmp_path / "val", 3)
+    pool = pools.open_pool(tiles, ["squirrel"], test, 0.2, val)
+    assert (len(pool.test), len(pool.val)) == (2, 3)
     assert pool.items["tile_id"].tolist() == ["f1_r0c0", "f1_r0c1"]
     assert pool.items["image"].iloc[0] == str(tiles / "images/f1_r0c0.jpg")
     assert pool.items["truth"].iloc[1] == str(tiles / "truth/f1_r0c1.txt")
     assert pool.items["condition"].tolist() == ["day", "night"]  # metadata for balance_by
     assert pool.objects.to_dict() == {"f1_r0c0": 2, "f1_r0c1": 0}
-    with pytest.raises(InputError, match="tiled pool"):
-        pools.open_pool(tiles, ["squirrel"], None, 0.2)
+    with pytest.raises(InputError, match="tiled pool.*val.data"):
+        pools.open_pool(tiles, ["squirrel"], test, 0.2)
     with pytest.raises(InputError, match="images"):
         pools.open_pool(tmp_path / "nothing", ["squirrel"], None, 0.2)
 
@@ -583,7 +601,7 @@ class FakeModel:
         self.epochs_run = epochs_run or []  # (val map50, map50-95) per epoch; none: 0.5, 0.25 each
         self.kill_after: int | None = None  # as if the process died once this many epochs were saved
         self.trained: list[tuple[int, int]] = []  # (seed, epochs) per training
-        self.train_options: list[dict] = []  # keep / patience as each training got them
+        self.train_options: list[dict] = []  # patience (and resume) as each training got them
         self.detectors: list[str] = []  # the weights of each detector built
         self.predicted: list[list[str]] = []  # the ids of each predict_files call
         self.eval_threads: list[int | None] = []  # model.threads as each evaluate got it
@@ -600,7 +618,9 @@ class FakeModel:
         (here: the number of epochs done) after every epoch; with ``resume`` a stopped run goes on
         after the epochs its last.pt holds, else it starts over."""
         self.trained.append((config.seed, config.epochs))
-        self.train_options.append({**kwargs, **({"resume": True} if resume else {})})
+        self.train_options.append(
+            {"patience": config.patience, **kwargs, **({"resume": True} if resume else {})}
+        )
         weights = workdir / "train" / "weights"
         done = int((weights / "last.pt").read_text()) if resume and (weights / "last.pt").is_file() else 0
         if not done:
@@ -619,8 +639,8 @@ class FakeModel:
                 on_epoch({"train/box_loss": 1.0, "val/map50": map50, "val/map50_95": map50_95})
             if epoch == self.kill_after:
                 raise KeyboardInterrupt(f"killed after epoch {epoch}")
-        (weights / f"{kwargs.get('keep', 'last')}.pt").write_text("fake")
-        return weights / f"{kwargs.get('keep', 'last')}.pt"
+        (weights / "best.pt").write_text("fake")  # the epoch kept: the best on the validation set
+        return weights / "best.pt"
 
     def evaluate(self, *_args, **kwargs) -> acorn.training.EvalMetrics:
         self.eval_threads.append(kwargs.get("threads"))
@@ -666,7 +686,11 @@ def test_diversity_sees_what_is_already_labeled(tmp_path, monkeypatch, strategy)
         }
     ).install(monkeypatch)
     pool = pools.folder_pool(
-        yolo_folder(tmp_path / "pool", 5), ["raccoon"], 0.2, yolo_folder(tmp_path / "t", 2, prefix="t")
+        yolo_folder(tmp_path / "pool", 5),
+        ["raccoon"],
+        0.2,
+        yolo_folder(tmp_path / "t", 2, prefix="t"),
+        val_folder(tmp_path),
     )
     config = sim.SimulateConfig(
         settings(rank__budget=2, model__base=str(fake_base(tmp_path))),
@@ -687,7 +711,11 @@ def test_diversity_sees_what_is_already_labeled(tmp_path, monkeypatch, strategy)
 def test_runs_of_one_seed_are_paired_across_strategies(tmp_path, monkeypatch):
     model = FakeModel(boxes={"img01": [0.5], "img03": [0.3]}).install(monkeypatch)
     pool = pools.folder_pool(
-        yolo_folder(tmp_path / "pool", 8), ["raccoon"], 0.2, yolo_folder(tmp_path / "t", 4, prefix="t")
+        yolo_folder(tmp_path / "pool", 8),
+        ["raccoon"],
+        0.2,
+        yolo_folder(tmp_path / "t", 4, prefix="t"),
+        val_folder(tmp_path),
     )
     p = settings(rank__budget=2, model__base=str(fake_base(tmp_path)), train__seed=5, model__threads=3)
     config = sim.SimulateConfig(
@@ -716,7 +744,11 @@ def test_runs_of_one_seed_are_paired_across_strategies(tmp_path, monkeypatch):
 def test_a_cold_start_gives_every_strategy_the_same_first_batch(tmp_path, monkeypatch):
     FakeModel().install(monkeypatch)
     pool = pools.folder_pool(
-        yolo_folder(tmp_path / "pool", 12), ["raccoon"], 0.2, yolo_folder(tmp_path / "t", 2, prefix="t")
+        yolo_folder(tmp_path / "pool", 12),
+        ["raccoon"],
+        0.2,
+        yolo_folder(tmp_path / "t", 2, prefix="t"),
+        val_folder(tmp_path),
     )
     config = sim.SimulateConfig(
         settings(rank__budget=3, model__base="yolov8n.yaml"),
@@ -739,7 +771,11 @@ def test_screen_measures_first_batch_hit_rates_without_training(tmp_path, monkey
         monkeypatch
     )
     pool = pools.folder_pool(
-        yolo_folder(tmp_path / "pool", 8), ["raccoon"], 0.2, yolo_folder(tmp_path / "t", 2, prefix="t")
+        yolo_folder(tmp_path / "pool", 8),
+        ["raccoon"],
+        0.2,
+        yolo_folder(tmp_path / "t", 2, prefix="t"),
+        val_folder(tmp_path),
     )
     config = sim.SimulateConfig(
         settings(rank__budget=2, model__base=str(fake_base(tmp_path))),
@@ -768,7 +804,11 @@ def test_screen_measures_first_batch_hit_rates_without_training(tmp_path, monkey
 def candidate_pool(tmp_path: Path) -> pools.Pool:
     """40 items, no test split taken from them (a separate test folder)."""
     return pools.folder_pool(
-        yolo_folder(tmp_path / "pool", 40), ["raccoon"], 0.2, yolo_folder(tmp_path / "t", 2, prefix="t")
+        yolo_folder(tmp_path / "pool", 40),
+        ["raccoon"],
+        0.2,
+        yolo_folder(tmp_path / "t", 2, prefix="t"),
+        val_folder(tmp_path),
     )
 
 
@@ -930,7 +970,11 @@ def finished_folder(tmp_path: Path) -> tuple[pools.Pool, sim.SimulateConfig, Pat
     0.5 of the empty test images against random's 0.2; entropy's batches hold objects, random's not.
     """
     pool = pools.folder_pool(
-        yolo_folder(tmp_path / "set", 20), ["raccoon"], 0.2, yolo_folder(tmp_path / "t", 4, prefix="t")
+        yolo_folder(tmp_path / "set", 20),
+        ["raccoon"],
+        0.2,
+        yolo_folder(tmp_path / "t", 4, prefix="t"),
+        val_folder(tmp_path),
     )
     config = sim.SimulateConfig(
         settings(rank__budget=2, model__base=str(fake_base(tmp_path))),
@@ -1030,7 +1074,7 @@ def test_the_reference_can_train_to_convergence_and_says_whether_it_did(tmp_path
     model = FakeModel(epochs_run=[(0.3, 0.10), (0.5, 0.20), (0.6, 0.15), (0.5, 0.18)]).install(monkeypatch)
     early = replace(config, full_epochs=6, full_patience=2)
     result = sim.simulate(pool, early, out)
-    assert model.train_options == [{"keep": "best", "patience": 2, "resume": True}]
+    assert model.train_options == [{"patience": 2, "resume": True}]
     assert result.reference["epochs_run"] == 4 and result.reference["best_epoch"] == 2
     assert result.reference["converged"] and result.reference["patience"] == 2
     epochs = pd.read_csv(out / sim.REFERENCE_EPOCHS)
@@ -1043,7 +1087,7 @@ def test_the_reference_can_train_to_convergence_and_says_whether_it_did(tmp_path
     model.epochs_run = model.epochs_run[:3]
     with caplog.at_level("WARNING", logger="acorn"):
         result = sim.simulate(pool, replace(config, full_epochs=3), out)
-    assert model.train_options[-1] == {"resume": True} and not result.reference["converged"]
+    assert model.train_options[-1] == {"patience": 0, "resume": True} and not result.reference["converged"]
     assert "lower bound" in caplog.text and "--full-patience" in caplog.text
     assert "3 epochs, not levelled off: a lower bound" in (out / report.REPORT).read_text()
     with pytest.raises(ParamsError, match="full-patience"):
@@ -1107,12 +1151,13 @@ def test_a_folder_made_with_other_settings_is_refused(tmp_path, no_work):
 @pytest.fixture(scope="module")
 def tiny_raccoons(tmp_path_factory) -> tuple[Path, Path, Path]:
     """30 real raccoon photos as the pool, 8 more as the test set (4 of them labeled empty, for the
-    false-alarm rate), a params.yaml, and an untrained yolov8n saved as base."""
+    false-alarm rate), 6 more as the validation set (root / "val"), a params.yaml, and an untrained
+    yolov8n saved as base."""
     if not (RACCOON / "images").is_dir():
         pytest.skip(f"{RACCOON} is not here")
     root = tmp_path_factory.mktemp("simulate")
     images = sorted((RACCOON / "images").glob("*.jpg"))
-    for name, chosen in (("raccoon", images[:30]), ("test", images[30:38])):
+    for name, chosen in (("raccoon", images[:30]), ("test", images[30:38]), ("val", images[38:44])):
         folder = root / name
         (folder / "images").mkdir(parents=True)
         (folder / "labels").mkdir()
@@ -1139,7 +1184,7 @@ def run_cli(root: Path, folder: Path, test: Path, cycles: int) -> None:
     args = ["simulate", "--params", str(root / "params.yaml"), "--pool", str(folder), "--test", str(test)]
     args += ["--base", str(root / "base.pt"), "--strategies", "random,hybrid", "--seeds", "2"]
     args += ["--cycles", str(cycles), "--budget", "4", "--epochs", "1", "-S", "model.imgsz=64"]
-    args += ["--out", str(root / "out")]
+    args += ["-S", f"val.data={root / 'val'}", "--out", str(root / "out")]
     result = CliRunner().invoke(app, args)
     if result.exception is not None:
         raise result.exception
@@ -1283,7 +1328,11 @@ def test_score_batches_fine_tunes_each_batch_with_the_run_seed_and_counts_its_po
 ):
     model = FakeModel().install(monkeypatch)
     pool = pools.folder_pool(
-        yolo_folder(tmp_path / "pool", 12), ["raccoon"], 0.2, yolo_folder(tmp_path / "t", 4, prefix="t")
+        yolo_folder(tmp_path / "pool", 12),
+        ["raccoon"],
+        0.2,
+        yolo_folder(tmp_path / "t", 4, prefix="t"),
+        val_folder(tmp_path),
     )
     config = sim.SimulateConfig(
         settings(model__base=str(fake_base(tmp_path))), strategies=("random",), seeds=1
@@ -1373,13 +1422,14 @@ def test_refit_retrains_a_runs_labels_and_refuses_another_pool_or_settings(tmp_p
         refit.main()
 
     here, test = str(tmp_path / "set"), str(tmp_path / "t")  # as the simulation was given them
-    run_refit("--pool", here, "--test", test)
+    val = ("-S", f"val.data={tmp_path / 'v'}")
+    run_refit("--pool", here, "--test", test, *val)
     assert model.trained == [(1, 5)]  # the run's seed, the variant's epochs
     assert model.predicted[-1] == pool.test.loc[pool.test["objects"] == 0, "image"].tolist()
     rows = pd.read_csv(tmp_path / "refit" / "refit.csv")
     assert rows["batch"].tolist() == ["entropy-s1-c1 train.epochs=5"] and rows["tiles"].tolist() == [2]
     assert "entropy-s1-c1 (the simulation's recipe)" in capsys.readouterr().out
-    run_refit("--pool", here, "--test", test)  # done: resumed, nothing trained
+    run_refit("--pool", here, "--test", test, *val)  # done: resumed, nothing trained
     assert len(model.trained) == 1
 
     yolo_folder(tmp_path / "other", 20)
@@ -1388,4 +1438,4 @@ def test_refit_retrains_a_runs_labels_and_refuses_another_pool_or_settings(tmp_p
     with pytest.raises(SystemExit, match=r"\(pool differ\)"):  # without --test: 20% held out instead
         run_refit("--pool", here)
     with pytest.raises(SystemExit, match=r"\(rank\.budget differ\)"):
-        run_refit("--pool", here, "--test", test, "-S", "rank.budget=3")
+        run_refit("--pool", here, "--test", test, *val, "-S", "rank.budget=3")

@@ -14,6 +14,7 @@ import pytest
 from conftest import run, tool_env
 
 from acorn import paths, training
+from acorn.errors import InputError
 from acorn.params import load_params
 
 
@@ -81,13 +82,13 @@ def test_checkpoints_torn_by_a_kill_are_put_back_and_the_run_goes_on(tiny_repo: 
             raise KeyboardInterrupt("as if the process died writing the third epoch's checkpoints")
 
     with pytest.raises(KeyboardInterrupt):
-        training.train(base, data, config, work, keep="best", on_epoch=killed, resume=True)
+        training.train(base, data, config, work, on_epoch=killed, resume=True)
     for torn in (last, best):
         torn.write_bytes(torn.read_bytes()[:4096])  # what a write cut short leaves
     assert training.checkpoint_stage(last) is None
 
     heard.clear()
-    weights = training.train(base, data, config, work, keep="best", on_epoch=heard.append, resume=True)
+    weights = training.train(base, data, config, work, on_epoch=heard.append, resume=True)
     assert len(heard) == 1  # epoch 3 only: the two saved epochs are kept
     assert pd.read_csv(work / "train" / "results.csv")["epoch"].tolist() == [1, 2, 3]
     assert weights == best and training.checkpoint_stage(best) == "finished"  # whole, and stripped
@@ -99,11 +100,11 @@ def test_checkpoints_torn_by_a_kill_are_put_back_and_the_run_goes_on(tiny_repo: 
 
     work, one = tmp_path / "one", training.TrainConfig.from_params(p, epochs=1)
     with pytest.raises(KeyboardInterrupt):
-        training.train(base, data, one, work, keep="best", on_epoch=killed_at_the_end, resume=True)
+        training.train(base, data, one, work, on_epoch=killed_at_the_end, resume=True)
     best = work / "train" / "weights" / "best.pt"
     best.write_bytes(best.read_bytes()[:4096])
     heard.clear()
-    assert training.train(base, data, one, work, keep="best", on_epoch=heard.append, resume=True) == best
+    assert training.train(base, data, one, work, on_epoch=heard.append, resume=True) == best
     assert heard == [] and training.checkpoint_stage(best) is not None
 
 
@@ -123,7 +124,8 @@ def test_a_kill_after_the_last_epoch_was_saved_leaves_a_finished_run(tiny_repo: 
     last = tmp_path / "work" / "train" / "weights" / "last.pt"
     assert training.checkpoint_stage(last) == "finished"
     heard: list[dict[str, float]] = []
-    assert training.train(base, data, config, tmp_path / "work", on_epoch=heard.append, resume=True) == last
+    best = last.with_name("best.pt")  # the epoch kept is the best on the validation set
+    assert training.train(base, data, config, tmp_path / "work", on_epoch=heard.append, resume=True) == best
     assert heard == []
 
 
@@ -163,3 +165,45 @@ def test_train_base_killed_midway_goes_on_where_it_stopped(tiny_repo: Path) -> N
     curve = pd.read_csv(tiny_repo / "reports" / "base-model" / "curve.csv")
     assert curve["epoch"].tolist() == list(range(1, 41))  # one row per epoch across the kill
     assert not (tiny_repo / paths.WORK / "base-model").exists()
+
+
+def test_every_labeled_item_trains_and_the_fixed_set_validates(tmp_path: Path) -> None:
+    def pair(name: str, folder: Path, label: bool = True) -> tuple[Path, Path | None]:
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        (folder / "labels").mkdir(parents=True, exist_ok=True)
+        image = folder / "images" / f"{name}.jpg"
+        image.write_bytes(b"jpeg")
+        if not label:
+            return image, None
+        (folder / "labels" / f"{name}.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+        return image, folder / "labels" / f"{name}.txt"
+
+    labeled = {t: pair(t, tmp_path / "pool") for t in ("a", "b", "c", "d", "e")}
+    pair("v1", tmp_path / "valset")
+    pair("v2", tmp_path / "valset", label=False)  # an image without objects: no label file
+    (tmp_path / "valset" / "images" / "notes.txt").write_text("not an image")
+    val = training.yolo_pairs(tmp_path / "valset")
+    assert [(i.name, label and label.name) for i, label in val] == [("v1.jpg", "v1.txt"), ("v2.jpg", None)]
+    replay = [pair("r1", tmp_path / "replay")]
+    data = training.fine_tune_dataset(
+        list(labeled), labeled.__getitem__, ["squirrel"], val, tmp_path / "d", replay
+    )
+    root = data.parent
+    assert sorted(f.name for f in (root / "train" / "images").iterdir()) == [f"{t}.jpg" for t in "abcde"] + [
+        "r1.jpg"
+    ]
+    assert sorted(f.name for f in (root / "val" / "images").iterdir()) == ["v1.jpg", "v2.jpg"]
+    assert sorted(f.name for f in (root / "val" / "labels").iterdir()) == ["v1.txt"]
+    with pytest.raises(InputError, match="no labeled items"):
+        training.fine_tune_dataset([], labeled.__getitem__, ["squirrel"], val, tmp_path / "e")
+    with pytest.raises(InputError, match="val.data"):
+        training.fine_tune_dataset(["a"], labeled.__getitem__, ["squirrel"], [], tmp_path / "f")
+
+
+def test_held_out_shares_are_stable_and_a_salt_makes_them_independent() -> None:
+    ids = pd.Series([f"img{i:04d}" for i in range(4000)])
+    plain, salted = training.held_out(ids, 0.2), training.held_out(ids, 0.2, salt="val:")
+    assert plain.equals(training.held_out(ids.sample(frac=1, random_state=0), 0.2).sort_index())
+    assert plain.mean() == pytest.approx(0.2, abs=0.02) and salted.mean() == pytest.approx(0.2, abs=0.02)
+    # unsalted, one split would be the other; salted, they overlap as independent draws (0.2 x 0.2)
+    assert (plain & salted).mean() == pytest.approx(0.04, abs=0.01)

@@ -40,15 +40,14 @@ def train_base_model(
         raise InputError(f"{source}/images: no close-up set; run `acorn demo-data` first")
     out = root / (out or Path(p.model.base))
     images = sorted((source / "images").glob("*.jpg"))
-    config = training.TrainConfig.from_params(
-        p, epochs=epochs or p.demo.base_epochs, lr0=0.02, freeze=0, seed=p.demo.seed
-    )
     stop_after = patience or p.demo.base_patience
+    config = training.TrainConfig.from_params(
+        p, epochs=epochs or p.demo.base_epochs, lr0=0.02, freeze=0, seed=p.demo.seed, patience=stop_after
+    )
     work = training.resumable_workdir(
         root / paths.WORK / "base-model",
         {
             **{k: v for k, v in asdict(config).items() if k not in _RESUME_MAY_CHANGE},
-            "patience": stop_after,
             "classes": p.classes,
             "close_ups": _close_ups_digest(images, source / "labels"),
         },
@@ -67,12 +66,10 @@ def train_base_model(
         data,
         config,
         work,
-        keep="best",
         resume=True,
         mosaic=0.0,
         close_mosaic=0,
         cache=True,
-        patience=stop_after,
     )
     copy_file(best, out)
     history = training.epoch_history(work)

@@ -31,9 +31,10 @@ STAMP = Path("data/.demo-data.json")
 
 
 def demo_inputs(p: Params) -> list[Path]:
-    """The demo data the pipeline reads (dvc.yaml: tile reads the frames, train the test and replay sets)."""
+    """The demo data the pipeline reads (dvc.yaml: tile reads the frames, train the test,
+    validation and replay sets)."""
     replay = Path(p.train.replay_data)
-    return [paths.RAW, Path(p.test.data), replay / "images", replay / "labels"]
+    return [paths.RAW, Path(p.test.data), Path(p.val.data), replay / "images", replay / "labels"]
 
 
 def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -45,13 +46,17 @@ def _dvc_file(target: Path) -> Path:
 
 
 def make_demo_data(p: Params, root: Path = Path()) -> None:
-    """Write data/raw (unlabeled pool with hidden truth), data/testset (tiles) and data/source.
+    """Write data/raw (unlabeled pool with hidden truth), data/testset and data/valset (tiles) and
+    data/source.
+
+    The pool, the test set and the validation set are webcam frames of three seeds (and three name
+    prefixes), so no frame is in two of them: the validation set chooses epochs and champions, the
+    test set only reports, and neither was ever a paid label.
 
     Nothing is done when the stamp says the data matches the params and it is all here; when the
     stamp matches but tracked inputs are missing (a clone), they are pulled from DVC instead.
     """
     from acorn.demo.synth import make_closeup_set, make_webcam_set
-    from acorn.tiling import TileGrid, tile_dataset
 
     d = p.demo
     wanted = {
@@ -82,30 +87,17 @@ def make_demo_data(p: Params, root: Path = Path()) -> None:
         work = Path(tmp)
         log.info("webcam pool: %d frames of %dx%d", d.frames, d.width, d.height)
         make_webcam_set(work / "raw", d.frames, d.width, d.height, seed=d.seed, prefix="frame")
-        log.info("webcam test set: %d frames, tiled", d.test_frames)
-        make_webcam_set(
-            work / "testframes", d.test_frames, d.width, d.height, seed=d.seed + 10_000, prefix="test"
-        )
-        grid = TileGrid(p.tile.rows, p.tile.cols, p.tile.overlap)
-        tile_dataset(
-            work / "testframes",
-            work / "testtiles",
-            grid,
-            p.classes,
-            p.tile.min_visibility,
-            workers=p.tile.workers,
-        )
-        testset = work / "testset"
-        testset.mkdir()
-        shutil.move(work / "testtiles" / "images", testset / "images")
-        shutil.move(work / "testtiles" / "truth", testset / "labels")
-        (testset / "classes.txt").write_text("\n".join(p.classes) + "\n")
+        held_out = (("testset", "test", d.test_frames, 10_000), ("valset", "val", d.val_frames, 30_000))
+        for name, prefix, frames, offset in held_out:
+            log.info("webcam %s: %d held-out frames, tiled", name, frames)
+            _tiled_set(p, work / name, prefix, frames, seed=d.seed + offset)
         log.info("close-up source set: %d images", d.source_images)
         make_closeup_set(work / "source", d.source_images, seed=d.seed + 20_000, prefix="closeup")
         _replay_subset(work / "source", work / "replay", count=p.train.replay_images)
         targets = (
             ("raw", paths.RAW),
             ("testset", Path(p.test.data)),
+            ("valset", Path(p.val.data)),
             ("source", paths.SOURCE),
             ("replay/images", Path(p.train.replay_data) / "images"),
             ("replay/labels", Path(p.train.replay_data) / "labels"),
@@ -114,6 +106,22 @@ def make_demo_data(p: Params, root: Path = Path()) -> None:
             (root / target).parent.mkdir(parents=True, exist_ok=True)
             replace_dir(work / name, root / target)
     write_json(stamp, wanted)
+
+
+def _tiled_set(p: Params, out: Path, prefix: str, frames: int, seed: int) -> None:
+    """``frames`` webcam frames of their own (``seed``; names start with ``prefix``), tiled into the
+    YOLO folder ``out`` (images/, labels/, classes.txt): the test set, the validation set."""
+    from acorn.demo.synth import make_webcam_set
+    from acorn.tiling import TileGrid, tile_dataset
+
+    d, frames_dir, tiles_dir = p.demo, out.with_name(f"{out.name}-frames"), out.with_name(f"{out.name}-tiles")
+    make_webcam_set(frames_dir, frames, d.width, d.height, seed=seed, prefix=prefix)
+    grid = TileGrid(p.tile.rows, p.tile.cols, p.tile.overlap)
+    tile_dataset(frames_dir, tiles_dir, grid, p.classes, p.tile.min_visibility, workers=p.tile.workers)
+    out.mkdir()
+    shutil.move(tiles_dir / "images", out / "images")
+    shutil.move(tiles_dir / "truth", out / "labels")
+    (out / "classes.txt").write_text("\n".join(p.classes) + "\n")
 
 
 def track_demo_inputs(p: Params, root: Path = Path()) -> bool:
@@ -136,7 +144,8 @@ def track_demo_inputs(p: Params, root: Path = Path()) -> bool:
         return False
     d = p.demo
     message = (
-        f"demo data: {d.frames} frames, {d.test_frames} test frames, replay set (DVC-tracked: "
+        f"demo data: {d.frames} frames, {d.test_frames} test frames, {d.val_frames} validation frames, "
+        "replay set (DVC-tracked: "
         "`dvc pull` gets them)"
     )
     subprocess.run(["git", "commit", "-q", "-m", message, "--", *names], cwd=root, check=True)

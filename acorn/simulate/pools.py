@@ -1,10 +1,13 @@
-"""Pools: what the oracle knows. Items to label with their ground truth, and a fixed test set.
+"""Pools: what the oracle knows. Items to label with their ground truth, a fixed validation set
+and a fixed test set.
 
 Two sources: the tile stage's output (``data/tiles``: manifest, images, truth of every tile whose
-frame had labels) with a separate test folder, or any YOLO folder (``images/``, ``labels/``), of
-which a stable share is held out as the test set unless a test folder is given. Each item and
-test image carries ``objects``, its number of ground-truth boxes, so that what a batch found
-(hit rate) and how a model does on empty images can be measured without training.
+frame had labels) with separate test and validation folders, or any YOLO folder (``images/``,
+``labels/``), of which stable shares are held out as the test set and as the validation set
+unless folders are given for them. The two shares use differently salted hashes, so they are
+independent and disjoint. Each item and held-out image carries ``objects``, its number of
+ground-truth boxes, so that what a batch found (hit rate) and how a model does on empty images can
+be measured without training.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from acorn.tiling import list_frames
 @dataclass(frozen=True)
 class Pool:
     """Pool items (``tile_id``, ``image``, ``truth`` paths, ``objects``, metadata such as
-    ``condition``), a test set (``image``, ``truth``, ``objects``) and class names. An empty
-    ``truth`` is an image without objects."""
+    ``condition``), a validation set and a test set (``image``, ``truth``, ``objects``) and class
+    names. An empty ``truth`` is an image without objects. The validation set chooses each
+    fine-tune's epoch (as val.data does in the train stage); the test set only scores."""
 
     items: pd.DataFrame
+    val: pd.DataFrame
     test: pd.DataFrame
     classes: list[str]
     description: dict
@@ -35,6 +40,8 @@ class Pool:
             raise InputError(f"{self.description.get('pool')}: the pool has no items with ground truth")
         if self.test.empty:
             raise InputError(f"{self.description.get('test')}: the test set is empty")
+        if self.val.empty:
+            raise InputError(f"{self.description.get('val')}: the validation set is empty")
         if not self.items["tile_id"].is_unique:
             raise InputError(f"{self.description.get('pool')}: item ids repeat")
 
@@ -89,7 +96,11 @@ def _folder_classes(folder: Path, default: list[str]) -> list[str]:
     return read_classes(names) if names.is_file() else default
 
 
-def tiled_pool(tiles_dir: Path, test_dir: Path, classes: list[str]) -> Pool:
+HELD = ["image", "truth", "objects"]
+VAL_SALT = "val:"  # the validation share's hash, independent of the (unsalted) test share's
+
+
+def tiled_pool(tiles_dir: Path, test_dir: Path, val_dir: Path, classes: list[str]) -> Pool:
     """The tile stage's output as a pool: tiles whose frame had labels, truth from ``truth/``."""
     manifest_path = tiles_dir / "manifest.parquet"
     if not manifest_path.is_file():
@@ -101,48 +112,74 @@ def tiled_pool(tiles_dir: Path, test_dir: Path, classes: list[str]) -> Pool:
         truth=[str(tiles_dir / "truth" / f"{t}.txt") for t in known["tile_id"]],
         objects=known["n_truth"].astype("int64"),
     )
-    test = _yolo_folder(test_dir)
+    test, val = _yolo_folder(test_dir), _yolo_folder(val_dir)
     return Pool(
         items=items,
-        test=test[["image", "truth", "objects"]],
+        val=val[HELD],
+        test=test[HELD],
         classes=classes,
         description={
             "pool": str(tiles_dir),
             "classes": classes,
             "test": str(test_dir),
+            "val": str(val_dir),
             "items": len(items),
+            "val_items": len(val),
             "test_items": len(test),
         },
     )
 
 
-def folder_pool(folder: Path, classes: list[str], test_fraction: float, test_dir: Path | None = None) -> Pool:
+def folder_pool(
+    folder: Path,
+    classes: list[str],
+    test_fraction: float,
+    test_dir: Path | None = None,
+    val_dir: Path | None = None,
+) -> Pool:
     """A YOLO folder as a pool: each image is an item; the test set is ``test_dir`` if given, else a
-    stable ``test_fraction`` of the images (hash of the image id, as ``training.is_validation``)."""
-    from acorn.training import is_validation
+    stable ``test_fraction`` of the images (``training.held_out``), and the validation set
+    ``val_dir`` if given, else another ``test_fraction`` of the images, by a salted hash (a share of
+    what is left once the test set is out, so that no image is in both)."""
+    from acorn.training import held_out
 
     items = _yolo_folder(folder)
     classes = _folder_classes(folder, classes)
+    if (test_dir is None or val_dir is None) and not 0.0 < test_fraction < 0.5:
+        raise ParamsError(
+            f"--test-fraction must be in (0, 0.5) (held out twice: test, val); got {test_fraction}"
+        )
     description = {"pool": str(folder), "classes": classes}
     if test_dir is not None:
         test = _yolo_folder(test_dir)
         description["test"] = str(test_dir)
     else:
-        if not 0.0 < test_fraction < 1.0:
-            raise ParamsError(f"--test-fraction must be in (0, 1); got {test_fraction}")
-        held = is_validation(items["tile_id"], test_fraction)
+        held = held_out(items["tile_id"], test_fraction)
         test, items = items[held], items[~held].reset_index(drop=True)
         description["test"] = f"{folder} (held out: {test_fraction:g})"
-    description |= {"items": len(items), "test_items": len(test)}
-    return Pool(
-        items=items, test=test[["image", "truth", "objects"]], classes=classes, description=description
-    )
+    if val_dir is not None:
+        val = _yolo_folder(val_dir)
+        description["val"] = str(val_dir)
+    else:
+        # test_fraction of the whole folder: of the rest, test_fraction / (1 - test_fraction)
+        share = test_fraction if test_dir is not None else test_fraction / (1.0 - test_fraction)
+        held = held_out(items["tile_id"], share, salt=VAL_SALT)
+        val, items = items[held], items[~held].reset_index(drop=True)
+        description["val"] = f"{folder} (held out: {test_fraction:g}, salted)"
+    description |= {"items": len(items), "val_items": len(val), "test_items": len(test)}
+    return Pool(items=items, val=val[HELD], test=test[HELD], classes=classes, description=description)
 
 
-def open_pool(path: Path, classes: list[str], test_dir: Path | None, test_fraction: float) -> Pool:
-    """A tiled pool when ``path`` holds manifest.parquet (test set required), else a YOLO folder."""
+def open_pool(
+    path: Path, classes: list[str], test_dir: Path | None, test_fraction: float, val_dir: Path | None = None
+) -> Pool:
+    """A tiled pool when ``path`` holds manifest.parquet (test and validation sets required), else
+    a YOLO folder."""
     if (path / "manifest.parquet").is_file():
-        if test_dir is None:
-            raise InputError(f"{path} is a tiled pool: give its test set (YOLO folder, test.data)")
-        return tiled_pool(path, test_dir, classes)
-    return folder_pool(path, classes, test_fraction, test_dir)
+        if test_dir is None or val_dir is None:
+            raise InputError(
+                f"{path} is a tiled pool: give its test set and its validation set (YOLO folders, "
+                "test.data and val.data)"
+            )
+        return tiled_pool(path, test_dir, val_dir, classes)
+    return folder_pool(path, classes, test_fraction, test_dir, val_dir)

@@ -61,8 +61,9 @@ def markdown(result: Result, hits_by_cycle: pd.DataFrame, settings: dict) -> str
     )
     return (
         f"# Learning curves: {settings['title']}\n\n"
-        f"Test set: {settings['test']}. Base: {settings['base']}. Every cycle fine-tunes from the base "
-        "on all labels so far.\n"
+        f"Test set (scores only): {settings['test']}. Validation set (chooses each fine-tune's epoch): "
+        f"{settings['val']}. Base: {settings['base']}. Every cycle fine-tunes from the base on all "
+        "labels so far, every one of them in training.\n"
         f"{whole_pool}\n\n"
         f"## Per strategy, paired against {BASELINE}\n\n"
         f"{paired}\n\n"

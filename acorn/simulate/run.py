@@ -9,8 +9,9 @@ set. Several seeds give the spread, so a difference smaller than the noise is vi
 
 The loop is the pipeline's own: settings are one ``Params`` (params.yaml plus overrides), the
 strategy is built by ``queue.strategy_for``, prediction is ``detection.predict_files``, the
-training set is ``training.labeled_dataset`` with the same replay; so the benchmark measures what
-``dvc repro`` would do. Results are written after every cycle and a re-run resumes: finished rows
+training set is ``training.fine_tune_dataset`` with the same replay (every label trains; the pool's
+fixed validation set chooses the epoch, as val.data does in the train stage; the test set only
+scores); so the benchmark measures what ``dvc repro`` would do. Results are written after every cycle and a re-run resumes: finished rows
 are skipped and the labeled sets are rebuilt by replaying the recorded selections (acorn.simulate
 .curves), never re-selected.
 
@@ -40,7 +41,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -332,6 +333,10 @@ class _Simulation:
         self._base_predictions: detection.Detections | None = None
         self.work = out / "work"  # replaced by a scratch folder inside it while running
         self._replay: list[tuple[Path, Path]] = []  # set once the run starts (replay_pairs)
+        self._val = [
+            (Path(i), Path(t) if t else None)
+            for i, t in zip(pool.val["image"], pool.val["truth"], strict=True)
+        ]
         self._test_yaml = self.work / "test" / "data.yaml"
 
     def run(self) -> Result:
@@ -606,28 +611,29 @@ class _Simulation:
         seed: int,
         epochs: int | None,
         keep: Path,
-        patience: int = 0,
+        patience: int | None = None,
         resume_in: Path | None = None,
     ) -> Path:
         """Fine-tune from the base on ``ids`` (a fresh start every cycle, as the train stage does);
         the weights go to ``keep`` and replace the run's earlier models, the scratch is removed.
-        ``patience`` > 0 stops after that many epochs without a better validation score and keeps
-        the best epoch's weights (the reference: its split is large enough to choose an epoch on).
+        Every item trains; the epoch kept is the best on the pool's validation set, stopping after
+        ``patience`` epochs without a better one (None: ``train.patience``, as the train stage).
         ``resume_in``: a folder that outlives a kill, where a stopped training goes on (the
         reference, hours on a CPU); the caller removes it once the result is stored."""
         work = resume_in or Path(tempfile.mkdtemp(dir=self.work, prefix="train-"))
         shutil.rmtree(work / "data", ignore_errors=True)  # its empty-label links point into self.work
-        data = training.labeled_dataset(
+        data = training.fine_tune_dataset(
             ids,
             lambda t: (Path(self.items.at[t, "image"]), self._label(self.items.at[t, "truth"])),
             self.pool.classes,
-            self.p.train.val_fraction,
+            self._val,
             work / "data",
             replay=self._replay,
         )
-        early = {"keep": "best", "patience": patience} if patience else {}
         config = self.config.train_config(seed, epochs)
-        trained = training.train(self.config.base, data, config, work, resume=resume_in is not None, **early)
+        if patience is not None:
+            config = replace(config, patience=patience)
+        trained = training.train(self.config.base, data, config, work, resume=resume_in is not None)
         copy_file(trained, keep)
         if resume_in is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -823,6 +829,7 @@ class _Simulation:
                 + (f", {self.p.predict.candidates} candidates/cycle" if self.p.predict.candidates else "")
             ),
             "test": f"{d['test']} ({d['test_items']} images, {int((self.pool.test['objects'] == 0).sum())} empty)",
+            "val": f"{d['val']} ({d['val_items']} images)",
             "base": c.base,
             "target": c.target,
             "threshold": self.p.rank.threshold,

@@ -45,8 +45,10 @@ def load_settings(params: Path, flags: dict[str, Any], sets: Sequence[str]) -> t
 
 
 def open_simulation_pool(pool: Path, p: Params, overrides: dict[str, Any], test_fraction: float) -> Pool:
-    """The pool as `acorn simulate` opens it: a tiled pool is tested on test.data; a YOLO folder
-    holds out ``test_fraction`` of itself unless test.data was given (--test, -S)."""
+    """The pool as `acorn simulate` opens it: a tiled pool is tested on test.data and validated on
+    val.data; a YOLO folder holds out ``test_fraction`` of itself for each unless test.data or
+    val.data was given (--test, -S)."""
     tiled = (pool / "manifest.parquet").is_file()
     test_dir = Path(p.test.data) if tiled or "test.data" in overrides else None
-    return open_pool(pool, p.classes, test_dir, test_fraction)
+    val_dir = Path(p.val.data) if tiled or "val.data" in overrides else None
+    return open_pool(pool, p.classes, test_dir, test_fraction, val_dir)
