@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 
@@ -66,10 +66,21 @@ def parse_repo_uri(uri: str) -> RepoUri:
         revision, path = path.split(":", 1)
         revision = revision.strip("/") or None
     path = path.strip("/")
-    segments = path.split("/")
-    if not path or any(s in ("", ".", "..") for s in segments):
+    if not path or not _plain_segments(path):
         raise RepoUriError(f"{uri!r}: the path must name a file inside the repository (no '..', no '//')")
+    # a dot segment in the owner, repository or revision would be normalised away by the HTTP
+    # client, sending the DagsHub token to another API path than the file's
+    if not _plain_segments(match["owner"]) or not _plain_segments(match["repo"]):
+        raise RepoUriError(f"{uri!r}: owner and repository must be names, not '.' or '..'")
+    if revision is not None and not _plain_segments(revision):
+        raise RepoUriError(f"{uri!r}: the revision must be a branch, tag or commit (no '..', no '//')")
     return RepoUri(match["owner"], match["repo"], revision, path)
+
+
+def _plain_segments(value: str) -> bool:
+    """No empty, ``.`` or ``..`` segment, also not percent-encoded or with backslashes."""
+    segments = unquote(value).replace("\\", "/").split("/")
+    return all(s not in ("", ".", "..") for s in segments)
 
 
 def under(root: str, path: str) -> str:

@@ -8,6 +8,12 @@ a task whose image cannot be used gets an empty prediction with an ``error``), `
 Batch-first: all tasks of a request are fetched concurrently and go through the same
 ``Detector.predict`` as the predict stage, ``batch`` tiles per forward pass, so pre-annotating
 a thousand tasks costs about what the predict stage costs for them.
+
+Safe by default, since a web page the user opens can send requests to 127.0.0.1 too: a request
+must name a loopback or configured Host (no DNS rebinding), carry no browser Origin that is not
+allowed, and POST ``application/json`` (a page can send ``text/plain`` without a CORS
+preflight; it cannot send JSON). What task images may be fetched is acorn.serve.images' part.
+No OpenAPI pages: they would describe the service to anyone who can reach it, token or not.
 """
 
 from __future__ import annotations
@@ -22,14 +28,25 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from acorn.registry import tracking_uri
 from acorn.serve.champion import Champion, LoadedModel, ModelUnavailable
 from acorn.serve.config import ServeConfig
-from acorn.serve.images import ImageError, ImageLimits, ImageSource, LabelStudioAuth
+from acorn.serve.images import (
+    DagsHubFiles,
+    FetchPolicy,
+    ImageError,
+    ImageLimits,
+    ImageSource,
+    LabelStudioAuth,
+    PixelBudget,
+    RequestPixels,
+    guarded_client,
+)
 from acorn.serve.protocol import (
     LabelTarget,
     error_prediction,
@@ -37,6 +54,7 @@ from acorn.serve.protocol import (
     prediction,
     rectangle_results,
 )
+from acorn.serve.redaction import scrub
 
 log = logging.getLogger("acorn.serve")
 
@@ -53,18 +71,25 @@ def create_app(config: ServeConfig, champion: Champion | None = None) -> FastAPI
     champion = champion or Champion(config.model_name, tracking_uri(config.root), config.refresh_s)
     busy = {"pending": 0}
 
+    pixels = PixelBudget(config.max_process_pixels)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         champion.start()
-        timeout = httpx.Timeout(config.fetch_timeout_s)
-        limits = httpx.Limits(max_connections=config.fetch_concurrency)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=True) as client:
+        dagshub = DagsHubFiles()
+        policy = FetchPolicy(
+            config.label_studio_url, dagshub.host, config.allow_hosts, config.allow_private_hosts
+        )
+        async with guarded_client(policy, config.fetch_timeout_s, config.fetch_concurrency) as client:
             app.state.images = ImageSource(
                 config.data_root,
                 ImageLimits(config.max_image_bytes, config.max_image_pixels),
                 client,
+                policy,
                 LabelStudioAuth(config.label_studio_url, config.label_studio_api_key),
                 config.fetch_concurrency,
+                dagshub,
+                config.document_root,
             )
             yield
         if owned:
@@ -74,8 +99,13 @@ def create_app(config: ServeConfig, champion: Champion | None = None) -> FastAPI
         title="acorn ML backend",
         lifespan=lifespan,
         dependencies=[Depends(_auth_check(config))],
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
+    app.add_middleware(RequestGuard, hosts=config.host_names, origins=frozenset(config.allow_origins))
     app.state.champion = champion
+    app.state.pixels = pixels
 
     @app.get("/health")
     async def health() -> dict:
@@ -95,33 +125,44 @@ def create_app(config: ServeConfig, champion: Champion | None = None) -> FastAPI
         log.info("setup from project %s: model_version %s", body.get("project"), label)
         return {"model_version": label}
 
-    @app.post("/predict")
-    async def predict(request: Request) -> dict:
-        body = await _read_json(request, config.max_body_bytes)
-        tasks = body.get("tasks")
-        if not isinstance(tasks, list):
-            raise HTTPException(400, "body must have 'tasks': a list of Label Studio tasks")
-        if len(tasks) > config.max_tasks:
-            raise HTTPException(
-                413,
-                f"{len(tasks)} tasks in one request; at most {config.max_tasks} (acorn serve --max-tasks)",
-            )
+    def check_busy() -> None:
         if busy["pending"] >= config.max_pending:
             raise HTTPException(
                 503,
                 f"{busy['pending']} predict requests already in flight; retry later",
                 headers={"Retry-After": "5"},
             )
+
+    @app.post("/predict")
+    async def predict(request: Request) -> dict:
+        # checked before the body is read (a busy server reads no more bodies) and again after:
+        # counting from the start would let clients that send slowly hold every slot
+        check_busy()
+        body = await _read_json(request, config.max_body_bytes)
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list):
+            raise HTTPException(400, "body must have 'tasks': a list of Label Studio tasks")
+        label_config = body.get("label_config")
+        if label_config is not None and not isinstance(label_config, str):
+            raise HTTPException(400, "'label_config' must be the project's label config, a string")
+        if len(tasks) > config.max_tasks:
+            raise HTTPException(
+                413,
+                f"{len(tasks)} tasks in one request; at most {config.max_tasks} (acorn serve --max-tasks)",
+            )
+        check_busy()
         busy["pending"] += 1
+        budget = RequestPixels(pixels, config.max_request_pixels)
         try:
             try:
                 model = await asyncio.to_thread(champion.current, config.load_timeout_s)
             except ModelUnavailable as exc:
                 raise HTTPException(503, str(exc)) from exc
-            target = parse_label_config(body.get("label_config"))
+            target = parse_label_config(label_config)
             start = time.perf_counter()
-            results = await _predict_tasks(tasks, target, model, request.app.state.images, config)
+            results = await _predict_tasks(tasks, target, model, request.app.state.images, config, budget)
         finally:
+            budget.close()
             busy["pending"] -= 1
         errors = sum("error" in r for r in results)
         seconds = time.perf_counter() - start
@@ -150,9 +191,18 @@ def create_app(config: ServeConfig, champion: Champion | None = None) -> FastAPI
 
 
 async def _predict_tasks(
-    tasks: list, target: LabelTarget, model: LoadedModel, images: ImageSource, config: ServeConfig
+    tasks: list,
+    target: LabelTarget,
+    model: LoadedModel,
+    images: ImageSource,
+    config: ServeConfig,
+    budget: RequestPixels,
 ) -> list[dict]:
-    """One prediction per task, in order; chunks of tasks are fetched while the previous one runs."""
+    """One prediction per task, in order; chunks of tasks are fetched while the previous one runs.
+
+    A chunk's pixels go back to the process budget once it is predicted, so a request holds
+    two chunks of decoded images at most.
+    """
     references = [_reference(task, target.value_key) for task in tasks]
     chunks = [
         range(i, min(i + config.chunk_tasks, len(tasks))) for i in range(0, len(tasks), config.chunk_tasks)
@@ -160,13 +210,15 @@ async def _predict_tasks(
     results: list[dict] = []
     if not chunks:
         return results
-    loading = asyncio.create_task(_load(images, references, chunks[0]))
+    loading = asyncio.create_task(_load(images, references, chunks[0], budget))
     try:
         for n in range(len(chunks)):
             loaded = await loading
             if n + 1 < len(chunks):
-                loading = asyncio.create_task(_load(images, references, chunks[n + 1]))
+                loading = asyncio.create_task(_load(images, references, chunks[n + 1], budget))
             results += await _predict_chunk(loaded, target, model, config)
+            budget.release(sum(img.width * img.height for img in loaded if not isinstance(img, ImageError)))
+            del loaded  # not held while the next chunk is awaited: two chunks at most, as budgeted
     finally:
         loading.cancel()  # a cancelled request (client gone) stops fetching the next chunk
     return results
@@ -181,7 +233,7 @@ async def _predict_chunk(
         found = await asyncio.to_thread(_infer, model, [img for _, img in usable])
     except Exception as exc:  # a model failure: report it on these tasks, keep the count right
         log.exception("inference failed on %d tasks", len(usable))
-        failure = ImageError(f"inference failed: {type(exc).__name__}: {exc}")
+        failure = ImageError(scrub(f"inference failed: {type(exc).__name__}: {exc}"))
         loaded = [failure if not isinstance(img, ImageError) else img for img in loaded]
         found = []
     results: list[dict] = []
@@ -208,10 +260,10 @@ def _reference(task: object, key: str) -> str | ImageError:
     return data[key]
 
 
-async def _load(images: ImageSource, references: list, chunk: range) -> list:
+async def _load(images: ImageSource, references: list, chunk: range, budget: RequestPixels) -> list:
     wanted = [references[i] for i in chunk]
     to_load = [r for r in wanted if not isinstance(r, ImageError)]
-    loaded = iter(await images.load(to_load))
+    loaded = iter(await images.load(to_load, budget))
     return [r if isinstance(r, ImageError) else next(loaded) for r in wanted]
 
 
@@ -269,9 +321,62 @@ async def _read_json(request: Request, limit: int) -> dict:
         data = json.loads(body) if body else {}
     except ValueError as exc:
         raise HTTPException(400, f"body is not JSON: {exc}") from exc
+    except RecursionError as exc:  # nested deeper than the parser's stack
+        raise HTTPException(400, "body is JSON nested too deeply") from exc
     if not isinstance(data, dict):
         raise HTTPException(400, "body must be a JSON object")
     return data
+
+
+class RequestGuard:
+    """Host, Origin and Content-Type checked before any route runs or any body is read.
+
+    - Host: a loopback name or a configured public name (``--public-name``). A page on
+      ``evil.example`` whose name is re-pointed at 127.0.0.1 (DNS rebinding) sends
+      ``Host: evil.example`` and is refused.
+    - Origin: browsers send it on every cross-site POST; Label Studio's server-side calls send
+      none. A present Origin must be allowed (``--allow-origin``), else 403.
+    - Content-Type: a POST must say ``application/json``, which a page cannot send across
+      origins without a CORS preflight that serve never answers, else 415.
+    """
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str], origins: frozenset[str]) -> None:
+        self.app = app
+        self.hosts = hosts
+        self.origins = frozenset(o.rstrip("/").lower() for o in origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal = self._refusal(scope["method"], headers)
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        status, detail = refusal
+        log.warning("refused %s %s: %s", scope["method"], scope["path"], detail)
+        await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
+
+    def _refusal(self, method: str, headers: dict[str, str]) -> tuple[int, str] | None:
+        if _host_name(headers.get("host", "")) not in self.hosts:
+            return 400, "unexpected Host header; serve answers to loopback names and --public-name"
+        origin = headers.get("origin")
+        if origin is not None and origin.rstrip("/").lower() not in self.origins:
+            return 403, "requests from web pages are refused (Origin not allowed; see --allow-origin)"
+        if method == "POST":
+            mime = headers.get("content-type", "").split(";")[0].strip().lower()
+            if mime != "application/json":
+                return 415, "the body must be JSON, sent as Content-Type: application/json"
+        return None
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header, without its port: ``[::1]:9090`` -> ``::1``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
 def _auth_check(config: ServeConfig):

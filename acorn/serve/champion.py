@@ -19,6 +19,7 @@ import mlflow
 
 from acorn.detection import Detector
 from acorn.registry import CHAMPION, model_version_label, redacted
+from acorn.serve.redaction import scrub
 
 log = logging.getLogger("acorn.serve")
 
@@ -138,6 +139,9 @@ class Champion:
             return mlflow.pyfunc.load_model(local).unwrap_python_model().detector
 
     def _fail(self, message: str) -> None:
+        """Record an error for ``/health`` and ``/setup``, which answer without auth: MLflow's
+        exception text quotes the tracking URI, credentials included, so it is scrubbed first."""
+        message = scrub(message)
         with self._changed:
             if message != self._error:
                 serving = f"; still serving {self._model.label}" if self._model else ""

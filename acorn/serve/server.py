@@ -14,6 +14,9 @@ import time
 import uvicorn
 from fastapi import FastAPI
 
+from acorn.serve.config import ServeConfigError
+from acorn.serve.redaction import scrub_log_handlers
+
 log = logging.getLogger("acorn.serve")
 
 
@@ -67,12 +70,34 @@ class ServerThread:
         self.stop()
 
 
-def run(app: FastAPI, host: str = "127.0.0.1", port: int = 9090, authenticated: bool = False) -> None:
-    """Serve until interrupted; warn when a non-loopback address is served without authentication."""
-    if not is_loopback(host) and not authenticated:
-        log.warning(
-            "serving on %s without authentication: anyone who can reach it can run the model; "
-            "set ACORN_SERVE_TOKEN or ACORN_SERVE_BASIC_AUTH=user:pass (and the same in Label Studio)",
-            host,
+def check_bind(host: str, authenticated: bool, insecure_public: bool = False) -> None:
+    """Refuse to serve a non-loopback address without authentication unless told to explicitly.
+
+    Anyone who can reach such an address could run the model and make serve fetch images; a
+    warning scrolls by unread, so the default is to refuse (``--insecure-public`` overrides).
+    """
+    if is_loopback(host) or authenticated:
+        return
+    if not insecure_public:
+        raise ServeConfigError(
+            f"refusing to serve on {host} without authentication: anyone who can reach it could use it; "
+            "set ACORN_SERVE_TOKEN or ACORN_SERVE_BASIC_AUTH=user:pass (and the same in Label Studio), "
+            "or pass --insecure-public to serve it open anyway"
         )
-    uvicorn.run(app, host=host, port=port, log_level="info", lifespan="on")
+    log.warning(
+        "serving on %s without authentication (--insecure-public): anyone who can reach it can use it", host
+    )
+
+
+def run(
+    app: FastAPI,
+    host: str = "127.0.0.1",
+    port: int = 9090,
+    authenticated: bool = False,
+    insecure_public: bool = False,
+) -> None:
+    """Serve until interrupted, with every log handler scrubbing credentials from what it writes."""
+    check_bind(host, authenticated, insecure_public)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on")  # sets up logging
+    scrub_log_handlers()
+    uvicorn.Server(config).run()

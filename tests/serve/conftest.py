@@ -1,8 +1,9 @@
 """Fixtures for ``acorn serve``: a tiny untrained detector registered in a throwaway MLflow store.
 
 The detector is random, but its class-0 bias is set per detection scale so that it finds
-boxes of three confidences (~0.73, ~0.27 and ~0.05): some above the 0.25 display threshold
-and some below, which is all these tests need to check geometry, filtering and ordering.
+boxes of three confidences (~0.73, ~0.27 and ~0.05; tests.conftest.save_detector): some above
+the 0.25 display threshold and some below, which is all these tests need to check geometry,
+filtering and ordering.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from PIL import Image
 import acorn  # noqa: F401  (offline settings before ultralytics loads)
 from acorn.serve.champion import Champion
 from acorn.serve.config import ServeConfig
+from tests.conftest import save_detector
 
 MODEL = "toy-detector"
 SETTINGS = {"imgsz": 96, "device": "cpu", "batch": 4, "conf_floor": 0.01, "iou": 0.6, "max_det": 100}
-SCALE_BIAS = (1.0, -1.0, -3.0)  # class 0 at strides 8, 16, 32: sigmoid ~0.73, ~0.27, ~0.05
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -31,18 +32,6 @@ def _isolated_env():
         mp.delenv("ACORN_SERVE_TOKEN", raising=False)
         mp.delenv("ACORN_SERVE_BASIC_AUTH", raising=False)
         yield
-
-
-def make_weights(path: Path) -> Path:
-    from ultralytics import YOLO
-
-    model = YOLO("yolov8n.yaml")
-    for scale, seq in enumerate(model.model.model[-1].cv3):  # one class logit bias per detection scale
-        seq[-1].bias.data.fill_(-20.0)
-        seq[-1].bias.data[0] = SCALE_BIAS[scale]
-    model.model.names = {i: f"class{i}" for i in range(len(model.names))} | {0: "squirrel"}
-    model.save(path)
-    return path
 
 
 def register_version(root: Path, weights: Path, map50: float) -> int:
@@ -63,7 +52,7 @@ def noise_image(path: Path, width: int, height: int, seed: int) -> Path:
 
 @pytest.fixture(scope="session")
 def weights(tmp_path_factory) -> Path:
-    return make_weights(tmp_path_factory.mktemp("weights") / "toy.pt")
+    return save_detector(tmp_path_factory.mktemp("weights") / "toy.pt", bias=1.0)
 
 
 @pytest.fixture(scope="session")
@@ -113,10 +102,9 @@ def config_for(registry_root, data_root):
 
 @pytest.fixture(scope="session")
 def toy_store():
-    """Build weights and register versions in a fresh store (for tests that move the alias)."""
+    """Register versions in a fresh store (for tests that move the alias)."""
 
     class Store:
-        make_weights = staticmethod(make_weights)
         register_version = staticmethod(register_version)
 
     return Store

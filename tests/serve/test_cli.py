@@ -1,6 +1,6 @@
 """``acorn serve`` as a command: what its options, params.yaml and environment turn into.
 
-The app (``create_app``, tested in test_app.py) and ``uvicorn.run`` are stand-ins here: these
+The app (``create_app``, tested in test_app.py) and uvicorn's server are stand-ins here: these
 tests check what would be served and where, without a registry, a model or a port.
 """
 
@@ -29,11 +29,15 @@ def served(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict:
         seen["config"] = config
         return FastAPI()
 
-    def fake_uvicorn_run(app, host, port, **kwargs) -> None:
-        seen.update(app=app, host=host, port=port)
+    class FakeServer:
+        def __init__(self, config) -> None:
+            seen.update(app=config.app, host=config.host, port=config.port)
+
+        def run(self) -> None:
+            """Serves nothing: the test has seen what would be served."""
 
     monkeypatch.setattr(acorn.serve.app, "create_app", recording_create_app)
-    monkeypatch.setattr(server.uvicorn, "run", fake_uvicorn_run)
+    monkeypatch.setattr(server.uvicorn, "Server", FakeServer)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text("register:\n  model_name: yard-detector\nrank:\n  threshold: 0.4\n")
     return seen
@@ -52,7 +56,9 @@ def test_defaults_serve_params_champion_on_loopback(served):
     assert (served["host"], served["port"]) == ("127.0.0.1", 9090)
     config = served["config"]
     assert (config.model_name, config.threshold) == ("yard-detector", 0.4)  # from params.yaml
-    assert config.data_root == Path() and (config.token, config.basic_auth) == ("", "")
+    assert (config.data_root, config.document_root) == (Path("data/tiles"), Path())  # tiles, not the repo
+    assert (config.token, config.basic_auth) == ("", "")
+    assert (config.allow_hosts, config.allow_private_hosts, config.public_names) == ((), False, ())
 
 
 def test_options_and_env_reach_the_config(served, monkeypatch):
@@ -76,17 +82,40 @@ def test_options_and_env_reach_the_config(served, monkeypatch):
     assert (config.max_tasks, config.max_pending, config.token) == (7, 2, "t0ken")
 
 
-def test_public_address_without_auth_is_warned_about(served, caplog):
+def test_public_address_without_auth_is_refused(served):
+    for host in ("0.0.0.0", "192.168.1.20", "::"):
+        result = invoke("--host", host)
+        assert isinstance(result.exception, ServeConfigError), result.output
+        assert "without authentication" in str(result.exception) and "--insecure-public" in str(
+            result.exception
+        )
+        assert "host" not in served, "nothing is served"
+
+
+def test_insecure_public_serves_open_with_a_warning(served, caplog):
     with caplog.at_level(logging.WARNING, logger="acorn.serve"):
-        assert invoke("--host", "0.0.0.0").exit_code == 0
+        assert invoke("--host", "0.0.0.0", "--insecure-public").exit_code == 0
     assert served["host"] == "0.0.0.0" and "without authentication" in caplog.text
 
 
-def test_authenticated_public_address_is_not_warned_about(served, caplog, monkeypatch):
+def test_authenticated_public_address_is_served_under_its_name(served, caplog, monkeypatch):
     monkeypatch.setenv("ACORN_SERVE_BASIC_AUTH", "ls:pw")
     with caplog.at_level(logging.WARNING, logger="acorn.serve"):
-        assert invoke("--host", "0.0.0.0").exit_code == 0
-    assert "without authentication" not in caplog.text
+        assert invoke("--host", "192.168.1.20", "--public-name", "gpu-box.lan").exit_code == 0
+    assert served["host"] == "192.168.1.20" and "without authentication" not in caplog.text
+    assert {"gpu-box.lan", "192.168.1.20", "127.0.0.1"} <= served["config"].host_names
+
+
+def test_secrets_are_not_in_the_config_repr(served, monkeypatch):
+    for name, value in (
+        ("ACORN_SERVE_TOKEN", "tok-SECRET1"),
+        ("LABEL_STUDIO_API_KEY", "ls-SECRET2"),
+        ("ACORN_SERVE_BASIC_AUTH", "ls:pw-SECRET3"),
+    ):
+        monkeypatch.setenv(name, value)
+    assert invoke().exit_code == 0
+    config = served["config"]
+    assert config.token == "tok-SECRET1" and "SECRET" not in repr(config)
 
 
 def test_bad_settings_are_user_errors_naming_the_setting(served, monkeypatch):

@@ -180,7 +180,7 @@ def serve(champion, config_for, dagshub, monkeypatch):
         else:
             monkeypatch.setenv(uris.TOKEN_VAR, token)
         tasks = [{"id": i + 1, "data": {"image": ref}} for i, ref in enumerate(references)]
-        with TestClient(create_app(config_for(), champion=champion)) as client:
+        with TestClient(create_app(config_for(), champion=champion), base_url="http://127.0.0.1") as client:
             resp = client.post("/predict", json={"tasks": tasks, "project": "1.1", "params": {}})
         assert resp.status_code == 200, resp.text
         results = resp.json()["results"]
