@@ -60,6 +60,8 @@ def checks(params_path: Path, root: Path) -> Iterator[Check]:
     yield _test_set(root, p)
     yield _val_set(root, p)
     yield _replay(root, p)
+    if p.rank.balance_by:
+        yield _balance(root, p)
     yield _labeling(root, p, frames)
     if p.labeling.backend == "label-studio":
         yield _document_root(root, p)
@@ -220,6 +222,24 @@ def _replay(root: Path, p: Params) -> Check:
     except AcornError as exc:
         return Check("replay", FAIL, str(exc))
     return Check("replay", OK, f"{len(pairs)} images of {folder} mixed into every fine-tune")
+
+
+def _balance(root: Path, p: Params) -> Check:
+    """rank.balance_by names a column of data/raw/metadata.csv; a column the frames lack would
+    balance by nothing and say nothing."""
+    import pandas as pd
+
+    column, metadata = p.rank.balance_by, root / paths.RAW / "metadata.csv"
+    columns = list(pd.read_csv(metadata, nrows=0).columns) if metadata.is_file() else []
+    if column in columns:
+        return Check("balance", OK, f"rank.balance_by {column!r}: a column of {metadata}")
+    has = f"its columns: {', '.join(columns)}" if columns else "no such file"
+    return Check(
+        "balance",
+        FAIL,
+        f"rank.balance_by {column!r} is not a column of {metadata} ({has}); name one of its columns, "
+        "or set rank.balance_by: '' (the default) to balance by nothing",
+    )
 
 
 def _labeling(root: Path, p: Params, frames: list[Path]) -> Check:

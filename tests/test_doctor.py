@@ -249,3 +249,15 @@ def test_label_studio_document_root_must_cover_the_tiles(
     assert check.status == status, check
     if status == FAIL:
         assert "labeling.document_root" in check.detail and "data/tiles" in check.detail
+
+
+def test_balance_by_must_name_a_metadata_column(repo):
+    assert "balance" not in results(repo)  # off by default: nothing to check
+    set_params(repo, rank={"balance_by": "condition"})
+    found = results(repo)["balance"]
+    assert found.status == FAIL and "no such file" in found.detail and "rank.balance_by: ''" in found.detail
+    (repo / "data/raw/metadata.csv").write_text("frame_id,weather\na,sun\n")
+    found = results(repo)["balance"]
+    assert found.status == FAIL and "its columns: frame_id, weather" in found.detail
+    set_params(repo, rank={"balance_by": "weather"})
+    assert results(repo)["balance"].status == OK
