@@ -392,7 +392,9 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def guarded_client(policy: FetchPolicy, timeout_s: float, max_connections: int) -> httpx.AsyncClient:
+def guarded_client(
+    policy: FetchPolicy, timeout_s: float, max_connections: int, resolve: Resolver = _getaddrinfo
+) -> httpx.AsyncClient:
     """The HTTP client for task images: every connection through :class:`GuardedBackend`.
 
     Redirects are followed by :class:`ImageSource` (each target checked by the policy), and
@@ -403,7 +405,7 @@ def guarded_client(policy: FetchPolicy, timeout_s: float, max_connections: int) 
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=httpx.create_ssl_context(trust_env=False),
         max_connections=max_connections,
-        network_backend=GuardedBackend(policy),
+        network_backend=GuardedBackend(policy, resolve),
     )
     return httpx.AsyncClient(
         transport=transport, timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False

@@ -20,6 +20,7 @@ from acorn.serve.config import ServeConfig
 from tests.conftest import save_detector
 
 MODEL = "toy-detector"
+LOCAL = "http://127.0.0.1"  # TestClient's own "testserver" is not a Host serve answers to
 SETTINGS = {"imgsz": 96, "device": "cpu", "batch": 4, "conf_floor": 0.01, "iou": 0.6, "max_det": 100}
 
 
@@ -108,3 +109,22 @@ def toy_store():
         register_version = staticmethod(register_version)
 
     return Store
+
+
+@pytest.fixture
+def client_for(champion, config_for):
+    """TestClients for apps that share the loaded session champion (no per-test model load)."""
+    from fastapi.testclient import TestClient
+
+    from acorn.serve.app import create_app
+
+    open_clients: list[TestClient] = []
+
+    def make(**overrides) -> TestClient:
+        client = TestClient(create_app(config_for(**overrides), champion=champion), base_url=LOCAL)
+        open_clients.append(client.__enter__())
+        return client
+
+    yield make
+    for client in open_clients:
+        client.__exit__(None, None, None)

@@ -18,7 +18,7 @@ from acorn.serve.app import create_app
 from acorn.serve.champion import Champion, served_model_version
 from acorn.serve.server import ServerThread
 
-from .conftest import MODEL, noise_image
+from .conftest import LOCAL, MODEL, noise_image
 from .test_images import png_header
 
 LABEL_CONFIG = """<View>
@@ -26,7 +26,6 @@ LABEL_CONFIG = """<View>
   <RectangleLabels name="boxes" toName="frame"><Label value="squirrel"/></RectangleLabels>
 </View>"""
 V1, V2 = served_model_version(MODEL, 1), served_model_version(MODEL, 2)
-LOCAL = "http://127.0.0.1"  # TestClient's own "testserver" is not a Host serve answers to
 
 
 def local(rel: str) -> str:
@@ -35,21 +34,6 @@ def local(rel: str) -> str:
 
 def tasks_for(*references: str | None, key: str = "image") -> list[dict]:
     return [{"id": i + 1, "data": {key: ref}} for i, ref in enumerate(references)]
-
-
-@pytest.fixture
-def client_for(champion, config_for):
-    """TestClients for apps that share the loaded session champion (no per-test model load)."""
-    open_clients: list[TestClient] = []
-
-    def make(**overrides) -> TestClient:
-        client = TestClient(create_app(config_for(**overrides), champion=champion), base_url=LOCAL)
-        open_clients.append(client.__enter__())
-        return client
-
-    yield make
-    for client in open_clients:
-        client.__exit__(None, None, None)
 
 
 def predict(client: TestClient, tasks: list[dict], **extra) -> list[dict]:
