@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The checks that need a GPU, as run for README "At scale" and "Which strategy pays?" on one
+# The checks that need a GPU, as run for docs/scale.md and docs/strategies.md on one
 # NVIDIA card (python3 with a CUDA torch and this repository's requirements importable; `acorn`
 # on PATH). Logs go to $OUT (default gpu-results/). Four parts, so each fits a short lease:
 #   train:  GPU tests (training with AutoBatch, predict), then the demo pool generated here and

@@ -7,9 +7,10 @@
 # then the candidate
 # shortcut's cost: hybrid choosing among 1,500 candidates per cycle (predict.candidates), same
 # seeds. No whole-pool reference (--full-epochs 0: on 2 cores it costs more than the curves; the
-# README's was trained on a GPU). On one core of a 2-core machine running two of these, ~5 min a
-# cycle: ~50 min per seed for the first five, ~10 for the sixth and for the shortcut. Results (README, "Which strategy
-# pays?") in benchmarks/results/learning_curve_demo/ and benchmarks/results/learning_curve_demo_candidates/; both
+# one in docs/label-efficiency.md was trained on a GPU). On one core of a 2-core machine running
+# two of these, ~5 min a cycle: ~50 min per seed for the first five, ~10 for the sixth and for the
+# shortcut. Results (docs/strategies.md, docs/scale.md) in benchmarks/results/learning_curve_demo/
+# and benchmarks/results/learning_curve_demo_candidates/; both
 # are resumable and hold what has run so far: re-running continues them (extra arguments override,
 # e.g. --seeds 2 to summarise the first two seeds, -S model.device=cuda on a GPU).
 set -euo pipefail

@@ -5,7 +5,7 @@
 # fine-tuned each cycle from models/base.pt (the demo's squirrel detector: a domain gap, as in the
 # real use); every other setting is params.yaml's, but `hybrid` is pinned to its entropy shortlist
 # (the one these runs were made with). ~70 min on 2 busy cores for the first four, ~10 min more for
-# the next two, ~4 min for the last; results (README, "Which strategy pays?") in
+# the next two, ~4 min for the last; results (docs/strategies.md) in
 # benchmarks/results/learning_curve_raccoon/. Every raccoon photo holds a raccoon, so hit rates are 1 and
 # there are no empty test images for the false-alarm rate. Re-running resumes (a folder written by
 # an older acorn is refused: delete it first); extra arguments override, e.g. --cycles 8,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What limits the demo's gain (README, "What limits the gain"): after `make demo`, from the commit
+# What limits the demo's gain (docs/label-efficiency.md, "What limits the gain"): after `make demo`, from the commit
 # of the last cycle, the train stage re-run with one change at a time as a DVC experiment; then the
 # base model alone at imgsz 320 and 640. One seed each; ~1.3 h on 2 cores (the 640 runs are ~4x).
 set -euo pipefail

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole-pool reference with the recipe 500 labels did best with (train.epochs 24 for the
 # random cycle, backbone not frozen), trained until its validation map50 has not improved for 10
-# epochs (up to 100): the yardstick of "95% of the whole-pool model" (README, "The flattening is
-# the recipe"). On the 2-core CPU 3.7 min an epoch with params.yaml's one torch thread, 2.4 min
+# epochs (up to 100): the yardstick of "95% of the whole-pool model" (docs/label-efficiency.md,
+# "The flattening is the recipe"). On the 2-core CPU 3.7 min an epoch with params.yaml's one torch thread, 2.4 min
 # with `-S model.threads=2` when nothing else runs (session 9; 6.5 min shared with other work), so
 # hours: it resumes from its last epoch.
 # The folder's checkpoint (work/reference/train/weights: last.pt with the optimizer state, best.pt
