@@ -1,48 +1,55 @@
-"""Secrets stay out of every artifact (issue 10, item 5).
+"""Secrets stay out of every artifact (issue 10, item 5; issue 27, items 4 and 5).
 
 Known, distinctive token values are put where a user keeps them: the environment and the
-git-ignored ``.env`` (mode 0600). A cycle then runs through a real Label Studio and a real
-``acorn serve`` (``dvc repro``, the simulated annotator, the labels export and snapshot, a
-commit and ``dvc push``, ``/predict`` calls with a good and a bad token), and every file the
-repository and its outputs hold is searched for the values: dvc.lock, params, metrics,
-reports, logs, MLflow's database and artifacts, the registry record, the labels snapshot, the
-DVC remote, git's objects (decompressed), the serve log, and what Label Studio holds (the
-tasks and predictions pushed, its database). Also searched: the values base64-encoded (as in
-a basic-auth header) and inside zip archives (.pt weights, MLflow models), gzip files and
-Parquet tables (whose compression would hide a raw value).
+git-ignored ``.env`` (mode 0600). The shell that runs `acorn labelstudio start` holds all of them,
+and more (a tracking URI with a password, another server's Label Studio key). A cycle then runs
+through that Label Studio and a real ``acorn serve`` (``dvc repro``, the simulated annotator, the
+labels export and snapshot, a commit and ``dvc push``, ``/predict`` calls with a good and a bad
+token), and every file the repository and its outputs hold is searched for the values: dvc.lock,
+params, metrics, reports, logs, MLflow's database and artifacts, the registry record, the labels
+snapshot, the DVC remote, git's objects (decompressed), the serve log, what Label Studio holds (the
+tasks and predictions pushed, its database, its log, pid and credentials files), the server's
+process environments, and the files the system temp folder gained during the test. Also
+searched: the values base64-encoded (as in a basic-auth header) and inside zip archives (.pt
+weights, MLflow models), gzip files and Parquet tables (whose compression would hide a raw value).
 
 Label Studio's local-files serving (``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` is the
 repository, as ``acorn labelstudio start`` sets it) must not hand out ``.env`` or anything
 outside the tiles folder: the last test asks the real server for it in every way that
 comes to mind.
 
-It lives in tests/labelstudio so that it shares that folder's one Label Studio server.
+It lives in tests/labelstudio for that folder's server venv and shared server.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import io
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
+from acorn.labeling.labelstudio.server import LocalServer, free_port
 from tests.conftest import tool_env, write_params
 
-from .conftest import Workspace, no_predictions
+from .conftest import VENV, Workspace, no_predictions
 
 # distinctive fake values: found anywhere, they were written by acorn or a tool it drives. Each is
 # put together at run time, so that this file (copied into the test repository) does not hold it.
@@ -59,6 +66,14 @@ FAKE_DOTENV = {
 # Not a secret: MLflow records the tracking username as each run's author (tag ``mlflow.user``),
 # by design. It is set, so that a run sees the full set of credentials, and not searched for.
 USERNAME = {"MLFLOW_TRACKING_USERNAME": SWEEP + "MlflowUser7Q3Z"}
+# What the shell that starts Label Studio holds besides: a tracking URI with a password in it and
+# the key of some other Label Studio. acorn's own commands do not get these (the URI names no server).
+SHELL_ONLY = [SWEEP + "UriPassword2Kd7Vb", SWEEP + "OtherLabelStudioKey6Rm1"]
+SHELL = {
+    **FAKE_DOTENV,
+    "MLFLOW_TRACKING_URI": f"http://{USERNAME['MLFLOW_TRACKING_USERNAME']}:{SHELL_ONLY[0]}@127.0.0.1:9/",
+    "LABEL_STUDIO_API_KEY": SHELL_ONLY[1],
+}
 
 
 # --- the search ---------------------------------------------------------------------------
@@ -161,88 +176,135 @@ def _serve(root: Path, env: dict[str, str], data_root: Path, log: Path) -> tuple
     raise AssertionError(f"acorn serve did not start:\n{log.read_text()[-3000:]}")
 
 
+def server_environments(server: LocalServer) -> list[Path]:
+    """Where the kernel keeps the environment of the running server and of each process it spawned:
+    what a crash report, a debug page or a child process would hand on."""
+    pid = server.status().pid
+    assert pid is not None, "the server runs"
+    family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return [Path(f"/proc/{p.pid}/environ") for p in family]
+
+
+def temp_files_since(started: float, basetemp: Path, skip: Path) -> list[Path]:
+    """Files of the system temp folder written since ``started``, but for ``skip`` and ``.env`` files.
+
+    Other pytest sessions' folders beside ``basetemp`` are left out: they belong to other test runs
+    on this machine. A ``.env`` is the user's own secret store, planted on purpose by these tests.
+    """
+    found = []
+    for folder, dirs, files in os.walk(tempfile.gettempdir()):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if here / d != skip and (here != basetemp.parent or d == basetemp.name)]
+        for name in files:
+            path = here / name
+            with contextlib.suppress(OSError):  # a file another process removed meanwhile
+                if name != ".env" and not path.is_symlink() and path.stat().st_mtime >= started:
+                    found.append(path)
+    return found
+
+
+def token_home(place: str, server: LocalServer, environments: list[Path]) -> bool:
+    """Label Studio's own API token and password belong in its credentials file, its database (with
+    the database's WAL or journal beside it) and, on the first start, the server's own environment:
+    Label Studio 1.23.2 makes its admin user headless only from ``LABEL_STUDIO_USERNAME``,
+    ``LABEL_STUDIO_PASSWORD`` and ``LABEL_STUDIO_USER_TOKEN``. Nowhere else."""
+    path = Path(place.split("!")[0])
+    return (
+        path == server.credentials_file
+        or path in environments
+        or (path.parent == server.data_dir and path.name.startswith("label_studio.sqlite3"))
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.labelstudio
-def test_no_secret_in_any_file_after_a_cycle_through_label_studio_and_serve(ls_server, tiny_template):  # noqa: F811
-    import shutil
-
-    root = ls_server.document_root / "secrets-repo"
+def test_no_secret_in_any_file_after_a_cycle_through_label_studio_and_serve(tiny_template, tmp_path_factory):
+    """`acorn labelstudio start` runs from a shell that holds every secret (the MLflow password in
+    the tracking URI too, and a Label Studio key of another server); a cycle then runs through that
+    server and `acorn serve`. Searched: the repository (with Label Studio's data and state folders,
+    its log and pid file), the running server's process environments, and the files the system temp
+    folder gained meanwhile. Label Studio's own API token and admin password are searched for too:
+    they are expected in its credentials file, its database and the server's own environment (see
+    ``token_home``), and the token in the repository's ``.env`` (where `start` writes it for acorn);
+    the output of `acorn labelstudio start` holds neither."""
+    started = time.time() - 1  # file times have a coarse grain on some filesystems
+    root = tmp_path_factory.mktemp("secrets") / "repo"
     shutil.copytree(tiny_template, root, symlinks=True)
     for args in (["config", "user.email", "t@example.com"], ["config", "user.name", "t"]):
         subprocess.run(["git", *args], cwd=root, check=True)
     title = "secrets sweep"
-    write_params(
-        root,
-        {
-            "labeling": {
-                "backend": "label-studio",
-                "project": title,
-                "document_root": str(ls_server.document_root),
-            }
-        },
-    )
-    conn = ls_server.connection()
-    dotenv = {**FAKE_DOTENV, "LABEL_STUDIO_URL": conn.url, "LABEL_STUDIO_API_KEY": conn.api_key}
-    (root / ".env").write_text("".join(f"{k}={v}\n" for k, v in dotenv.items()))
+    write_params(root, {"labeling": {"backend": "label-studio", "project": title}})
+    (root / ".env").write_text("".join(f"{k}={v}\n" for k, v in FAKE_DOTENV.items()))
     (root / ".env").chmod(0o600)
-    secrets = [*FAKE_ENV.values(), *FAKE_DOTENV.values(), conn.api_key]
+    server = LocalServer.for_repo(root, port=free_port())
+    server.state_dir.mkdir(parents=True, exist_ok=True)
+    server.venv.symlink_to(VENV)  # the tests' server venv, built once
     env = {
         **tool_env(root),
         **FAKE_ENV,
         **USERNAME,
-    }  # the Label Studio key only in .env: the pipeline reads it there
+    }  # the Label Studio key only in .env: acorn reads it there
     logs = root / "logs"
     logs.mkdir()
 
-    def run(name: str, *cmd: str) -> None:
-        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    def run(name: str, *cmd: str, shell: dict[str, str] | None = None) -> None:
+        proc = subprocess.run(cmd, cwd=root, env={**env, **(shell or {})}, capture_output=True, text=True)
         (logs / f"{name}.log").write_text(proc.stdout + proc.stderr)
         assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
 
-    run("cycle-0", "acorn", "cycle", "--push")  # dvc repro (push to Label Studio), commit, dvc push
-    run("annotate", "acorn", "annotate")
-    run("export", "dvc", "repro", "export-labels")  # labels and the raw snapshot of the project
-    run("push", "dvc", "push")
-    assert (root / "data/label-snapshot/tasks.jsonl").read_text().count('"annotations"') == 4
-
-    # acorn serve: the Label Studio key (to fetch uploads) and its own token from the environment
-    serve_env = {**env, "LABEL_STUDIO_URL": conn.url, "LABEL_STUDIO_API_KEY": conn.api_key}
-    proc, url = _serve(root, serve_env, ls_server.document_root, logs / "serve.log")
-    from acorn.labeling.labelstudio.backend import LabelStudioBackend
-
-    backend = LabelStudioBackend(
-        ["squirrel"], repo_root=root, title=title, document_root=ls_server.document_root
-    )
-    tasks = [
-        {"id": t.id, "data": t.data}
-        for t in backend.client.tasks.list(project=backend.project_id(create=False), fields="all")
-    ]
-    tasks.append({"id": 0, "data": {"image": "/data/upload/1/missing.jpg"}})  # fetched with the key: 404
-    answers = []
+    run("labelstudio-start", "acorn", "labelstudio", "start", "--port", str(server.port), shell=SHELL)
     try:
-        with httpx.Client(base_url=url, timeout=300) as http:
-            bad = http.post("/predict", json={"tasks": tasks}, headers={"Authorization": "Bearer wrong"})
-            assert bad.status_code == 401
-            good = {"Authorization": f"Bearer {FAKE_ENV['ACORN_SERVE_TOKEN']}"}
-            for path, body in (("/setup", {"project": "1"}), ("/predict", {"tasks": tasks})):
-                answers.append(http.post(path, json=body, headers=good))
-                assert answers[-1].status_code == 200, answers[-1].text
-            assert http.get("/health", headers=good).status_code == 200
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    results = answers[-1].json()["results"]
-    assert len(results) == len(tasks) and "error" in results[-1] and "error" not in results[0]
-    (logs / "serve-answers.json").write_text(json.dumps([a.json() for a in answers] + [bad.json()]))
+        conn = server.connection()
+        own = {conn.api_key, server.credentials()["password"]}
+        secrets = [*FAKE_ENV.values(), *FAKE_DOTENV.values(), *SHELL_ONLY, *own]
+        environments = server_environments(server)
+        in_server = search(environments, secrets)
+        assert (root / ".env").read_text().count(conn.api_key) == 1, "start wrote the key for acorn"
 
-    # what Label Studio holds: every task and prediction pushed, as its API gives them
-    pushed = [
-        t.model_dump(mode="json")
-        for t in backend.client.tasks.list(project=backend.project_id(), fields="all")
-    ]
-    assert len(pushed) == 4 and all(t["predictions"] for t in pushed)
-    (logs / "label-studio-tasks.json").write_text(json.dumps(pushed))
-    (logs / "git-objects.bin").write_bytes(git_objects(root))
+        run("cycle-0", "acorn", "cycle", "--push")  # dvc repro (push to Label Studio), commit, dvc push
+        run("annotate", "acorn", "annotate")
+        run("export", "dvc", "repro", "export-labels")  # labels and the raw snapshot of the project
+        run("push", "dvc", "push")
+        assert (root / "data/label-snapshot/tasks.jsonl").read_text().count('"annotations"') == 4
+
+        # acorn serve: the Label Studio key (to fetch uploads) and its own token from the environment
+        serve_env = {**env, "LABEL_STUDIO_URL": conn.url, "LABEL_STUDIO_API_KEY": conn.api_key}
+        proc, url = _serve(root, serve_env, root, logs / "serve.log")
+        from acorn.labeling.labelstudio.backend import LabelStudioBackend
+
+        backend = LabelStudioBackend(["squirrel"], repo_root=root, title=title)
+        tasks = [
+            {"id": t.id, "data": t.data}
+            for t in backend.client.tasks.list(project=backend.project_id(create=False), fields="all")
+        ]
+        tasks.append({"id": 0, "data": {"image": "/data/upload/1/missing.jpg"}})  # fetched with the key: 404
+        answers = []
+        try:
+            with httpx.Client(base_url=url, timeout=300) as http:
+                bad = http.post("/predict", json={"tasks": tasks}, headers={"Authorization": "Bearer wrong"})
+                assert bad.status_code == 401
+                good = {"Authorization": f"Bearer {FAKE_ENV['ACORN_SERVE_TOKEN']}"}
+                for path, body in (("/setup", {"project": "1"}), ("/predict", {"tasks": tasks})):
+                    answers.append(http.post(path, json=body, headers=good))
+                    assert answers[-1].status_code == 200, answers[-1].text
+                assert http.get("/health", headers=good).status_code == 200
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        results = answers[-1].json()["results"]
+        assert len(results) == len(tasks) and "error" in results[-1] and "error" not in results[0]
+        (logs / "serve-answers.json").write_text(json.dumps([a.json() for a in answers] + [bad.json()]))
+
+        # what Label Studio holds: every task and prediction pushed, as its API gives them
+        pushed = [
+            t.model_dump(mode="json")
+            for t in backend.client.tasks.list(project=backend.project_id(), fields="all")
+        ]
+        assert len(pushed) == 4 and all(t["predictions"] for t in pushed)
+        (logs / "label-studio-tasks.json").write_text(json.dumps(pushed))
+        (logs / "git-objects.bin").write_bytes(git_objects(root))
+    finally:
+        run("labelstudio-stop", "acorn", "labelstudio", "stop")
 
     written = [p for p in root.rglob("*") if p != root / ".env"]
     names = {p.name for p in written}
@@ -254,12 +316,22 @@ def test_no_secret_in_any_file_after_a_cycle_through_label_studio_and_serve(ls_s
         "queue.csv",
         "tasks.jsonl",
         "MLmodel",
+        "label_studio.sqlite3",
+        "acorn-credentials.json",
+        "server.log",
+        "labelstudio-start.log",
     }
     assert expected <= names, expected - names
     assert any(".dvcstore" in p.parts for p in written) and any("mlartifacts" in p.parts for p in written)
-    assert search(written, secrets) == {}, "a secret was written to a file"
-    # Label Studio's own files: its database holds its token (that is where it belongs), nothing else
-    assert search(ls_server.data_dir.rglob("*"), [*FAKE_ENV.values(), *FAKE_DOTENV.values()]) == {}
+    in_temp = temp_files_since(started, tmp_path_factory.getbasetemp(), skip=root)
+    hits = {**in_server, **search([*written, *in_temp], secrets)}
+    at_home = {
+        place
+        for place, found in hits.items()
+        if set(found) <= own and token_home(place, server, environments)
+    }
+    assert str(server.credentials_file) in at_home, "control: the search reads the server's own files"
+    assert {place: found for place, found in hits.items() if place not in at_home} == {}, "a secret leaked"
     assert stat.S_IMODE((root / ".env").stat().st_mode) == 0o600
     assert (
         ".env"
