@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -93,9 +94,15 @@ def write_params(root: Path, overrides: dict) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def save_detector(path: Path, names: list[str]) -> Path:
+def save_detector(path: Path, names: Sequence[str] = ("squirrel",), bias: float | None = None) -> Path:
     """An untrained yolov8n that detects ``names``: enough where only a model's classes matter
-    (seconds, where training even one epoch takes a minute on a busy CPU)."""
+    (seconds, where training even one epoch takes a minute on a busy CPU). The one copy of it:
+    every test that needs a model it does not train takes this one.
+
+    With ``bias`` the random detector finds boxes at three known confidences, which is what tests
+    of geometry, filtering, ordering and caching need: class 0's logit bias is ``bias`` at stride
+    8 and 2 less at each coarser scale (bias 1: sigmoid ~0.73, ~0.27, ~0.05), every other class's
+    -20."""
     from acorn.env import configure_ultralytics
 
     configure_ultralytics()
@@ -105,6 +112,10 @@ def save_detector(path: Path, names: list[str]) -> Path:
     model = YOLO("yolov8n.yaml")
     model.model = DetectionModel("yolov8n.yaml", nc=len(names), verbose=False)
     model.model.names = dict(enumerate(names))
+    if bias is not None:
+        for scale, seq in enumerate(model.model.model[-1].cv3):
+            seq[-1].bias.data.fill_(-20.0)
+            seq[-1].bias.data[0] = bias - 2.0 * scale
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
     return path

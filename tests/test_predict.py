@@ -33,6 +33,7 @@ from acorn.errors import InputError, ParamsError
 from acorn.params import load_params
 from acorn.prediction_store import CACHE_ROOT, PART_BATCHES, LocalEngine, model_key, predict_pool
 from acorn.tiling import TileGrid, tile_dataset
+from tests.conftest import save_detector
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE = REPO / "stages" / "predict.py"
@@ -43,19 +44,6 @@ FRAMES = 12
 BATCH = 2  # a part is PART_BATCHES * BATCH = 16 tiles: 3 frames of 6
 PARAMS = {"model": {"imgsz": 64, "device": "cpu"}, "predict": {"batch": BATCH, "max_det": 10}}
 LABELED = ["f001_r0c0", "f004_r1c2"]
-
-
-def make_weights(path: Path, bias: float = 1.0) -> Path:
-    """An untrained yolov8n whose class-0 bias makes it fire everywhere at a few confidences."""
-    from ultralytics import YOLO
-
-    model = YOLO("yolov8n.yaml")
-    for scale, seq in enumerate(model.model.model[-1].cv3):
-        seq[-1].bias.data.fill_(-20.0)
-        seq[-1].bias.data[0] = bias - 2.0 * scale
-    model.model.names = {i: f"class{i}" for i in range(len(model.names))} | {0: "squirrel"}
-    model.save(path)
-    return path
 
 
 def add_frames(root: Path, first: int, count: int) -> None:
@@ -128,7 +116,7 @@ def predict_here(root: Path, monkeypatch, **kwargs):
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    return make_weights(tmp_path_factory.mktemp("weights") / "toy.pt")
+    return save_detector(tmp_path_factory.mktemp("weights") / "toy.pt", bias=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +204,7 @@ def test_new_frames_cost_only_their_tiles_and_a_new_model_everything(repo, monke
     stats, _ = predict_here(repo, monkeypatch)
     assert (stats.predicted_tiles, stats.predicted_frames, stats.cached_tiles) == (12, 2, FRAMES * 6)
     assert stats.unlabeled_tiles == (FRAMES + 2) * 6 - len(LABELED)
-    make_weights(repo / paths.CHAMPION, bias=0.5)  # a new champion: every tile again
+    save_detector(repo / paths.CHAMPION, bias=0.5)  # a new champion: every tile again
     stats, _ = predict_here(repo, monkeypatch)
     assert (stats.predicted_tiles, stats.cached_tiles) == ((FRAMES + 2) * 6, 0)
 
@@ -230,7 +218,7 @@ def test_cache_key_is_weights_and_result_changing_params(weights, tmp_path):
         DetectorConfig(str(weights), 64, "cpu", 0.02, 0.6, 10, 8),
         DetectorConfig(str(weights), 64, "cpu", 0.01, 0.5, 10, 8),
         DetectorConfig(str(weights), 64, "cpu", 0.01, 0.6, 11, 8),
-        DetectorConfig(str(make_weights(tmp_path / "other.pt", bias=0.0)), 64, "cpu", 0.01, 0.6, 10, 8),
+        DetectorConfig(str(save_detector(tmp_path / "other.pt", bias=0.0)), 64, "cpu", 0.01, 0.6, 10, 8),
     ):
         assert model_key(changed)[0] != key
 
@@ -278,7 +266,7 @@ def test_mistakes_name_the_file(repo, monkeypatch):
 
 def test_old_model_caches_are_pruned(repo, monkeypatch, tmp_path):
     for bias in (0.0, 0.2, 0.4, 0.6):
-        make_weights(repo / paths.CHAMPION, bias=bias)
+        save_detector(repo / paths.CHAMPION, bias=bias)
         predict_here(repo, monkeypatch)
     kept = list((repo / CACHE_ROOT).iterdir())
     assert len(kept) == 3

@@ -15,11 +15,12 @@ import sys
 
 import pytest
 import yaml
-from test_predict import OUTPUTS, STAGE, build_repo, finish, make_weights, outputs, predict_here
+from test_predict import OUTPUTS, STAGE, build_repo, finish, outputs, predict_here
 
 from acorn.errors import ParamsError
 from acorn.prediction_store import CACHE_ROOT
 from acorn.ray_engine import ActorPlan, block_size, plan_actors
+from tests.conftest import save_detector
 
 # a single-node Ray on 127.0.0.1 (not the machine's LAN address) that reports no usage
 LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -51,7 +52,7 @@ def ray_address():
 @pytest.mark.slow  # ~30-45 s per Ray run on a loaded 2-core machine: Ray start, actors loading torch
 def test_ray_engine_equals_the_local_engine_byte_for_byte(tmp_path, monkeypatch, ray_address):
     """Through the cluster at RAY_ADDRESS, then through a Ray instance the stage starts itself."""
-    repo = build_repo(tmp_path / "repo", make_weights(tmp_path / "toy.pt"))
+    repo = build_repo(tmp_path / "repo", save_detector(tmp_path / "toy.pt", bias=1.0))
     stats, _ = predict_here(repo, monkeypatch)  # the local engine, in this process
     local = outputs(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -122,7 +123,7 @@ def test_ray_actors_predict_on_the_gpu_as_the_local_engine_does(tmp_path, monkey
     import numpy as np
     import pandas as pd
 
-    repo = build_repo(tmp_path / "repo", make_weights(tmp_path / "toy.pt"))
+    repo = build_repo(tmp_path / "repo", save_detector(tmp_path / "toy.pt", bias=1.0))
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["model"]["device"] = "auto"
     params["predict"]["batch"] = 16

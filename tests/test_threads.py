@@ -17,11 +17,11 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from test_predict import make_weights
 
 from acorn.detection import Detector, DetectorConfig, cpu_threads, detector_settings, use_cpu_threads
 from acorn.errors import ParamsError
 from acorn.params import Params, load_params
+from tests.conftest import save_detector
 
 ULTRALYTICS_THREADS = 3  # what select_device sets in these tests: neither 1 nor 2
 
@@ -94,7 +94,7 @@ def test_evaluate_runs_on_model_threads(threads, tmp_path, batch_threads):
     from acorn import training
 
     data = tiny_dataset(tmp_path)
-    weights = make_weights(tmp_path / "toy.pt")
+    weights = save_detector(tmp_path / "toy.pt", bias=1.0)
     training.evaluate(weights, data, 64, tmp_path / "work", device="cpu", threads=threads)
     assert set(batch_threads["on_val_batch_start"]) == {threads}
 
@@ -104,7 +104,7 @@ def test_detector_predicts_on_model_threads_even_after_ultralytics_reset_them(th
     """Training (or another detector) in the same process resets the count: each pass sets it again."""
     from ultralytics.utils.torch_utils import select_device
 
-    config = DetectorConfig.from_params(params(threads), make_weights(tmp_path / "toy.pt"))
+    config = DetectorConfig.from_params(params(threads), save_detector(tmp_path / "toy.pt", bias=1.0))
     assert config.threads == threads
     detector = Detector(config)
     seen: list[int] = []
@@ -146,7 +146,7 @@ def test_registered_models_and_ray_actors_get_their_thread_count(tmp_path):
     it existed runs on ultralytics' count; a Ray CPU actor runs on the one CPU it reserved."""
     from acorn.ray_engine import ActorPlan, actor_config
 
-    weights = str(make_weights(tmp_path / "toy.pt"))
+    weights = str(save_detector(tmp_path / "toy.pt", bias=1.0))
     settings = detector_settings(params(2))
     assert DetectorConfig(weights=weights, **settings).threads == 2
     old = {k: v for k, v in settings.items() if k != "threads"}

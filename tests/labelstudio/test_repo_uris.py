@@ -22,7 +22,8 @@ from acorn.serve.app import create_app
 from acorn.serve.champion import served_model_version
 from acorn.serve.config import ServeConfig
 from acorn.serve.server import ServerThread
-from tests.serve.conftest import MODEL, make_weights, noise_image, register_version
+from tests.conftest import save_detector
+from tests.serve.conftest import MODEL, noise_image, register_version
 from tests.test_dagshub import OWNER, REPO, TOKEN, fake_dagshub
 
 from .conftest import CLASSES, no_predictions
@@ -35,7 +36,7 @@ ROOT = f"repo://{OWNER}/{REPO}/main:"
 
 def test_repo_uri_tasks_get_predictions_from_acorn_serve(ls_server: LocalServer, tmp_path, monkeypatch):
     registry = tmp_path / "registry"
-    weights = make_weights(tmp_path / "toy.pt")
+    weights = save_detector(tmp_path / "toy.pt", bias=1.0)
     assert register_version(registry, weights, 0.1) == 1
     ids = ["r0", "r1", "r2"]
     pixels = tmp_path / "pixels"  # the tiles' bytes, served by the stand-in; not under any root
