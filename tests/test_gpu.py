@@ -1,7 +1,7 @@
 """Training on a GPU (``model.device: auto``), with the batch size ultralytics finds fits it.
 
 Predict on a GPU is tested in test_predict.py, the Ray engine's GPU actors in test_ray_engine.py.
-A CPU-only machine (CI) skips these and says why; they ran on an H200 (README, "At scale").
+A CPU-only machine (CI) skips these and says why; they ran on an H200 (docs/scale.md, "GPU").
 """
 
 from __future__ import annotations
