@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import pytest
 
+from acorn.errors import AcornError
 from acorn.labeling.base import QUEUE_COLUMNS, SKIPPED_ANNOTATION, SKIPPED_BOX, Problem, Pulled, Snapshot
 from acorn.labeling.export import read_manifest, read_report, write_labels
 from acorn.labeling.oracle import OracleBackend
@@ -216,7 +217,7 @@ def test_lost_labels_stop_the_export_and_name_the_tiles_and_the_way_back(tmp_pat
         "no longer has 5 labeled tiles",
         "1 task gone (a)",
         "2 annotations deleted (b, f)",
-        "1 annotation now skipped (cancelled) (c)",
+        "1 annotation turned into a skip (c)",
         "1 annotation emptied: it had boxes, now none (d)",
         "acorn labelstudio restore",
         "ACORN_ALLOW_LABEL_LOSS=1",
@@ -275,6 +276,9 @@ def test_an_earlier_export_is_seen_in_the_labels_manifest_or_dvc_lock(tmp_path):
         "    - path: data/label-snapshot\n      md5: 0a.dir\n"
     )
     assert "records data/label-snapshot" in exported_before(labels, lock)
+    lock.write_text("stages: [\n")
+    with pytest.raises(AcornError, match=r"dvc.lock: not valid YAML"):
+        exported_before(labels, lock)
 
 
 def test_oracle_snapshot_holds_every_answer_and_ignores_new_pushes(oracle):

@@ -72,7 +72,7 @@ class LabelLoss:
         kinds = (
             (self.task_gone, "task gone", "tasks gone"),
             (self.deleted, "annotation deleted", "annotations deleted"),
-            (self.cancelled, "annotation now skipped (cancelled)", "annotations now skipped (cancelled)"),
+            (self.cancelled, "annotation turned into a skip", "annotations turned into skips"),
             (
                 self.emptied,
                 "annotation emptied: it had boxes, now none",
@@ -162,13 +162,20 @@ def exported_before(
             if sum(1 for _ in rows) > 1:  # a header and at least one tile
                 return f"{manifest} lists labeled tiles"
     lock_file = Path(lock_file)
-    if lock_file.exists():
-        lock = yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}
-        stages = lock.get("stages") or {}
-        wanted = Path(snapshot_dir).as_posix()
-        for stage in stages.values():
-            if any(str(out.get("path")) == wanted for out in (stage or {}).get("outs") or []):
-                return f"{lock_file} records {wanted} (exported here before)"
+    if not lock_file.exists():
+        return None
+    try:
+        lock = yaml.safe_load(lock_file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise AcornError(
+            f"{lock_file}: not valid YAML ({exc}); `git checkout {lock_file}` restores it"
+        ) from exc
+    stages = lock.get("stages") if isinstance(lock, dict) else None
+    wanted = Path(snapshot_dir).as_posix()
+    for stage in (stages or {}).values():
+        outs = stage.get("outs") if isinstance(stage, dict) else None
+        if any(isinstance(out, dict) and str(out.get("path")) == wanted for out in outs or []):
+            return f"{lock_file} records {wanted} (exported here before)"
     return None
 
 

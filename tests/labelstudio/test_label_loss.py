@@ -80,7 +80,7 @@ def test_lost_annotations_stop_export_labels_and_restore_brings_them_back(worksp
     for part in (
         "no longer has 3 labeled tiles",
         "1 annotation deleted (t0)",
-        "1 annotation now skipped (cancelled) (t1)",
+        "1 annotation turned into a skip (t1)",
         "1 annotation emptied: it had boxes, now none (t3)",
         "acorn labelstudio restore",
         f"{ALLOW_VAR}=1",
