@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
 import time
 import uuid
@@ -165,6 +166,10 @@ def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)  # a folder opens read-only too, and its fsync is its entries
     try:
         os.fsync(fd)
+    except OSError as exc:
+        # some filesystems (FUSE and network mounts) cannot fsync a folder: its files' fsyncs still hold
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP) or not stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise
     finally:
         os.close(fd)
 

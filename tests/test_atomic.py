@@ -1,7 +1,9 @@
+import errno
 import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -225,3 +227,26 @@ def test_a_reader_never_finds_the_swapped_folder_missing_or_partial(tmp_path):
         reader.wait()
     assert counts["reads"] >= 1000, f"the reader did not race the {swaps} swaps: {counts}"
     assert counts["misses"] == 0, f"{counts['misses']} of {counts['reads']} reads during {swaps} swaps failed"
+
+
+def test_a_folder_that_cannot_be_fsynced_does_not_fail_the_write(tmp_path, monkeypatch):
+    """FUSE and network mounts may answer EINVAL to a folder's fsync: the file is still written
+    (and its own fsync still fails loudly)."""
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    write_json(tmp_path / "out.json", {"a": 1})
+    assert json.loads((tmp_path / "out.json").read_text()) == {"a": 1}
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(OSError, match="I/O error"):
+        write_json(tmp_path / "out.json", {"a": 2})
+    assert json.loads((tmp_path / "out.json").read_text()) == {"a": 1}
