@@ -68,7 +68,7 @@ class LabelLoss:
         return sorted(self.task_gone + self.deleted + self.cancelled + self.emptied)
 
     def describe(self) -> str:
-        """ "2 tasks gone (a, b), 1 annotation emptied: it had boxes, now none (c)"."""
+        """How the tiles were lost, for the error: ``2 tasks gone (a, b), 1 annotation deleted (c)``."""
         kinds = (
             (self.task_gone, "task gone", "tasks gone"),
             (self.deleted, "annotation deleted", "annotations deleted"),
