@@ -99,11 +99,12 @@ def track_inputs(root: Path) -> None:
     """Make the tiny repository a real project, whose inputs a clone or a queued experiment (a copy
     of the last commit) can get: DVC-tracked, as the README's "Your own data" says. The demo's are
     git-ignored because `acorn demo-data` regenerates them."""
-    # ultralytics writes labels.cache into the test set when the train stage scores it, which
-    # would change that tracked input
+    # ultralytics writes labels.cache into the test and validation sets when the train stage scores
+    # them, which would change those tracked inputs
     with (root / ".dvcignore").open("a") as f:
         f.write("labels.cache\n")
-    run(["dvc", "add", "-q", "data/raw", "data/testset", "data/replay/images", "data/replay/labels"], root)
+    inputs = ["data/raw", "data/testset", "data/valset", "data/replay/images", "data/replay/labels"]
+    run(["dvc", "add", "-q", *inputs], root)
     commit(root, "inputs")
 
 
@@ -317,6 +318,7 @@ def test_demo_data_is_dvc_tracked_and_a_clone_pulls_it(tmp_path, monkeypatch):
     assert [i.as_posix() for i in inputs] == [
         "data/raw",
         "data/testset",
+        "data/valset",
         "data/replay/images",
         "data/replay/labels",
     ]
