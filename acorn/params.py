@@ -165,6 +165,7 @@ class ValParams(Section):
 class RegisterParams(Section):
     model_name: Annotated[str, Field(min_length=1)] = "acorn-detector"
     metric: Literal["map50", "map50_95", "precision", "recall"] = "map50"
+    margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0  # validation gain a new champion needs
 
 
 class ReportParams(Section):

@@ -129,8 +129,10 @@ def register(
     metric: str,
     detector_settings: dict,
     root: Path = Path(),
+    margin: float = 0.0,
 ) -> RegistryRecord:
-    """Make ``weights`` a complete version of ``name``: challenger always, champion if it wins.
+    """Make ``weights`` a complete version of ``name``: challenger always, champion if it wins
+    (``should_promote`` on ``metric``, by more than ``margin``).
 
     Idempotent, because a stage can be killed or lose its store half-way: the run and the version
     carry a hash of the weights and metrics, so a re-run reuses a complete version of the same
@@ -154,7 +156,7 @@ def register(
             previous = _version_metric(client, name, champion, metric) if champion is not None else 0.0
             client.set_model_version_tag(name, str(version), BASELINE_TAG, str(previous))
         client.set_registered_model_alias(name, CHALLENGER, str(version))
-        if should_promote(value, None if champion is None else previous):
+        if should_promote(value, None if champion is None else previous, margin):
             client.set_registered_model_alias(name, CHAMPION, str(version))
             champion = version
         aliases = sorted(client.get_model_version(name, str(version)).aliases)
@@ -175,16 +177,17 @@ def register(
     )
 
 
-def should_promote(value: float, champion_value: float | None) -> bool:
+def should_promote(value: float, champion_value: float | None, margin: float = 0.0) -> bool:
     """The champion gate: a new version becomes champion when there is none yet, or when it scores
-    strictly above the champion on the gate's metric (a tie keeps the champion: the labelers keep
-    the boxes they know). The train stage registers with its validation score (``val_<metric>``),
+    more than ``margin`` above the champion on the gate's metric (a tie keeps the champion: the
+    labelers keep the boxes they know; ``register.margin`` set above the validation set's noise
+    keeps a lucky fine-tune out). The train stage registers with its validation score (``val_<metric>``),
     so the gate never reads the test set, which only reports. A champion registered without that
     metric counts as -inf: the first version scored on the validation set replaces it. A NaN score
     (a metric that could not be computed) never replaces a champion."""
     if champion_value is None:
         return True
-    return value > champion_value
+    return value > champion_value + margin
 
 
 def source_hash(weights: Path, metrics: dict[str, float], name: str) -> str:

@@ -22,7 +22,9 @@ log = logging.getLogger("acorn")
 def register_model(p: Params) -> None:
     metrics = json.loads(paths.TRAIN_METRICS.read_text(encoding="utf-8"))
     gate = f"val_{p.register.metric}"
-    record = register(paths.MODEL, metrics, p.register.model_name, gate, detector_settings(p))
+    record = register(
+        paths.MODEL, metrics, p.register.model_name, gate, detector_settings(p), margin=p.register.margin
+    )
     if record.champion_version == record.version:
         copy_file(paths.MODEL, paths.CHAMPION)
     elif not (

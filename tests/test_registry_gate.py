@@ -31,6 +31,11 @@ def test_should_promote(value, champion, promoted):
     assert should_promote(value, champion) is promoted
 
 
+def test_a_margin_holds_back_gains_within_it():
+    assert should_promote(0.33, 0.30, margin=0.02) and not should_promote(0.32, 0.30, margin=0.02)
+    assert should_promote(0.0, None, margin=0.5)  # the first version needs no margin
+
+
 def test_the_register_stage_gates_on_the_validation_score(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     paths.TRAIN_METRICS.parent.mkdir(parents=True)
@@ -40,12 +45,16 @@ def test_the_register_stage_gates_on_the_validation_score(tmp_path, monkeypatch)
     paths.MODEL.write_bytes(b"weights")
     asked = []
 
-    def register(weights: Path, got: dict, name: str, metric: str, settings: dict) -> RegistryRecord:
-        asked.append((got, metric))
+    def register(
+        weights: Path, got: dict, name: str, metric: str, settings: dict, margin: float
+    ) -> RegistryRecord:
+        asked.append((got, metric, margin))
         return RegistryRecord(name, 2, "v2", [], "run", metric, got[metric], 1, "v1", "", 0.0, "uri")
 
     monkeypatch.setattr(register_stage, "register", register)
     monkeypatch.setattr(register_stage, "download_weights", lambda *args: None)
-    register_stage.register_model(Params().with_overrides({"register.metric": "map50_95"}))
-    assert asked == [(metrics, "val_map50_95")]
+    register_stage.register_model(
+        Params().with_overrides({"register.metric": "map50_95", "register.margin": 0.01})
+    )
+    assert asked == [(metrics, "val_map50_95", 0.01)]
     assert json.loads(paths.REGISTRY.read_text())["value"] == 0.1
