@@ -31,6 +31,10 @@ lock:
 	$(PYTHON) tools/lock.py compile requirements.in requirements.txt
 	$(PYTHON) tools/lock.py compile requirements-labelstudio.in requirements-labelstudio.txt
 
+# the documentation site (docs/, mkdocs.yml) into site/; `.venv/bin/mkdocs serve` to browse it live
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
