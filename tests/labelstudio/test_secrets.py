@@ -216,6 +216,23 @@ def token_home(place: str, server: LocalServer, environments: list[Path]) -> boo
     )
 
 
+def test_the_temp_search_lists_what_was_written_during_the_test(tmp_path, tmp_path_factory):
+    """The temp folder search can fail too: a file written now is listed; one older than the test,
+    a ``.env`` and the folder searched on its own (the test repository) are not."""
+    started = time.time() - 1
+    (tmp_path / "new.log").write_text("x")
+    old = tmp_path / "old.log"
+    old.write_text("x")
+    os.utime(old, (started - 60, started - 60))
+    (tmp_path / ".env").write_text("x")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "file").write_text("x")
+    found = set(temp_files_since(started, tmp_path_factory.getbasetemp(), skip=repo))
+    assert tmp_path / "new.log" in found
+    assert not {old, tmp_path / ".env", repo / "file"} & found
+
+
 @pytest.mark.slow
 @pytest.mark.labelstudio
 def test_no_secret_in_any_file_after_a_cycle_through_label_studio_and_serve(tiny_template, tmp_path_factory):
