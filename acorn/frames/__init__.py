@@ -1,0 +1,6 @@
+"""Whole frames, not tiles: slicing a frame for a detector and merging the slices' boxes.
+
+People label tiles but deploy a detector on whole frames (a 4K webcam image). ``merge`` is the
+pure box arithmetic (no model), ``detect`` runs a detector over frames and writes frame-level
+results, ``cli`` is the ``acorn detect`` command.
+"""

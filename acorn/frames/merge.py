@@ -1,0 +1,194 @@
+"""Slice windows over a frame, and the merge of the slices' boxes into frame-level boxes.
+
+Pure arithmetic on arrays, tested without a model. Two things make one object more than one
+box when a frame is detected slice by slice:
+
+- **duplicates**: with overlapping slices an object inside the shared band is seen whole by
+  both slices. Class-wise NMS over the frame (``torchvision.ops.batched_nms``, the operator
+  ultralytics' own NMS uses) keeps the more confident box.
+- **pieces**: an object across a slice edge is seen in parts, a box in each slice, each ending
+  at the edge. NMS cannot join them: two halves of a squirrel do not overlap (no overlap) or
+  overlap little (IoU of a half against the whole is at most 0.5). Boxes cut by an inner slice
+  edge are joined with the box that continues them on the other side, and with the box that
+  contains most of them; joined boxes become their union, at the highest confidence among them.
+  Joining is transitive, so an object on a corner of four slices becomes one box.
+
+Only boxes from different slices are joined: two boxes of one slice survived the detector's
+own NMS, so they are two objects as far as the detector can tell.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from acorn.tiling import TileGrid
+
+
+def slice_windows(width: int, height: int, grid: TileGrid, overlap: float) -> pd.DataFrame:
+    """Slices the size of ``grid``'s tiles over a ``width`` x ``height`` frame, sharing at least
+    ``overlap`` of a slice with each neighbour: (row, col, x0, y0, x1, y1), in frame pixels.
+
+    The size stays the tile size and slices are added as ``overlap`` grows, because the
+    detector was trained on tiles: a larger slice would shrink every object at the model's
+    input size, and the small ones (the ones slicing is for) would vanish. Per axis the count is
+    the fewest slices that reach ``overlap``; the overlap is then spread evenly, so it may come
+    out larger than asked (the tile stage's own windows, ``TileGrid.windows``, cut each axis).
+    ``overlap == grid.overlap`` gives exactly the tile stage's tiles.
+    """
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    cols, x_overlap = _axis_count(grid.cols, grid.overlap, overlap)
+    rows, y_overlap = _axis_count(grid.rows, grid.overlap, overlap)
+    xs = TileGrid(rows=1, cols=cols, overlap=x_overlap).windows(width, 1)[["x0", "x1"]].to_numpy()
+    ys = TileGrid(rows=rows, cols=1, overlap=y_overlap).windows(1, height)[["y0", "y1"]].to_numpy()
+    rr, cc = (a.ravel() for a in np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"))
+    return pd.DataFrame(
+        {"row": rr, "col": cc, "x0": xs[cc, 0], "y0": ys[rr, 0], "x1": xs[cc, 1], "y1": ys[rr, 1]}
+    )
+
+
+def _axis_count(tiles: int, tile_overlap: float, overlap: float) -> tuple[int, float]:
+    """(slices, their overlap) along an axis ``tiles`` tiles long at ``tile_overlap``."""
+    span = tiles - (tiles - 1) * tile_overlap  # the axis length in tile sizes
+    count = max(1, math.ceil((span - overlap) / (1 - overlap) - 1e-9))
+    return count, (count - span) / (count - 1) if count > 1 else 0.0
+
+
+@dataclass(frozen=True)
+class MergeRule:
+    """When two boxes of different slices are one object (see the module docstring)."""
+
+    iou: float = 0.5  # class-wise NMS across slices: a duplicate seen whole by two slices
+    edge_tol: float = (
+        0.01  # a box side this close to an inner slice edge (fraction of the slice) is cut by it
+    )
+    match: float = 0.5  # pieces join when this share of the shorter one's extent along the edge is shared,
+    # or this share of a cut piece lies inside the other box
+
+
+@dataclass
+class Merged:
+    """Frame-level boxes: corners in frame pixels, and how many slice boxes each one joins."""
+
+    xyxy: np.ndarray  # (n, 4) float64
+    confidence: np.ndarray  # (n,) float64
+    class_id: np.ndarray  # (n,) int64
+    pieces: np.ndarray  # (n,) int64
+
+
+def merge_boxes(
+    xyxy: np.ndarray,
+    confidence: np.ndarray,
+    class_id: np.ndarray,
+    windows: np.ndarray,
+    frame_size: tuple[int, int],
+    rule: MergeRule = MergeRule(),
+) -> Merged:
+    """One frame's boxes from all its slices -> one box per object, most confident first.
+
+    ``xyxy`` are in frame pixels; ``windows`` holds, per box, the (x0, y0, x1, y1) of the slice
+    that found it. An edge of the frame itself cuts nothing: an object there is cut by the
+    camera, and no slice holds the rest.
+    """
+    import torch
+    from torchvision.ops import batched_nms
+
+    xyxy = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    confidence = np.asarray(confidence, dtype=np.float64).reshape(-1)
+    class_id = np.asarray(class_id, dtype=np.int64).reshape(-1)
+    windows = np.asarray(windows, dtype=np.float64).reshape(-1, 4)
+    keep = batched_nms(
+        torch.from_numpy(xyxy), torch.from_numpy(confidence), torch.from_numpy(class_id), rule.iou
+    ).numpy()  # most confident first
+    xyxy, confidence, class_id, windows = xyxy[keep], confidence[keep], class_id[keep], windows[keep]
+    # a group's label is its most confident box's index (boxes come most confident first), so
+    # groups numbered in label order come most confident first too
+    first, group = np.unique(
+        _components(_same_object(xyxy, class_id, windows, frame_size, rule)), return_inverse=True
+    )
+    n = len(first)
+    out = np.empty((n, 4))
+    out[:, :2] = np.inf
+    out[:, 2:] = -np.inf
+    np.minimum.at(out[:, 0], group, xyxy[:, 0])
+    np.minimum.at(out[:, 1], group, xyxy[:, 1])
+    np.maximum.at(out[:, 2], group, xyxy[:, 2])
+    np.maximum.at(out[:, 3], group, xyxy[:, 3])
+    return Merged(
+        xyxy=out,
+        confidence=confidence[first],
+        class_id=class_id[first],
+        pieces=np.bincount(group, minlength=n).astype(np.int64),
+    )
+
+
+def _same_object(
+    xyxy: np.ndarray, class_id: np.ndarray, windows: np.ndarray, frame_size: tuple[int, int], rule: MergeRule
+) -> np.ndarray:
+    """(n, n) bool: box i and box j are pieces of one object (symmetric, False on the diagonal)."""
+    width, height = frame_size
+    x1, y1, x2, y2 = xyxy.T
+    wx0, wy0, wx1, wy1 = windows.T
+    tol_x, tol_y = rule.edge_tol * (wx1 - wx0), rule.edge_tol * (wy1 - wy0)
+    cut_left = (wx0 > 0) & (x1 - wx0 <= tol_x)
+    cut_right = (wx1 < width) & (wx1 - x2 <= tol_x)
+    cut_top = (wy0 > 0) & (y1 - wy0 <= tol_y)
+    cut_bottom = (wy1 < height) & (wy1 - y2 <= tol_y)
+    cut = cut_left | cut_right | cut_top | cut_bottom
+    col = np.newaxis  # i along rows, j along columns
+    candidates = (
+        (class_id[:, col] == class_id)
+        & np.any(windows[:, col, :] != windows[col, :, :], axis=2)
+        & (cut[:, col] | cut)
+    )
+    share_y = _shared(y1, y2) / np.minimum.outer(y2 - y1, y2 - y1).clip(min=1e-9)
+    share_x = _shared(x1, x2) / np.minimum.outer(x2 - x1, x2 - x1).clip(min=1e-9)
+    gap_x = np.maximum(tol_x[:, col], tol_x)
+    gap_y = np.maximum(tol_y[:, col], tol_y)
+    # i ends at its slice's right edge, j starts at the left edge of a slice further right, and
+    # they meet (touch, or overlap in the band two overlapping slices share)
+    across_x = (
+        cut_right[:, col]
+        & cut_left
+        & (wx0[col, :] > wx0[:, col])
+        & (x1[col, :] <= x2[:, col] + gap_x)
+        & (share_y >= rule.match)
+    )
+    across_y = (
+        cut_bottom[:, col]
+        & cut_top
+        & (wy0[col, :] > wy0[:, col])
+        & (y1[col, :] <= y2[:, col] + gap_y)
+        & (share_x >= rule.match)
+    )
+    area = (x2 - x1).clip(min=0) * (y2 - y1).clip(min=0)
+    inside_i = _shared(x1, x2) * _shared(y1, y2) / area[:, col].clip(min=1e-9)  # share of i inside j
+    contained = cut[:, col] & (inside_i >= rule.match)  # a cut piece the other box (mostly) holds
+    pairs = candidates & (across_x | across_y | contained)
+    return pairs | pairs.T
+
+
+def _shared(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(n, n) length shared by intervals [lo_i, hi_i] and [lo_j, hi_j] (0 when apart)."""
+    return (np.minimum.outer(hi, hi) - np.maximum.outer(lo, lo)).clip(min=0)
+
+
+def _components(adjacent: np.ndarray) -> np.ndarray:
+    """Connected components of a symmetric adjacency matrix: each node's smallest reachable index.
+
+    Label propagation: every round a node takes its neighbours' smallest label; rounds are
+    at most the longest chain of pieces (2-3 for an object on a slice corner)."""
+    labels = np.arange(len(adjacent))
+    if not adjacent.any():
+        return labels
+    big = len(adjacent)
+    while True:
+        reach = np.where(adjacent, labels[np.newaxis, :], big).min(axis=1)
+        updated = np.minimum(labels, reach)
+        if np.array_equal(updated, labels):
+            return labels
+        labels = updated
