@@ -13,6 +13,7 @@ import typer
 
 from acorn import paths
 from acorn.entrypoint import run_supervised, setup_logging, unwind_on_sigterm, user_errors, verbose_requested
+from acorn.frames.cli import detect as detect_command
 from acorn.labeling.labelstudio.cli import labelstudio_app
 from acorn.params import load_params
 from acorn.remotes import dagshub_app
@@ -150,6 +151,7 @@ def status(params: ParamsOption = Path("params.yaml")) -> None:
         typer.echo(line)
 
 
+app.command("detect")(detect_command)
 app.command("serve")(serve_command)
 app.command("simulate")(simulate_command)
 app.add_typer(labelstudio_app, name="labelstudio")
