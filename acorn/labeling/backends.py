@@ -19,7 +19,12 @@ def get_backend(p: Params, root: Path = Path()) -> LabelingBackend:
         from acorn.labeling.snapshot import SNAPSHOT_DIR
 
         # a clone or a queued experiment has the committed snapshot but not .acorn/: start from it
-        return OracleBackend(root / DEFAULT_STATE_DIR, root / paths.TRUTH, root / SNAPSHOT_DIR)
+        return OracleBackend(
+            root / DEFAULT_STATE_DIR,
+            root / paths.TRUTH,
+            root / SNAPSHOT_DIR,
+            display_threshold=p.rank.threshold,
+        )
     if p.labeling.backend == "label-studio":
         from acorn.labeling.labelstudio import LabelStudioBackend
 

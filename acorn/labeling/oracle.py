@@ -10,6 +10,17 @@ oracle state (a fresh clone after ``dvc pull``, or a queued experiment, which ru
 the last commit without the git-ignored ``.acorn/``) starts from the snapshot's answers when it
 is given ``snapshot_dir``: so the copy exports the labels the commit was trained on, instead of
 none.
+
+The oracle also records how long a person would have taken, so that the cost columns of the
+cycle report (acorn.labeling.cost) have numbers in a demo. This is a model, not a measurement;
+its numbers are round guesses, and it is deterministic so that a demo repeats itself:
+
+    seconds = TASK_S + DRAW_S * added + MOVE_S * moved + KEEP_S * kept + DELETE_S * deleted
+
+where kept / moved / deleted / added compare the boxes shown as pre-annotation (the pushed
+model's boxes at ``display_threshold``, as Label Studio shows them) with the truth it answers,
+by acorn.labeling.cost's IoU rule: a tile costs a look, a box drawn from scratch costs the most,
+fixing a shown box less, accepting or deleting one little. The answer itself is always the truth.
 """
 
 from __future__ import annotations
@@ -23,8 +34,26 @@ import pandas as pd
 from acorn.atomic import write_json
 from acorn.formats import read_yolo_labels
 from acorn.labeling.base import ANNOTATION_COLUMNS, LABEL_BOX_COLUMNS, Pulled, PushResult, Snapshot
+from acorn.labeling.cost import BOX_KEYS, preannotation_outcomes
 
 DEFAULT_STATE_DIR = Path(".acorn/oracle")
+# the modelled seconds of a task (module docstring): a look at the tile, then per box
+TASK_S = 4.0
+DRAW_S = 8.0
+MOVE_S = 5.0
+KEEP_S = 1.0
+DELETE_S = 2.0
+
+
+def modelled_seconds(outcomes: pd.DataFrame) -> pd.Series:
+    """Seconds a task takes in the oracle's time model, per row of kept / moved / deleted / added counts."""
+    return (
+        TASK_S
+        + DRAW_S * outcomes["added"]
+        + MOVE_S * outcomes["moved"]
+        + KEEP_S * outcomes["kept"]
+        + DELETE_S * outcomes["deleted"]
+    ).astype("float64")
 
 
 class OracleBackend:
@@ -33,10 +62,14 @@ class OracleBackend:
         state_dir: Path = DEFAULT_STATE_DIR,
         truth_dir: Path = Path("data/tiles/truth"),
         snapshot_dir: Path | None = None,
+        display_threshold: float = 0.25,
     ) -> None:
+        """``display_threshold``: the confidence from which a pushed box is shown as a
+        pre-annotation (``rank.threshold``, as for Label Studio)."""
         self.state_dir = Path(state_dir)
         self.truth_dir = Path(truth_dir)
         self.snapshot_dir = None if snapshot_dir is None else Path(snapshot_dir)
+        self.display_threshold = display_threshold
 
     # state: tasks.json {tile_id: task}, annotations.json {tile_id: annotation}
     def _load(self, name: str) -> dict:
@@ -54,7 +87,7 @@ class OracleBackend:
         snapshot = read_snapshot(self.snapshot_dir)
         if snapshot is None or snapshot.project.get("backend") != "oracle" or not snapshot.tasks:
             return
-        tasks = {t["tile_id"]: dict(t["data"]) for t in snapshot.tasks}
+        tasks = {t["tile_id"]: _state_task(t) for t in snapshot.tasks}
         answers = {
             t["tile_id"]: _state_annotation(t["annotations"][-1]) for t in snapshot.tasks if t["annotations"]
         }
@@ -66,10 +99,19 @@ class OracleBackend:
     def push(
         self, queue: pd.DataFrame, predictions: pd.DataFrame, waiting: pd.DataFrame | None = None
     ) -> PushResult:
-        """``waiting`` is accepted for the contract; the oracle shows no pre-annotations to refresh."""
+        """``waiting`` is accepted for the contract; a tile waiting there keeps the pre-annotation it
+        was queued with (one queued again gets the new model's). A task keeps the boxes it shows
+        (``preannotation``: ``class_id, x1..y2`` at ``display_threshold`` or above) for the time
+        model and the snapshot."""
         tasks = self._load("tasks.json")
         result = PushResult()
         n_pred = predictions.groupby("tile_id").size() if not predictions.empty else pd.Series(dtype=int)
+        shown = (
+            predictions[predictions["confidence"] >= self.display_threshold]
+            if not predictions.empty
+            else None
+        )
+        by_tile = {} if shown is None else {str(k): g for k, g in shown.groupby("tile_id", sort=False)}
         for row in queue.to_dict("records"):
             task = {
                 "batch": int(row["batch"]),
@@ -80,6 +122,7 @@ class OracleBackend:
                 "height": int(row["height"]),
                 "model_version": str(row["model_version"]),
                 "n_predictions": int(n_pred.get(row["tile_id"], 0)),
+                "preannotation": _box_lists(by_tile.get(str(row["tile_id"]))),
             }
             old = tasks.get(row["tile_id"])
             if old is None:
@@ -105,17 +148,26 @@ class OracleBackend:
             todo = todo[:limit]
         now = datetime.now(UTC).isoformat(timespec="seconds")
         next_id = 1 + max((a["annotation_id"] for a in annotations.values()), default=0)
+        answers = {}
         for tile_id in todo:
             task = tasks[tile_id]
             truth = self.truth_dir / f"{tile_id}.txt"
             if not truth.exists():
                 raise FileNotFoundError(f"{truth}: the oracle has no ground truth for queued tile {tile_id}")
-            boxes = read_yolo_labels(truth, task["width"], task["height"])
+            answers[tile_id] = read_yolo_labels(truth, task["width"], task["height"])[LABEL_BOX_COLUMNS[1:]]
+        seconds = modelled_seconds(
+            preannotation_outcomes(
+                _keyed({t: tasks[t].get("preannotation") or [] for t in todo}),
+                _keyed({t: b.to_numpy().tolist() for t, b in answers.items()}),
+            ).reindex(todo, fill_value=0)
+        )
+        for tile_id, boxes in answers.items():
             annotations[tile_id] = {
                 "annotation_id": next_id,
                 "annotator": "oracle",
                 "updated_at": now,
-                "boxes": boxes[LABEL_BOX_COLUMNS[1:]].to_numpy().tolist(),
+                "lead_time": float(seconds[tile_id]),
+                "boxes": boxes.to_numpy().tolist(),
             }
             next_id += 1
         write_json(self.state_dir / "annotations.json", annotations)
@@ -133,8 +185,8 @@ class OracleBackend:
         records = [
             {
                 "tile_id": tile_id,
-                "data": tasks[tile_id],
-                "predictions": [],
+                "data": {k: v for k, v in tasks[tile_id].items() if k != "preannotation"},
+                "predictions": _snapshot_predictions(tasks[tile_id]),
                 "annotations": [_snapshot_annotation(annotations[tile_id])],
             }
             for tile_id in sorted(annotations)
@@ -167,14 +219,47 @@ class OracleBackend:
         )
 
 
+def _box_lists(boxes: pd.DataFrame | None) -> list[list[float]]:
+    """Boxes as the oracle keeps them: ``[class_id, x1, y1, x2, y2]`` lists."""
+    if boxes is None:
+        return []
+    return [[int(c), *map(float, xy)] for c, *xy in boxes[LABEL_BOX_COLUMNS[1:]].itertuples(index=False)]
+
+
+def _keyed(boxes: dict[str, list]) -> pd.DataFrame:
+    """``{tile_id: [[class_id, x1..y2], ...]}`` as rows of acorn.labeling.cost's ``BOX_KEYS``."""
+    return pd.DataFrame(
+        [(t, int(b[0]), *b[1:5]) for t, rows in boxes.items() for b in rows], columns=BOX_KEYS
+    )
+
+
+def _snapshot_predictions(task: dict) -> list[dict]:
+    """The pre-annotation a task showed, in the snapshot's terms; none for a task pushed before
+    the oracle kept it."""
+    if "preannotation" not in task:
+        return []
+    return [{"model_version": task["model_version"], "boxes": task["preannotation"]}]
+
+
+def _state_task(record: dict) -> dict:
+    """A snapshot's task back in the oracle's state (the inverse of ``pull``'s record)."""
+    task = dict(record["data"])
+    if record.get("predictions"):
+        task["preannotation"] = record["predictions"][-1]["boxes"]
+    return task
+
+
 def _state_annotation(ann: dict) -> dict:
     """A snapshot's answer back in the oracle's state (the inverse of ``_snapshot_annotation``)."""
-    return {
+    state = {
         "annotation_id": int(ann["id"]),
         "annotator": str(ann["completed_by"]),
         "updated_at": str(ann["updated_at"]),
         "boxes": ann["boxes"],
     }
+    if "lead_time" in ann:
+        state["lead_time"] = ann["lead_time"]
+    return state
 
 
 def _snapshot_annotation(ann: dict) -> dict:
@@ -185,4 +270,5 @@ def _snapshot_annotation(ann: dict) -> dict:
         "updated_at": ann["updated_at"],
         "was_cancelled": False,
         "boxes": ann["boxes"],
+        **({"lead_time": ann["lead_time"]} if "lead_time" in ann else {}),
     }
