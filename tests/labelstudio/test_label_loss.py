@@ -105,8 +105,9 @@ def test_lost_annotations_stop_export_labels_and_restore_brings_them_back(worksp
     for path in snapshot.iterdir():
         path.unlink()
     snapshot.rmdir()
-    missing = run(*EXPORT, ok=False)
+    missing = run(*EXPORT, ok=False, DVC_STAGE="export-labels")  # as dvc repro runs it
     assert "no previous labels snapshot" in missing and "dvc pull data/label-snapshot" in missing, missing
+    assert "`dvc checkout data/labels` puts back the labels dvc repro removed" in missing, missing
     assert tree(labels) == edited[0] and not snapshot.exists()
 
     # a loss that is meant: the override lets it through, says so, and the snapshot follows
