@@ -10,9 +10,10 @@ file before the rename and its folder after it, and a folder swap flushes the wh
 before it is swapped in and fsyncs the parent after, before the old one is removed. A writer of
 thousands of files whose index is written last (the tile stage: tiles, then the manifest) writes
 them with ``sync=False`` and calls ``sync_folder`` once before the index: one flush of the
-filesystem costs what a few fsyncs do (``benchmarks/fsync_cost.py`` measures both). A folder that a long job writes to
-over hours (``acorn simulate``'s) has one writer at a time (``sole_writer``), and is not read
-for merging while it is written (``no_writer``).
+filesystem costs what a few fsyncs do (``benchmarks/fsync_cost.py`` measures both).
+
+A folder that a long job writes to over hours (``acorn simulate``'s) has one writer at a time
+(``sole_writer``), and is not read for merging while it is written (``no_writer``).
 """
 
 from __future__ import annotations
