@@ -83,14 +83,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="fsync-cost-") as tmp:
         root = Path(tmp)
-        cases: list[tuple[str, Callable[[], None]]] = [
-            (
-                f"write_json x{args.files}",
-                lambda: (
-                    [write_json(root / "json" / f"{i}.json", {"i": i}) for i in range(args.files)] and None
-                ),
-            )
-        ]
+
+        def small_files() -> None:
+            for i in range(args.files):
+                write_json(root / "json" / f"{i}.json", {"i": i})
+
+        cases: list[tuple[str, Callable[[], None]]] = [(f"write_json x{args.files}", small_files)]
         jpeg = os.urandom(67_000)
 
         def frame(sync: bool) -> None:
