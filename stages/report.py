@@ -1,9 +1,10 @@
 """report: this cycle's labels, metrics, registry record, queue and test set -> reports/cycles/NNNN.md.
 
-What was labeled, what it bought (scores against the cycle before, from the history kept next to
-the reports), whether the champion moved, the next batch with the champion's boxes, and the
-test set's worst false positives and misses, as pictures a reviewer sees in the cycle's commit
-(acorn.reporting).
+What was labeled, what it cost the labelers (time, and what became of the pre-annotations, from
+the labels' snapshot: acorn.labeling.cost), what it bought (scores against the cycle before,
+from the history kept next to the reports), whether the champion moved, the next batch with the
+champion's boxes, and the test set's worst false positives and misses, as pictures a reviewer
+sees in the cycle's commit (acorn.reporting).
 """
 
 import json
@@ -18,7 +19,9 @@ from acorn.atomic import write_csv, write_text
 from acorn.detection import DetectorConfig
 from acorn.entrypoint import run_stage
 from acorn.errors import InputError
+from acorn.labeling.cost import annotation_costs, cycle_costs, cycle_totals
 from acorn.labeling.export import read_manifest
+from acorn.labeling.snapshot import SNAPSHOT_DIR, read_snapshot
 from acorn.params import Params
 from acorn.reporting import build, history
 from acorn.reporting.drawing import MISSED, PREDICTED, save_png
@@ -45,8 +48,10 @@ def read_json(path: Path, keys: tuple[str, ...]) -> dict:
 def report(p: Params) -> None:
     metrics = read_json(paths.TRAIN_METRICS, ("cycle", *history.COUNTS, *history.SCORES))
     record = read_json(paths.REGISTRY, ("version", "champion_version", "metric", "value", "gain"))
-    row = history.history_row(metrics, record)
-    cycle = row["cycle"]
+    snapshot = read_snapshot(SNAPSHOT_DIR)
+    costs = None if snapshot is None else annotation_costs(snapshot.tasks)
+    cycle = int(metrics["cycle"])
+    row = history.history_row(metrics, record, None if costs is None else cycle_totals(costs, cycle))
     past = history.read_history(HISTORY)
     before = history.previous_row(past, cycle)
 
@@ -104,6 +109,7 @@ def report(p: Params) -> None:
         false_positive_image=files.get("false-positives"),
         missed_image=files.get("missed"),
         mistake_tiles=p.report.mistakes,
+        costs=None if costs is None else cycle_costs(costs, cycle),
     )
     write_text(REPORTS / f"{name}.md", render(page))
     write_csv(history.update_history(past, row), HISTORY)

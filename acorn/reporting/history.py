@@ -2,8 +2,11 @@
 
 metrics/train.json and models/registry.json hold only the latest cycle; the report needs the
 cycle before (to show deltas) and ``dvc plots show`` needs every cycle (to draw map50 against
-labeled tiles). The history is a small CSV kept in git next to the reports, updated once per
-cycle in a way that makes re-running a cycle harmless.
+labeled tiles, and against labeler-hours). The history is a small CSV kept in git next to the
+reports, updated once per cycle in a way that makes re-running a cycle harmless.
+
+The labeling cost columns (``COSTS``, acorn.labeling.cost, docs/labeling-cost.md) came later: a
+history written before them reads with those columns empty (NaN) instead of failing.
 """
 
 from __future__ import annotations
@@ -17,6 +20,19 @@ from acorn.errors import InputError
 
 SCORES = ("map50", "map50_95", "precision", "recall")
 COUNTS = ("labeled_tiles", "labeled_boxes", "labeled_tiles_with_objects")
+# what this cycle's batch cost (acorn.labeling.cost.cycle_totals): counts (empty where unknown) and
+# times; labeler_hours is every batch's recorded hours up to this one, the x of the learning curve
+# against labeler time
+COST_COUNTS = {
+    "tasks": "batch_tasks",
+    "boxes": "batch_boxes",
+    "kept": "pre_kept",
+    "moved": "pre_moved",
+    "deleted": "pre_deleted",
+    "added": "pre_added",
+}
+COST_TIMES = {"hours": "batch_hours", "median_s": "batch_median_s", "labeler_hours": "labeler_hours"}
+COSTS = [*COST_COUNTS.values(), *COST_TIMES.values()]
 HISTORY_COLUMNS = [
     "cycle",
     *COUNTS,
@@ -25,11 +41,14 @@ HISTORY_COLUMNS = [
     "champion_version",  # registry version that predicts for the labelers after this cycle
     "promoted",
     "gain",  # register.metric of this cycle's model minus the previous champion's
+    *COSTS,
 ]
 
 
-def history_row(metrics: dict, record: dict) -> dict:
-    """One cycle's row from the train stage's metrics and the register stage's record."""
+def history_row(metrics: dict, record: dict, costs: dict | None = None) -> dict:
+    """One cycle's row from the train stage's metrics, the register stage's record and the batch's
+    labeling cost (``cycle_totals``; ``None``, no snapshot to read it from, leaves it NaN)."""
+    costs = costs or {}
     return {
         "cycle": int(metrics["cycle"]),
         **{k: int(metrics[k]) for k in COUNTS},
@@ -38,6 +57,8 @@ def history_row(metrics: dict, record: dict) -> dict:
         "champion_version": int(record["champion_version"]),
         "promoted": int(record["champion_version"]) == int(record["version"]),
         "gain": round(float(record["gain"]), 6),
+        **{column: int(costs[key]) if key in costs else pd.NA for key, column in COST_COUNTS.items()},
+        **{column: round(float(costs.get(key, math.nan)), 6) for key, column in COST_TIMES.items()},
     }
 
 
@@ -46,6 +67,7 @@ def read_history(path: Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in HISTORY_COLUMNS})
     history = pd.read_csv(path)
+    history = history.assign(**{c: math.nan for c in COSTS if c not in history})
     missing = [c for c in HISTORY_COLUMNS if c not in history]
     if missing:
         raise InputError(f"{path}: no column {missing[0]!r}; delete the file to start the history afresh")
@@ -96,4 +118,6 @@ def promotion_text(record: dict, previous_champion: int | None) -> str:
 def _dtype(column: str) -> str:
     if column == "promoted":
         return "bool"
-    return "float64" if column in SCORES or column == "gain" else "int64"
+    if column in COST_COUNTS.values():
+        return "Int64"  # a count that may be unknown
+    return "float64" if column in (*SCORES, "gain", *COST_TIMES.values()) else "int64"

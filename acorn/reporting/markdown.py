@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 SCORE_NAMES = {"map50": "mAP50", "map50_95": "mAP50-95", "precision": "precision", "recall": "recall"}
+COST_NAMES = {"hours": "hours", "median_s": "median s a task", "shown": "pre-annotated"}
+MODELLED = "oracle"  # the simulated annotator, whose time is a model (acorn.labeling.oracle)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class CycleReport:
     false_positive_image: str | None
     missed_image: str | None
     mistake_tiles: int  # tiles shown per sheet, at most
+    # acorn.labeling.cost.cycle_costs of this cycle's batch (one row per labeler, a total if several);
+    # None: no labels' snapshot to read it from
+    costs: pd.DataFrame | None = None
 
 
 def table(df: pd.DataFrame, index_name: str) -> str:
@@ -81,6 +86,8 @@ def render(r: CycleReport) -> str:
         lines.append(table(r.labeled, r.labeled.index.name))
     else:
         lines += ["Nothing.", ""]
+
+    lines += cost_lines(r.cycle, r.costs, row, float(r.scores.loc["map50", "change"]))
 
     before = f"cycle {r.before_cycle}" if r.before_cycle is not None else "before"
     scores = pd.DataFrame(
@@ -148,3 +155,41 @@ def render(r: CycleReport) -> str:
         else:
             lines += ["None." if not tiles else "Not drawn (report.mistakes is 0).", ""]
     return "\n".join(lines)
+
+
+def cost_lines(cycle: int, costs: pd.DataFrame | None, row: dict, map50_change: float) -> list[str]:
+    """The section on what the batch cost the labelers and what the pre-annotations saved them
+    (docs/labeling-cost.md): a table per labeler, then the pre-annotations and the hours in words."""
+    lines = [f"## What batch {cycle} cost the labelers", ""]
+    if costs is None:
+        return [*lines, "Unknown: no labels' snapshot (data/label-snapshot) to read it from.", ""]
+    if costs.empty:
+        return [*lines, "Nothing: no annotation in this batch.", ""]
+    shown = costs.assign(
+        hours=costs["hours"].map(lambda h: "" if pd.isna(h) else f"{h:.2f}"),
+        median_s=costs["median_s"].map(lambda s: "" if pd.isna(s) else f"{s:.0f}"),
+    ).rename(columns=COST_NAMES)
+    lines.append(table(shown, "labeler"))
+    total = costs.iloc[-1]
+    pre = int(total["shown"])
+    if pre:
+        lines.append(
+            f"Pre-annotations: of {pre} boxes shown, {int(total['kept'])} kept as they were (IoU >= 0.9, "
+            f"same class), {int(total['moved'])} moved or relabeled, {int(total['deleted'])} deleted; "
+            f"{int(total['added'])} boxes drawn from scratch."
+        )
+    else:
+        lines.append(f"No pre-annotated boxes were shown; {int(total['added'])} boxes drawn from scratch.")
+    hours, so_far = float(total["hours"]), float(row.get("labeler_hours", math.nan))
+    if math.isnan(hours):
+        lines.append("No labeling time was recorded (Label Studio's lead_time).")
+    else:
+        spent = f"{hours:.2f} labeler-hours this batch, {so_far:.2f} in all"
+        if hours > 0 and not math.isnan(map50_change):
+            spent += f"; mAP50 {map50_change:+.3f} for it, {map50_change / hours:+.3f} a labeler-hour"
+        lines.append(spent + ".")
+    if MODELLED in costs.index:
+        lines.append(
+            "The oracle's times are modelled, not measured (docs/labeling-cost.md, acorn.labeling.oracle)."
+        )
+    return [*lines, ""]

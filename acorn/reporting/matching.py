@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from acorn.labeling.cost import box_iou
+
 CORNERS = ["x1", "y1", "x2", "y2"]
 
 
@@ -34,18 +36,6 @@ class Matches:
         fn = self.truth[~self.truth["matched"]]
         area = (fn["x2"] - fn["x1"]) * (fn["y2"] - fn["y1"])
         return fn.assign(area=area).sort_values("area", ascending=False, kind="stable", ignore_index=True)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of each row of ``a`` with the same row of ``b`` (both ``(n, 4)`` pixel corners)."""
-    a, b = np.asarray(a, dtype=np.float64).reshape(-1, 4), np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = w * h
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a + area_b - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def match_boxes(predictions: pd.DataFrame, truth: pd.DataFrame, iou: float = 0.5) -> Matches:
