@@ -16,6 +16,7 @@ from PIL import Image
 
 from acorn.detection import DetectorConfig
 from acorn.errors import InputError
+from acorn.labeling import cost
 from acorn.params import Params
 from acorn.reporting import build, history
 from acorn.reporting.drawing import (
@@ -363,3 +364,69 @@ def test_predict_test_set_reads_truth_in_pixels_and_names_a_bad_class(tmp_path):
     (folder / "labels" / "b.txt").write_text("3 0.5 0.5 0.1 0.1\n")
     with pytest.raises(InputError, match=r"labels/b.txt: class id 3 is not among the 1 classes"):
         build.predict_test_set(folder, config, n_classes=1)
+
+
+def cost_table(labelers: dict[str, list]) -> pd.DataFrame:
+    """A cycle_costs table: tasks, skipped, hours, median_s, boxes, shown, kept, moved, deleted, added."""
+    return pd.DataFrame.from_dict(labelers, orient="index", columns=cost.COST_COLUMNS).rename_axis("labeler")
+
+
+def test_history_keeps_the_batch_cost_and_reads_an_older_history(tmp_path):
+    costs = {
+        "tasks": 50,
+        "boxes": 12,
+        "kept": 7,
+        "moved": 2,
+        "deleted": 3,
+        "added": 3,
+        "hours": 0.25,
+        "median_s": 14.0,
+        "labeler_hours": 0.5,
+    }
+    row = history.history_row(metrics(1, 50, 0.092), record(2, 2, 0.092, 0.031), costs)
+    assert (row["batch_tasks"], row["pre_kept"], row["batch_hours"], row["labeler_hours"]) == (
+        50,
+        7,
+        0.25,
+        0.5,
+    )
+    path = tmp_path / "history.csv"
+    table = history.update_history(history.read_history(path), rows()[0])  # no snapshot: cost unknown
+    table = history.update_history(table, row)
+    table.to_csv(path, index=False)
+    assert "True,0.061,,,,,,,,,\n" in path.read_text()  # cycle 0's cost is empty, not 0
+    back = history.read_history(path)
+    pd.testing.assert_frame_equal(back, table)
+    assert back["batch_tasks"].tolist()[1] == 50 and back["batch_tasks"].isna().tolist() == [True, False]
+    # a history written before the cost columns
+    old = table.drop(columns=history.COSTS)
+    old.to_csv(path, index=False)
+    assert history.read_history(path)["labeler_hours"].isna().all()
+
+
+def test_markdown_says_what_the_batch_cost_and_what_pre_annotations_saved():
+    two = cost_table(
+        {
+            "ann@example.com": [30, 1, 0.2, 20.0, 9, 10, 6, 2, 2, 1],
+            "bob@example.com": [20, 0, 0.1, 15.0, 4, 5, 1, 1, 3, 2],
+            "total": [50, 1, 0.3, 18.0, 13, 15, 7, 3, 5, 3],
+        }
+    )
+    page = render(report(costs=two, row={**rows()[1], "labeler_hours": 0.5}))
+    assert "## What batch 1 cost the labelers" in page
+    assert "| labeler | tasks | skipped | hours | median s a task | boxes | pre-annotated |" in page
+    assert "| bob@example.com | 20 | 0 | 0.10 | 15 | 4 | 5 | 1 | 1 | 3 | 2 |" in page
+    assert (
+        "of 15 boxes shown, 7 kept as they were (IoU >= 0.9, same class), 3 moved or relabeled, 5 deleted"
+        in page
+    )
+    # mAP50 0.061 -> 0.092 for 0.3 h: +0.031, +0.103 a labeler-hour
+    assert "0.30 labeler-hours this batch, 0.50 in all; mAP50 +0.031 for it, +0.103 a labeler-hour." in page
+    assert "modelled" not in page
+    oracle = render(
+        report(costs=cost_table({"oracle": [2, 0, float("nan"), float("nan"), 1, 0, 0, 0, 0, 1]}))
+    )
+    assert "No pre-annotated boxes were shown; 1 boxes drawn from scratch." in oracle
+    assert "No labeling time was recorded" in oracle and "The oracle's times are modelled" in oracle
+    assert "Unknown: no labels' snapshot" in render(report())
+    assert "Nothing: no annotation in this batch." in render(report(costs=cost_table({})))
