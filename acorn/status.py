@@ -1,6 +1,7 @@
 """``acorn status``: where the loop stands, in a few lines, fast and read-only.
 
-Reads only what the last cycle left (metrics, registry record, labels manifest, queue) and, for
+Reads only what the last cycle left (metrics, registry record, labels manifest, labels' snapshot,
+queue) and, for
 Label Studio, one short API call; it never runs a stage, trains or loads a model, so it is safe to
 run at any time, even while ``dvc repro`` runs.
 """
@@ -101,6 +102,9 @@ def status_lines(p: Params, root: Path = Path()) -> list[str]:
             f"labeling: {progress.done} of {progress.tasks} tasks done in {progress.where}"
             + (f" ({progress.problem})" if progress.problem else "")
         )
+    cost = _cost_line(root, int(metrics["cycle"]))
+    if cost:
+        lines.append(cost)
     waiting = 0
     if queue is not None:
         waiting = int((~queue["tile_id"].isin(labels["tile_id"])).sum())
@@ -113,6 +117,28 @@ def status_lines(p: Params, root: Path = Path()) -> list[str]:
         lines.append(f"last report: {reports[-1].relative_to(root)}")
     lines.append(_next_step(progress, waiting, queue is not None))
     return lines
+
+
+def _cost_line(root: Path, cycle: int) -> str | None:
+    """What the last cycle's batch cost the labelers, from the labels' snapshot (None without one)."""
+    from acorn.labeling.cost import ORACLE, annotation_costs, cycle_totals
+    from acorn.labeling.snapshot import SNAPSHOT_DIR, read_snapshot
+
+    snapshot = read_snapshot(root / SNAPSHOT_DIR)
+    if snapshot is None:
+        return None
+    costs = annotation_costs(snapshot.tasks)
+    t = cycle_totals(costs, cycle)
+    hours = "no time recorded" if pd.isna(t["hours"]) else f"{t['hours']:.2f} h"
+    if not pd.isna(t["median_s"]):
+        hours += f", median {t['median_s']:.0f} s a task"
+    modelled = " (modelled)" if (costs["labeler"] == ORACLE).any() else ""
+    so_far = "" if pd.isna(t["labeler_hours"]) else f"; {t['labeler_hours']:.2f} labeler-hours in all"
+    return (
+        f"labeling cost: batch {cycle}: {int(t['tasks'])} tasks, {hours}{modelled}; pre-annotations kept "
+        f"{int(t['kept'])}, moved {int(t['moved'])}, deleted {int(t['deleted'])}, boxes added {int(t['added'])}"
+        + so_far
+    )
 
 
 def _next_step(progress: LabelingProgress, waiting: int, queued: bool) -> str:

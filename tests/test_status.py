@@ -63,3 +63,32 @@ def test_unreachable_label_studio_is_a_line_not_a_failure(tmp_path, monkeypatch)
     p = Params().with_overrides({"labeling.backend": "label-studio"})
     lines = status_lines(p, tmp_path)
     assert any("unreachable" in line and "127.0.0.1:9" in line for line in lines)
+
+
+def test_the_last_batch_cost_from_the_labels_snapshot(tmp_path):
+    from acorn.labeling.base import Snapshot
+    from acorn.labeling.snapshot import SNAPSHOT_DIR, write_snapshot
+
+    _cycle(tmp_path, queued=["q1"], labeled=["a", "b"], annotated=[])
+    assert not any(line.startswith("labeling cost") for line in status_lines(Params(), tmp_path))
+
+    def task(tile: str, batch: int, seconds: float, shown: list, drawn: list) -> dict:
+        return {
+            "tile_id": tile,
+            "data": {"batch": batch},
+            "predictions": [{"model_version": "acorn-v2", "boxes": shown}],
+            "annotations": [{"id": 1, "completed_by": "oracle", "lead_time": seconds, "boxes": drawn}],
+        }
+
+    box = [0, 10, 10, 50, 50]
+    tasks = [
+        task("a", 1, 3600.0, [], [box]),  # an earlier batch: only in the hours in all
+        task("b", 2, 13.0, [box], [box, [0, 60, 60, 90, 90]]),  # kept one, added one
+        task("c", 2, 6.0, [box], []),  # deleted one
+    ]
+    write_snapshot(Snapshot(project={"backend": "oracle"}, tasks=tasks), tmp_path / SNAPSHOT_DIR)
+    lines = status_lines(Params(), tmp_path)
+    assert (
+        "labeling cost: batch 2: 2 tasks, 0.01 h, median 10 s a task (modelled); pre-annotations kept 1, "
+        "moved 0, deleted 1, boxes added 1; 1.01 labeler-hours in all"
+    ) in lines

@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 
 KEPT_IOU = 0.9
+# the labeler name of the oracle's answers (acorn.labeling.oracle), whose times are modelled, not measured
+ORACLE = "oracle"
 MOVED_IOU = 0.3
 OUTCOMES = ["kept", "moved", "deleted", "added"]
 # one row per annotation: a finished one is a task done, a cancelled one (a skip) costs time only

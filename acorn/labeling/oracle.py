@@ -34,7 +34,7 @@ import pandas as pd
 from acorn.atomic import write_json
 from acorn.formats import read_yolo_labels
 from acorn.labeling.base import ANNOTATION_COLUMNS, LABEL_BOX_COLUMNS, Pulled, PushResult, Snapshot
-from acorn.labeling.cost import BOX_KEYS, preannotation_outcomes
+from acorn.labeling.cost import BOX_KEYS, ORACLE, preannotation_outcomes
 
 DEFAULT_STATE_DIR = Path(".acorn/oracle")
 # the modelled seconds of a task (module docstring): a look at the tile, then per box
@@ -164,7 +164,7 @@ class OracleBackend:
         for tile_id, boxes in answers.items():
             annotations[tile_id] = {
                 "annotation_id": next_id,
-                "annotator": "oracle",
+                "annotator": ORACLE,
                 "updated_at": now,
                 "lead_time": float(seconds[tile_id]),
                 "boxes": boxes.to_numpy().tolist(),

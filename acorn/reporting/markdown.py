@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from acorn.labeling.cost import ORACLE
+
 SCORE_NAMES = {"map50": "mAP50", "map50_95": "mAP50-95", "precision": "precision", "recall": "recall"}
 COST_NAMES = {"hours": "hours", "median_s": "median s a task", "shown": "pre-annotated"}
-MODELLED = "oracle"  # the simulated annotator, whose time is a model (acorn.labeling.oracle)
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ def cost_lines(cycle: int, costs: pd.DataFrame | None, row: dict, map50_change: 
         if hours > 0 and not math.isnan(map50_change):
             spent += f"; mAP50 {map50_change:+.3f} for it, {map50_change / hours:+.3f} a labeler-hour"
         lines.append(spent + ".")
-    if MODELLED in costs.index:
+    if ORACLE in costs.index:
         lines.append(
             "The oracle's times are modelled, not measured (docs/labeling-cost.md, acorn.labeling.oracle)."
         )
