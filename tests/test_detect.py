@@ -3,11 +3,19 @@ slice geometry, and a real run of the command on small synthetic frames."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
+from acorn.frames.detect import BOX_COLUMNS
 from acorn.frames.merge import merge_boxes, slice_windows
 from acorn.tiling import TileGrid
+from tests.conftest import REPO, tool_env
 
 FRAME = (1280, 720)  # a 2 x 2 grid of 640 x 360 slices, inner edges at x = 640 and y = 360
 LEFT, RIGHT = (0, 0, 640, 360), (640, 0, 1280, 360)
@@ -102,3 +110,104 @@ def test_overlapping_slices_keep_the_tile_size_and_cover_the_frame(overlap):
     first_row = windows[windows["row"] == 0].sort_values("col")
     shared = first_row["x1"].to_numpy()[:-1] - first_row["x0"].to_numpy()[1:]
     assert (shared >= overlap * 640 - 1).all()
+
+
+# --- acorn detect, for real: synthetic frames, the shipped base model, a subprocess -------------
+
+BASE = REPO / "models" / "base.pt"
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> Path:
+    """Two small demo frames (960 x 540: the default 4 x 6 grid cuts 160 x 135 slices)."""
+    from acorn.demo.synth import make_webcam_set
+
+    root = tmp_path_factory.mktemp("frames")
+    make_webcam_set(root, 2, width=960, height=540, seed=3)
+    return root / "images"
+
+
+def acorn_detect(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    shutil.copy(REPO / "params.yaml", cwd / "params.yaml")
+    return subprocess.run(
+        ["acorn", "detect", *args], cwd=cwd, env=tool_env(cwd), capture_output=True, text=True, timeout=600
+    )
+
+
+def test_acorn_detect_writes_yolo_coco_and_parquet(frames, tmp_path):
+    proc = acorn_detect([str(frames), "--model", str(BASE), "--out", "out", "--conf", "0.05"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "out"
+    boxes = pd.read_parquet(out / "boxes.parquet")
+    assert list(boxes.columns) == [*BOX_COLUMNS, "model"]
+    assert len(boxes) > 0, "the base model finds nothing above 0.05 on two demo frames"
+    assert set(boxes["frame_id"]) <= {"frame_00000", "frame_00001"} and (boxes["model"] == "base").all()
+    assert (boxes["x1"] >= 0).all() and (boxes["x2"] <= 960).all() and (boxes["y2"] <= 540).all()
+    assert (boxes["x2"] > boxes["x1"]).all() and (boxes["pieces"] >= 1).all()
+    assert boxes["confidence"].between(0.05, 1).all() and (boxes["class_name"] == "squirrel").all()
+
+    coco = json.loads((out / "detections.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == ["squirrel"]
+    assert [(i["width"], i["height"]) for i in coco["images"]] == [(960, 540)] * 2
+    assert Path(coco["images"][0]["file_name"]).name == "frame_00000.jpg"
+    assert len(coco["annotations"]) == len(boxes)
+    ids = {i["id"] for i in coco["images"]}
+    for ann in coco["annotations"]:
+        assert ann["image_id"] in ids and ann["category_id"] == 0 and ann["iscrowd"] == 0
+        x, y, w, h = ann["bbox"]
+        assert w > 0 and h > 0 and ann["area"] == pytest.approx(w * h, rel=0.01) and 0 < ann["score"] <= 1
+
+    for frame_id in ("frame_00000", "frame_00001"):
+        lines = (out / "labels" / f"{frame_id}.txt").read_text().splitlines()
+        assert len(lines) == (boxes["frame_id"] == frame_id).sum()
+        values = np.array([line.split() for line in lines], dtype=float).reshape(-1, 5)
+        assert (values[:, 0] == 0).all() and ((values[:, 1:] >= 0) & (values[:, 1:] <= 1)).all()
+    assert not (out / "bad_frames.csv").exists()
+
+
+def test_the_champion_is_the_default_model(frames, tmp_path):
+    """As acorn serve finds it: <register.model_name>@champion in the repository's store."""
+    from acorn.registry import register, tracking_uri
+
+    with pytest.MonkeyPatch.context() as mp:  # register() exports the URI: undo it after
+        mp.setenv("MLFLOW_TRACKING_URI", tracking_uri(tmp_path))
+        settings = {"imgsz": 320, "device": "cpu", "batch": 8, "conf_floor": 0.01, "iou": 0.6, "max_det": 100}
+        register(BASE, {"map50": 0.5}, "acorn-detector", "map50", settings, root=tmp_path)
+    proc = acorn_detect([str(frames / "frame_00000.jpg"), "--out", "out"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    coco = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert coco["info"]["model"] == "acorn-detector-v1" and len(coco["images"]) == 1
+
+
+def test_without_a_champion_or_a_model_file_the_error_names_what_is_missing(frames, tmp_path):
+    no_registry = acorn_detect([str(frames)], tmp_path)
+    assert no_registry.returncode == 1
+    assert f"{tmp_path / 'mlflow.db'}: no model registry here" in no_registry.stderr
+    assert "--model" in no_registry.stderr and "Traceback" not in no_registry.stderr
+    missing = acorn_detect([str(frames), "--model", "nowhere/best.pt"], tmp_path)
+    assert missing.returncode == 1 and "nowhere/best.pt: model weights not found" in missing.stderr
+
+
+def test_an_unreadable_frame_is_named(frames, tmp_path):
+    folder = tmp_path / "frames"
+    shutil.copytree(frames, folder)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    stop = acorn_detect([str(folder), "--model", str(BASE), "--on-bad-frame", "stop"], tmp_path)
+    assert stop.returncode == 1 and "Traceback" not in stop.stderr
+    assert f"{folder / 'broken.jpg'}: not an image PIL can read" in stop.stderr
+
+    skip = acorn_detect([str(folder), "--model", str(BASE), "--out", "out"], tmp_path)  # tile.on_bad_frame
+    assert skip.returncode == 0, skip.stderr
+    assert f"skipped: {folder / 'broken.jpg'}" in skip.stderr
+    bad = pd.read_csv(tmp_path / "out" / "bad_frames.csv")
+    assert bad["path"].tolist() == [str(folder / "broken.jpg")]
+    assert sorted(p.name for p in (tmp_path / "out" / "labels").iterdir()) == [
+        "frame_00000.txt",
+        "frame_00001.txt",
+    ]
+    assert len(json.loads((tmp_path / "out" / "detections.json").read_text())["images"]) == 2
+
+
+def test_a_missing_source_is_named(tmp_path):
+    proc = acorn_detect(["nowhere", "--model", str(BASE)], tmp_path)
+    assert proc.returncode == 1 and "nowhere: no such file or folder" in proc.stderr

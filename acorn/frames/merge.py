@@ -9,9 +9,14 @@ box when a frame is detected slice by slice:
 - **pieces**: an object across a slice edge is seen in parts, a box in each slice, each ending
   at the edge. NMS cannot join them: two halves of a squirrel do not overlap (no overlap) or
   overlap little (IoU of a half against the whole is at most 0.5). Boxes cut by an inner slice
-  edge are joined with the box that continues them on the other side, and with the box that
-  contains most of them; joined boxes become their union, at the highest confidence among them.
-  Joining is transitive, so an object on a corner of four slices becomes one box.
+  edge are joined with the box that continues them on the other side of it over about the same
+  stretch of the edge (1-D IoU along the edge), and with the box that holds most of them;
+  joined boxes become their union, at the highest confidence among them. Joining is
+  transitive, so an object on a corner of four slices becomes one box. IoU along the edge, not
+  the share of the shorter piece: a weak detector fires boxes that fill a whole slice, and
+  under the lenient rule each such box took in every small box across its edges, chaining a
+  quarter of a 4K frame into one box (the shipped base model on a dark demo frame). The cost:
+  a thin piece (a tail across the edge) next to a long one stays a box of its own.
 
 Only boxes from different slices are joined: two boxes of one slice survived the detector's
 own NMS, so they are two objects as far as the detector can tell.
@@ -66,8 +71,9 @@ class MergeRule:
     edge_tol: float = (
         0.01  # a box side this close to an inner slice edge (fraction of the slice) is cut by it
     )
-    match: float = 0.5  # pieces join when this share of the shorter one's extent along the edge is shared,
-    # or this share of a cut piece lies inside the other box
+    # pieces join when their extents along the edge have at least this IoU, or when this share
+    # of a cut piece lies inside the other box
+    match: float = 0.5
 
 
 @dataclass
@@ -145,8 +151,8 @@ def _same_object(
         & np.any(windows[:, col, :] != windows[col, :, :], axis=2)
         & (cut[:, col] | cut)
     )
-    share_y = _shared(y1, y2) / np.minimum.outer(y2 - y1, y2 - y1).clip(min=1e-9)
-    share_x = _shared(x1, x2) / np.minimum.outer(x2 - x1, x2 - x1).clip(min=1e-9)
+    share_y = _shared(y1, y2) / _spanned(y1, y2).clip(min=1e-9)  # 1-D IoU along a vertical edge
+    share_x = _shared(x1, x2) / _spanned(x1, x2).clip(min=1e-9)
     gap_x = np.maximum(tol_x[:, col], tol_x)
     gap_y = np.maximum(tol_y[:, col], tol_y)
     # i ends at its slice's right edge, j starts at the left edge of a slice further right, and
@@ -175,6 +181,11 @@ def _same_object(
 def _shared(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """(n, n) length shared by intervals [lo_i, hi_i] and [lo_j, hi_j] (0 when apart)."""
     return (np.minimum.outer(hi, hi) - np.maximum.outer(lo, lo)).clip(min=0)
+
+
+def _spanned(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(n, n) length of the union of intervals [lo_i, hi_i] and [lo_j, hi_j] (their hull when apart)."""
+    return np.maximum.outer(hi, hi) - np.minimum.outer(lo, lo)
 
 
 def _components(adjacent: np.ndarray) -> np.ndarray:
