@@ -39,8 +39,9 @@ RACCOON = SHARED_DATA / "raccoon"
 
 
 def curves_frame(rows: list[tuple]) -> pd.DataFrame:
-    """Rows of (strategy, seed, cycle, labeled, map50, map50_95[, false_alarm_rate])."""
-    return pd.DataFrame([(*r, np.nan)[:7] for r in rows], columns=cv.CURVE_COLUMNS)
+    """Rows of (strategy, seed, cycle, labeled, map50, map50_95[, false_alarm_rate[, val_map50]])."""
+    width = len(cv.CURVE_COLUMNS)
+    return pd.DataFrame([(*r, *[np.nan] * width)[:width] for r in rows], columns=cv.CURVE_COLUMNS)
 
 
 def selections_frame(batches: dict[tuple[str, int, int], list[str]]) -> pd.DataFrame:
@@ -134,6 +135,22 @@ def test_run_table_has_auc_labels_last_false_alarm_and_pooled_hit_rate_per_run()
     assert runs.loc[("entropy", 0), "hit_rate"] == pytest.approx(0.2)
     assert np.isnan(runs.loc[("entropy", 1), "hit_rate"])  # no selections recorded for it
     assert cv.run_table(CURVES, None)["hit_rate"].isna().all()
+
+
+def test_a_choice_reads_the_validation_curve_and_the_test_curve_only_reports():
+    rows = [("random", 0, 0, 0, 0.1, 0.0, 0.0, 0.2), ("random", 0, 1, 10, 0.3, 0.0, 0.0, 0.6)]
+    test, val = (
+        cv.run_table(curves_frame(rows), None),
+        cv.run_table(curves_frame(rows), None, metric="val_map50"),
+    )
+    assert (test.loc[0, "auc"], test.loc[0, "gain"]) == pytest.approx((0.2, 0.2))  # (0.1 + 0.3) / 2
+    assert (val.loc[0, "auc"], val.loc[0, "gain"]) == pytest.approx((0.4, 0.4))  # (0.2 + 0.6) / 2
+    with pytest.raises(InputError, match="no 'val_map50' curve"):  # a folder made before val.data
+        cv.run_table(curves_frame(rows).drop(columns="val_map50"), None, metric="val_map50")
+    with pytest.raises(InputError, match="no 'precision' curve"):
+        cv.run_table(curves_frame(rows), None, metric="precision")
+    shown = load_benchmark("paired").paired_against(curves_frame(rows), "random", metric="val_map50")
+    assert shown.loc[0, "AUC val_map50"] == "0.400"
 
 
 def test_strategy_table_aggregates_auc_and_labels_to_target_per_strategy():
@@ -642,9 +659,11 @@ class FakeModel:
         (weights / "best.pt").write_text("fake")  # the epoch kept: the best on the validation set
         return weights / "best.pt"
 
-    def evaluate(self, *_args, **kwargs) -> acorn.training.EvalMetrics:
+    def evaluate(self, _weights, data_yaml, *_args, **kwargs) -> acorn.training.EvalMetrics:
+        """A fixed score: map50 0.5 on the test set, 0.7 on the validation set."""
         self.eval_threads.append(kwargs.get("threads"))
-        return acorn.training.EvalMetrics(map50=0.5, map50_95=0.25, precision=0.5, recall=0.5)
+        map50 = 0.7 if Path(data_yaml).parent.name == "val" else 0.5
+        return acorn.training.EvalMetrics(map50=map50, map50_95=0.25, precision=0.5, recall=0.5)
 
     def detector(self, config) -> SimpleNamespace:
         self.detectors.append(Path(config.weights).name)
@@ -739,6 +758,8 @@ def test_runs_of_one_seed_are_paired_across_strategies(tmp_path, monkeypatch):
         assert first["tile_id"].tolist() == expected
     # the false-alarm rate is measured on the test set's empty images (t00: the only one of 4)
     assert result.curves["false_alarm_rate"].eq(0.0).all()
+    # every row holds the test score (reported) and the validation score (what a choice reads)
+    assert result.curves["map50"].eq(0.5).all() and result.curves["val_map50"].eq(0.7).all()
 
 
 def test_a_cold_start_gives_every_strategy_the_same_first_batch(tmp_path, monkeypatch):

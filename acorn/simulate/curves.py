@@ -17,7 +17,19 @@ import pandas as pd
 
 from acorn.errors import InputError
 
-CURVE_COLUMNS = ["strategy", "seed", "cycle", "labeled_tiles", "map50", "map50_95", "false_alarm_rate"]
+# map50 / map50_95 / false_alarm_rate: the test set's (what is reported); val_map50: the validation
+# set's (what a design decision, e.g. the default strategy, is chosen on: paired.py --metric)
+CURVE_COLUMNS = [
+    "strategy",
+    "seed",
+    "cycle",
+    "labeled_tiles",
+    "map50",
+    "map50_95",
+    "false_alarm_rate",
+    "val_map50",
+]
+METRICS = ("map50", "val_map50")  # what a run's AUC, gain and labels to target may be read from
 SELECTION_COLUMNS = ["strategy", "seed", "cycle", "rank", "tile_id"]
 CURVES, SELECTIONS = "curves.csv", "selections.csv"
 BASELINE = "random"
@@ -161,7 +173,7 @@ def false_alarm_rate(boxes: pd.DataFrame, empty_ids: Sequence[str], threshold: f
 
 def summarize_curves(curves: pd.DataFrame) -> pd.DataFrame:
     """Per strategy and cycle: labeled tiles; map50 mean, std (over seeds), min and max; mean
-    map50-95 and mean false-alarm rate on empty test images."""
+    map50-95 and mean false-alarm rate on empty test images; mean validation map50."""
     grouped = curves.groupby(["strategy", "cycle"], sort=False)
     summary = grouped.agg(
         labeled_tiles=("labeled_tiles", "max"),
@@ -172,6 +184,7 @@ def summarize_curves(curves: pd.DataFrame) -> pd.DataFrame:
         map50_max=("map50", "max"),
         map50_95_mean=("map50_95", "mean"),
         false_alarm_mean=("false_alarm_rate", "mean"),
+        val_map50_mean=("val_map50", "mean"),
     ).reset_index()
     return summary.round(4)
 
@@ -202,7 +215,10 @@ def check_same_grid(curves: pd.DataFrame) -> None:
 
 
 def run_table(
-    curves: pd.DataFrame, target_map50: float | None, hits: pd.DataFrame | None = None
+    curves: pd.DataFrame,
+    target_map50: float | None,
+    hits: pd.DataFrame | None = None,
+    metric: str = "map50",
 ) -> pd.DataFrame:
     """One row per (strategy, seed) run: the numbers strategies are compared on; runs on different
     label grids are refused (``check_same_grid``).
@@ -211,20 +227,24 @@ def run_table(
     added to the base model; NaN without a cycle 0, i.e. a cold start), ``labels`` (labels_to_reach
     the target; NaN when never or without a target), ``hit_rate`` (all hits over all picked items of the run, from ``hit_rates``; NaN
     without) and ``false_alarm`` (the false-alarm rate of the run's last model: the one a user
-    would keep).
+    would keep). ``metric``: the curve these are read from, the test set's ``map50`` (what a
+    report says) or the validation set's ``val_map50`` (what a choice between strategies is made
+    on, so that the test set does not choose what it then reports).
     """
+    if metric not in METRICS or metric not in curves:
+        raise InputError(f"no {metric!r} curve to compare on (curves hold: {', '.join(curves.columns)})")
     check_same_grid(curves)
     rows = []
     for (strategy, seed), run in curves.groupby(["strategy", "seed"], sort=False):
         reach = None
         if target_map50 is not None:
-            reach = labels_to_reach(run["labeled_tiles"], run["map50"], target_map50)
-        by_cycle = run.set_index("cycle")["map50"]
+            reach = labels_to_reach(run["labeled_tiles"], run[metric], target_map50)
+        by_cycle = run.set_index("cycle")[metric]
         rows.append(
             {
                 "strategy": strategy,
                 "seed": seed,
-                "auc": area_under_curve(run["labeled_tiles"], run["map50"]),
+                "auc": area_under_curve(run["labeled_tiles"], run[metric]),
                 "gain": float(by_cycle[by_cycle.index.max()] - by_cycle[0]) if 0 in by_cycle else np.nan,
                 "labels": np.nan if reach is None else float(reach),
                 "false_alarm": float(run.loc[run["cycle"].idxmax(), "false_alarm_rate"]),
@@ -473,9 +493,12 @@ def verdict(low: pd.Series, high: pd.Series, higher_is_better: bool = True) -> p
     return pd.Series(text, index=low.index)
 
 
-def format_comparison(comparison: pd.DataFrame, has_target: bool, baseline: str = BASELINE) -> pd.DataFrame:
+def format_comparison(
+    comparison: pd.DataFrame, has_target: bool, baseline: str = BASELINE, metric: str = "map50"
+) -> pd.DataFrame:
     """Human-readable cells of ``comparison_table`` for the report and the console: the paired AUC
-    difference with its t interval, the bootstrap interval beside it and the exact sign-flip p."""
+    difference with its t interval, the bootstrap interval beside it and the exact sign-flip p;
+    ``metric`` names the curve the runs were read from (``run_table``)."""
     ci = f"{LEVEL:.0%} CI"
 
     def interval(lo: float, hi: float) -> str:
@@ -511,8 +534,8 @@ def format_comparison(comparison: pd.DataFrame, has_target: bool, baseline: str 
         {
             "strategy": comparison["strategy"],
             "seeds": comparison["seeds"].astype(str),
-            "AUC map50": comparison["auc"].map(lambda v: f"{v:.3f}"),
-            f"map50 gain over cycle 0 [t {ci}]": comparison.apply(gain, axis=1).astype(str),
+            f"AUC {metric}": comparison["auc"].map(lambda v: f"{v:.3f}"),
+            f"{metric} gain over cycle 0 [t {ci}]": comparison.apply(gain, axis=1).astype(str),
             f"AUC − {baseline} [t {ci}]": diff("auc"),
             f"bootstrap {ci}": comparison.apply(boot, axis=1).astype(str),
             "sign-flip p": comparison["auc_p"].map(lambda v: "" if np.isnan(v) else f"{v:.3g}"),

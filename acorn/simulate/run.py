@@ -338,6 +338,7 @@ class _Simulation:
             for i, t in zip(pool.val["image"], pool.val["truth"], strict=True)
         ]
         self._test_yaml = self.work / "test" / "data.yaml"
+        self._val_yaml = self.work / "val" / "data.yaml"
 
     def run(self) -> Result:
         from tqdm import tqdm
@@ -370,6 +371,9 @@ class _Simulation:
                 for image, truth in zip(self.pool.test["image"], self.pool.test["truth"], strict=True)
             ]
             self._test_yaml = training.write_dataset(self.work / "test", self.pool.classes, test, test)
+            self._val_yaml = training.write_dataset(
+                self.work / "val", self.pool.classes, self._val, self._val
+            )
             yield
 
     def score(self, batches: Mapping[str, Sequence[str]], seed: int) -> Iterator[dict]:
@@ -644,26 +648,38 @@ class _Simulation:
         return keep
 
     def _evaluate(self, weights: Path) -> dict[str, float]:
-        """Test map50 and map50-95, and the false-alarm rate on the test set's empty images at the
-        decision threshold (``rank.threshold``, the one pre-annotations are shown at)."""
-        work = Path(tempfile.mkdtemp(dir=self.work, prefix="eval-"))
+        """Test map50 and map50-95, the false-alarm rate on the test set's empty images at the
+        decision threshold (``rank.threshold``, the one pre-annotations are shown at), and the
+        validation map50 (what the train stage's champion gate reads, and what a choice between
+        strategies is made on)."""
         device = detection.resolve_device(self.p.model.device)
-        metrics = training.evaluate(
-            weights, self._test_yaml, self.p.model.imgsz, work, device=device, threads=self.p.model.threads
-        )
-        shutil.rmtree(work, ignore_errors=True)
+        scores = {}
+        for name, data in (("test", self._test_yaml), ("val", self._val_yaml)):
+            work = Path(tempfile.mkdtemp(dir=self.work, prefix="eval-"))
+            scores[name] = training.evaluate(
+                weights, data, self.p.model.imgsz, work, device=device, threads=self.p.model.threads
+            )
+            shutil.rmtree(work, ignore_errors=True)
         empty = self.pool.test.loc[self.pool.test["objects"] == 0, "image"].tolist()
         alarms = float("nan")
         if empty:
             found = self._predict(weights, empty, empty)
             alarms = false_alarm_rate(found.boxes, empty, self.p.rank.threshold)
-        return {"map50": metrics.map50, "map50_95": metrics.map50_95, "false_alarm_rate": alarms}
+        test = scores["test"]
+        return {
+            "map50": test.map50,
+            "map50_95": test.map50_95,
+            "false_alarm_rate": alarms,
+            "val_map50": scores["val"].map50,
+        }
 
     def _base_metrics(self) -> dict[str, float]:
         """The base model on the test set: the cycle-0 point of every run, evaluated once."""
         zero = self.curves[self.curves["cycle"] == 0]
         if not zero.empty:
-            return zero[["map50", "map50_95", "false_alarm_rate"]].iloc[0].astype(float).to_dict()
+            return (
+                zero[["map50", "map50_95", "false_alarm_rate", "val_map50"]].iloc[0].astype(float).to_dict()
+            )
         return self._evaluate(Path(self.config.base))
 
     def _reference(self, bar: tqdm) -> dict | None:
