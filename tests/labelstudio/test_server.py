@@ -231,14 +231,24 @@ def test_a_start_makes_the_data_and_state_folders_private_and_the_server_writes_
 
 @pytest.mark.labelstudio
 def test_the_real_servers_folders_and_files_are_its_owners_only(ls_server):
-    """Label Studio's database (which holds the API token), media and export folders, the log, the
-    pid file and the credentials: nothing for group or others. Django chmods an uploaded file to
-    0644 whatever the umask (its FILE_UPLOAD_PERMISSIONS, which Label Studio offers no setting
-    for); none is uploaded here, and the 0700 data folder keeps such a file from others anyway."""
+    """Label Studio's database (which holds the API token), its media and export folders, the log,
+    the pid file and the credentials: nothing for group or others. One exception, inside the closed
+    data folder: Django chmods an uploaded file to 0644 whatever the umask (its default
+    FILE_UPLOAD_PERMISSIONS, which no Label Studio variable sets; a settings module of acorn's own
+    cannot wrap Label Studio's, which reads the settings while it is half imported). The next start
+    takes those bits off, as the stand-in test above shows."""
+    conn = ls_server.connection()
+    with httpx.Client(
+        base_url=conn.url, headers={"Authorization": f"Token {conn.api_key}"}, timeout=60
+    ) as ls:
+        project = ls.post("/api/projects", json={"title": "private upload"}).raise_for_status().json()["id"]
+        upload = ("tasks.json", b'[{"image": "private.jpg"}]', "application/json")
+        ls.post(f"/api/projects/{project}/import", files={"file": upload}).raise_for_status()
     found = modes(ls_server.data_dir, ls_server.state_dir)
     assert str(ls_server.data_dir / "label_studio.sqlite3") in found and str(ls_server.log_file) in found
-    assert any("/media/" in path for path in found), sorted(found)
-    assert open_to_others(found) == {}
+    uploads = {path for path in found if "/media/upload/" in path and Path(path).is_file()}
+    assert uploads, sorted(found)
+    assert open_to_others({path: mode for path, mode in found.items() if path not in uploads}) == {}
     assert found[str(ls_server.data_dir)] == found[str(ls_server.state_dir)] == "0o700"
     status = Path(f"/proc/{ls_server.status().pid}/status").read_text()
     assert "Umask:\t0077" in status, "what the server makes from now on is private too"
