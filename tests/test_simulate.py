@@ -1460,3 +1460,39 @@ def test_refit_retrains_a_runs_labels_and_refuses_another_pool_or_settings(tmp_p
         run_refit("--pool", here)
     with pytest.raises(SystemExit, match=r"\(rank\.budget differ\)"):
         run_refit("--pool", here, "--test", test, *val, "-S", "rank.budget=3")
+
+
+def test_each_seed_chooses_from_its_own_share_of_the_pool_frames(tmp_path, monkeypatch):
+    FakeModel(boxes={f"img{i:02d}": [0.05 * (i + 1)] for i in range(16)}).install(monkeypatch)
+    pool = pools.folder_pool(
+        yolo_folder(tmp_path / "pool", 16),
+        ["raccoon"],
+        0.2,
+        yolo_folder(tmp_path / "t", 2, prefix="t"),
+        val_folder(tmp_path),
+    )
+    p = settings(rank__budget=2, model__base=str(fake_base(tmp_path)))
+    with pytest.raises(ParamsError, match="pool-share"):
+        sim.SimulateConfig(p, pool_share=0.0)
+    config = sim.SimulateConfig(
+        p, strategies=("random", "entropy"), seeds=3, cycles=2, full_epochs=0, pool_share=0.5
+    )
+    assert (
+        config.identity()["pool_share"] == 0.5
+        and "pool_share" not in replace(config, pool_share=1.0).identity()
+    )
+    out = tmp_path / "out"
+    sim.simulate(pool, config, out)
+    runner = sim._Simulation(pool, config, out)
+    shares = {seed: runner.available(seed) for seed in range(3)}
+    assert all(len(ids) == 8 for ids in shares.values())  # half of the 16 items (each its own frame)
+    assert len({tuple(ids) for ids in shares.values()}) == 3  # another pool in each seed
+    picks = pd.read_csv(out / cv.SELECTIONS)
+    for (strategy, seed), run in picks.groupby(["strategy", "seed"]):
+        assert set(run["tile_id"]) <= set(shares[seed]), (strategy, seed)
+    # entropy's first batch, deterministic given the pool, now differs between seeds
+    first = (
+        picks[(picks["strategy"] == "entropy") & (picks["cycle"] == 1)].groupby("seed")["tile_id"].agg(tuple)
+    )
+    assert first.nunique() > 1
+    assert "each seed 50% of the pool's frames" in (out / report.REPORT).read_text()

@@ -17,10 +17,13 @@ are skipped and the labeled sets are rebuilt by replaying the recorded selection
 
 The comparison is paired: in seed ``s`` every strategy starts from the same base model with no
 labels, fine-tunes with seed ``s`` and breaks ties with the same seeded order (``selection_seed``),
-so within a seed the strategy is the only thing that differs. Runs go seed by seed (every strategy
-of seed 0, then of seed 1, ...), so a long simulation stopped early holds complete pairs. Seeds
-are independent, so one simulation can be split across processes or machines (``first_seed``, one
-output folder each) and gathered into one folder (``merge``) for the summary.
+so within a seed the strategy is the only thing that differs; with ``pool_share`` below 1 each
+seed also chooses from its own seeded share of the pool's frames (the same for every strategy of
+the seed), so that seeds vary what can be chosen, not only the training noise. Runs go seed by
+seed (every strategy of seed 0, then of seed 1, ...), so a long simulation stopped early holds
+complete pairs. Seeds are independent, so one simulation can be split across processes or
+machines (``first_seed``, one output folder each) and gathered into one folder (``merge``) for the
+summary.
 
 ``predict.candidates: N`` is honoured as the predict and rank stages honour it (acorn.candidates):
 a strategy that needs predictions predicts and ranks only N unlabeled items per cycle, the previous
@@ -155,6 +158,7 @@ class SimulateConfig:
     target: float = 0.95  # fraction of the whole-pool model's map50
     full_epochs: int | None = None  # whole-pool reference; None: train.epochs; 0: none
     full_patience: int = 0  # reference: stop after this many epochs without a better val score; 0: never
+    pool_share: float = 1.0  # each seed's runs choose from a seeded share of the pool's frames
 
     def __post_init__(self) -> None:
         for name in ("seeds", "cycles"):
@@ -181,6 +185,8 @@ class SimulateConfig:
                 raise StrategyError(f"--strategies entry {name!r}: {exc}") from None
         if not 0.0 < self.target <= 1.0:
             raise ParamsError(f"--target must be in (0, 1]; got {self.target}")
+        if not 0.0 < self.pool_share <= 1.0:
+            raise ParamsError(f"--pool-share must be in (0, 1]; got {self.pool_share}")
         check_size(self.params.predict.candidates, self.budget)
 
     @property
@@ -212,10 +218,12 @@ class SimulateConfig:
         )
 
     def identity(self) -> dict:
-        """The settings every row of one output folder shares, as ``section.key``: a resume refuses a
-        change. The strategy list, seeds, cycles, target and reference epochs may change."""
+        """The settings every row of one output folder shares, as ``section.key`` (and the pool
+        share, when not the whole pool): a resume refuses a change. The strategy list, seeds,
+        cycles, target and reference epochs may change."""
         read = self.params.model_dump(include=_IDENTITY_SECTIONS)
         flat = {f"{s}.{k}": v for s, section in read.items() for k, v in section.items()}
+        flat |= {"pool_share": self.pool_share} if self.pool_share < 1.0 else {}
         return {k: v for k, v in sorted(flat.items()) if k not in _NOT_READ | _SPEED_ONLY}
 
 
@@ -339,6 +347,21 @@ class _Simulation:
         ]
         self._test_yaml = self.work / "test" / "data.yaml"
         self._val_yaml = self.work / "val" / "data.yaml"
+
+    def available(self, seed: int) -> list[str]:
+        """The pool items run ``seed`` may choose from, in pool order: those of a seeded share
+        (``pool_share``) of the pool's frames (``frame_id``; each item is its own frame without
+        one), the same for every strategy of the seed, so the runs stay paired while each seed
+        sees another pool. Without it every seed of a deterministic strategy picks the same first
+        batch, and the seeds vary the training noise only."""
+        if self.config.pool_share >= 1.0:
+            return self.ids
+        frames = self.items["frame_id"].astype(str) if "frame_id" in self.items else self.items["tile_id"]
+        unique = np.sort(frames.unique())
+        keep = np.random.default_rng(seed).permutation(unique)[
+            : max(1, round(self.config.pool_share * len(unique)))
+        ]
+        return self.items.loc[frames.isin(keep), "tile_id"].tolist()
 
     def run(self) -> Result:
         from tqdm import tqdm
@@ -465,7 +488,7 @@ class _Simulation:
         picks = []
         for name in c.strategies:
             for seed in c.seed_numbers:
-                batch, _ = self._select(name, seed, 1, [], self.ids)
+                batch, _ = self._select(name, seed, 1, [], self.available(seed))
                 picks.append(pd.DataFrame({"strategy": name, "seed": seed, "cycle": 1, "tile_id": batch}))
         runs = hit_rates(pd.concat(picks, ignore_index=True), self.pool.objects).drop(columns="cycle")
         base_rate = self.pool.base_rate
@@ -483,12 +506,13 @@ class _Simulation:
         c = self.config
         if not c.cold and 0 not in replay.done:
             self._append_row(name, seed, 0, 0, self._base_metrics())
+        available = self.available(seed)
         for cycle in range(1, c.cycles + 1):
             if cycle in replay.done:
                 continue
             labeled = replay.labeled_before(cycle)
             taken = set(labeled)
-            unlabeled = [t for t in self.ids if t not in taken]
+            unlabeled = [t for t in available if t not in taken]
             if not unlabeled:
                 log.info("%s seed %d: the pool is exhausted after cycle %d", name, seed, cycle - 1)
                 return
@@ -843,6 +867,7 @@ class _Simulation:
                 f"{d['pool']}: {d['items']} items, budget {c.budget}/cycle, {self.p.train.epochs} epochs, "
                 f"imgsz {self.p.model.imgsz}, {_seed_words(c.seed_numbers)}"
                 + (f", {self.p.predict.candidates} candidates/cycle" if self.p.predict.candidates else "")
+                + (f", each seed {c.pool_share:.0%} of the pool's frames" if c.pool_share < 1.0 else "")
             ),
             "test": f"{d['test']} ({d['test_items']} images, {int((self.pool.test['objects'] == 0).sum())} empty)",
             "val": f"{d['val']} ({d['val_items']} images)",
