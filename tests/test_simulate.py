@@ -595,7 +595,16 @@ def test_the_command_registers_and_documents_its_options():
     app.command("other")(lambda: None)  # a second command keeps typer from flattening the app
     result = CliRunner().invoke(app, ["simulate", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for option in ("--pool", "--strategies", "--seeds", "--cycles", "--budget", "--epochs", "--out"):
+    for option in (
+        "--pool",
+        "--strategies",
+        "--seeds",
+        "--cycles",
+        "--budget",
+        "--epochs",
+        "--pool-share",
+        "--out",
+    ):
         assert option in result.output
     assert "--set" in result.output and "-S" in result.output and "--screen" in result.output
 

@@ -65,6 +65,13 @@ def simulate_command(
             "its best epoch: a converged ceiling (0: every epoch, the last kept)"
         ),
     ] = SimulateConfig.full_patience,
+    pool_share: Annotated[
+        float,
+        typer.Option(
+            help="each seed chooses from its own seeded share of the pool's frames (the same for every "
+            "strategy of the seed): seeds then vary the pool, not only the training noise (1: the whole pool)"
+        ),
+    ] = SimulateConfig.pool_share,
     imgsz: Annotated[int | None, typer.Option(help="train / predict / test size: sets model.imgsz")] = None,
     base: Annotated[
         str | None, typer.Option(help="base .pt, or a .yaml for a cold start: sets model.base")
@@ -105,6 +112,7 @@ def simulate_command(
         target=target,
         full_epochs=full_epochs,
         full_patience=full_patience,
+        pool_share=pool_share,
     )
     source = open_simulation_pool(pool, p, overrides, test_fraction)
     if screen_only:
