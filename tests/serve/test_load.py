@@ -92,7 +92,7 @@ def _slow_client(url: str, stop: threading.Event, answered: list[bytes]) -> None
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(
-            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: 65536\r\n\r\n{"
         )
         sock.settimeout(0.5)
