@@ -286,6 +286,8 @@ class FetchPolicy:
         allow_private: bool = False,
     ) -> None:
         self.label_studio = _origin(label_studio_url) if label_studio_url else None
+        # Label Studio may live under a path (DagsHub's: /<owner>/<repo>/annotations/de)
+        self.label_studio_path = urlsplit(label_studio_url).path.rstrip("/")
         self.dagshub = _origin(dagshub_host) if dagshub_host else None
         self.allow_hosts = tuple(h.strip().lower().rstrip(".") for h in allow_hosts if h.strip())
         self.allow_private = allow_private
@@ -301,12 +303,16 @@ class FetchPolicy:
         if not _plain_path(parts.path):
             raise ImageError(f"{shown}: '.', '..' or empty segments in the path are not fetched")
         origin = _origin(url)
-        if origin == self.label_studio:
-            if not _LABEL_STUDIO_MEDIA.fullmatch(unquote(parts.path)):
-                raise ImageError(f"{shown}: only Label Studio's media paths are fetched, not its API")
+        path = unquote(parts.path)
+        inside = (
+            path.removeprefix(self.label_studio_path) if path.startswith(self.label_studio_path + "/") else ""
+        )
+        if origin == self.label_studio and _LABEL_STUDIO_MEDIA.fullmatch(inside):
             return "label-studio"
         if origin == self.dagshub and _DAGSHUB_PATHS.fullmatch(parts.path):
             return "dagshub"
+        if origin == self.label_studio:  # Label Studio's origin, but not its media
+            raise ImageError(f"{shown}: only Label Studio's media paths are fetched, not its API")
         if self.named(origin[1]):
             return "allowed"
         raise ImageError(

@@ -226,6 +226,32 @@ def test_every_address_of_a_name_is_checked_and_the_checked_one_is_connected(dat
     assert resolved.count("tiles.example.test") == 2, "one look-up per connection, none by the client"
 
 
+def test_the_fetch_policy_by_url():
+    """What each kind of URL is, and what is refused, with Label Studio under a path on the
+    DagsHub host's own origin (as DagsHub serves it)."""
+    ls = "https://dagshub.com/squirrel-lab/backyard/annotations/de"
+    policy = FetchPolicy(ls, "https://dagshub.com", ("images.example.org", "*.cdn.example"))
+    assert policy.kind(f"{ls}/data/upload/3/a.jpg") == "label-studio"
+    assert policy.kind(f"{ls}/tasks/17/presign/?fileuri=czM6Ly9i") == "label-studio"
+    assert policy.kind("https://dagshub.com/api/v1/repos/o/r/raw/main/a.jpg") == "dagshub"
+    assert policy.kind("https://images.example.org/a.jpg") == "allowed"
+    assert policy.kind("https://eu.cdn.example/a.jpg") == "allowed"
+    for url in (
+        f"{ls}/api/projects",
+        f"{ls}/data/upload/../../api/projects",
+        "https://dagshub.com/api/v1/user",
+        "https://dagshub.com/squirrel-lab/backyard/annotations/de2/data/upload/a.jpg",
+        "https://cdn.example/a.jpg",
+        "https://evilcdn.example/a.jpg",
+        "https://images.example.org.evil.test/a.jpg",
+        "https://user:pw@images.example.org/a.jpg",
+        "ftp://images.example.org/a.jpg",
+        "http://169.254.169.254/latest/meta-data/",
+    ):
+        with pytest.raises(ImageError):
+            policy.kind(url)
+
+
 @pytest.mark.parametrize(
     "uri",
     [
