@@ -10,7 +10,8 @@ spawned), after psutil confirms that the id still belongs to this server.
 
 The database holds the API token and every label, so the data and state folders are the
 owner's alone (0700, files 0600): they are made so, and put right on every start, and the
-server runs under umask 077 so that what it creates later (media, exports) is private too.
+server runs under umask 077 so that what it creates later (exports, media folders, the
+database's journal) is private too. Django's uploads are the one exception (see ``_make_private``).
 """
 
 from __future__ import annotations
@@ -337,7 +338,9 @@ class LocalServer:
         """Make the data and state folders 0700 and take group and other bits off what they hold.
 
         Folders made by an older acorn (0755, database 0644) are put right here too. The whole
-        data folder is walked: Django chmods uploaded media to 0644 whatever the umask. The
+        data folder is walked: Django chmods each uploaded file to 0644 whatever the umask (no
+        Label Studio variable sets FILE_UPLOAD_PERMISSIONS), so uploads since the last start are
+        closed here; until then the 0700 data folder keeps them from others. The
         state folder's own files (log, pid) are enough: in the repository's layout it also holds
         the server's venv, which needs no change once its parent is closed.
         """
