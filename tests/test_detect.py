@@ -211,3 +211,28 @@ def test_an_unreadable_frame_is_named(frames, tmp_path):
 def test_a_missing_source_is_named(tmp_path):
     proc = acorn_detect(["nowhere", "--model", str(BASE)], tmp_path)
     assert proc.returncode == 1 and "nowhere: no such file or folder" in proc.stderr
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.1, 0.2])
+def test_a_perfect_slice_detector_merges_back_to_the_frame_truth(overlap, tmp_path):
+    """The demo's truth cut into each slice (what a perfect detector would find there) merges
+    back to the truth box for box: the rule joins what an edge cut and nothing else, on real
+    layouts (squirrels side by side, at edges and corners)."""
+    from acorn.demo.synth import make_webcam_set
+    from acorn.formats import read_yolo_labels
+    from acorn.tiling import clip_boxes
+
+    width, height = 1920, 1080
+    make_webcam_set(tmp_path, 24, width=width, height=height, seed=7)
+    windows = slice_windows(width, height, TileGrid(), overlap)[["x0", "y0", "x1", "y1"]].to_numpy()
+    cut = 0
+    for label in sorted((tmp_path / "labels").glob("*.txt")):
+        truth = read_yolo_labels(label, width, height)
+        pieces = [(clip_boxes(truth, tuple(w), 1e-9), w) for w in windows]
+        xyxy = np.concatenate([b[["x1", "y1", "x2", "y2"]].to_numpy() + w[[0, 1, 0, 1]] for b, w in pieces])
+        owner = np.concatenate([np.repeat([w], len(b), axis=0) for b, w in pieces]).reshape(-1, 4)
+        merged = merge_boxes(xyxy, np.full(len(xyxy), 0.9), np.zeros(len(xyxy)), owner, (width, height))
+        expected = truth[["x1", "y1", "x2", "y2"]].to_numpy().clip(0, [width, height, width, height])
+        assert sorted(map(tuple, merged.xyxy.round(3))) == sorted(map(tuple, expected.round(3))), label.name
+        cut += int((merged.pieces > 1).sum())
+    assert cut >= 5  # the frames do put squirrels across slice edges

@@ -107,14 +107,24 @@ def merge_boxes(
     confidence = np.asarray(confidence, dtype=np.float64).reshape(-1)
     class_id = np.asarray(class_id, dtype=np.int64).reshape(-1)
     windows = np.asarray(windows, dtype=np.float64).reshape(-1, 4)
-    keep = batched_nms(
-        torch.from_numpy(xyxy), torch.from_numpy(confidence), torch.from_numpy(class_id), rule.iou
-    ).numpy()  # most confident first
-    xyxy, confidence, class_id, windows = xyxy[keep], confidence[keep], class_id[keep], windows[keep]
+    cuts = _cut_sides(xyxy, windows, frame_size, rule.edge_tol)
+    # NMS among whole boxes only: a cut box is part of an object by definition, and where it is
+    # the more confident one NMS would keep it and drop the whole object's box. Cut boxes join.
+    whole = np.flatnonzero(~cuts.any(axis=1))
+    kept = batched_nms(
+        torch.from_numpy(xyxy[whole]),
+        torch.from_numpy(confidence[whole]),
+        torch.from_numpy(class_id[whole]),
+        rule.iou,
+    ).numpy()
+    keep = np.concatenate([whole[kept], np.flatnonzero(cuts.any(axis=1))])
+    keep = keep[np.argsort(-confidence[keep], kind="stable")]  # most confident first
+    xyxy, confidence, class_id = xyxy[keep], confidence[keep], class_id[keep]
+    windows, cuts = windows[keep], cuts[keep]
     # a group's label is its most confident box's index (boxes come most confident first), so
     # groups numbered in label order come most confident first too
     first, group = np.unique(
-        _components(_same_object(xyxy, class_id, windows, frame_size, rule)), return_inverse=True
+        _components(_same_object(xyxy, class_id, windows, cuts, rule)), return_inverse=True
     )
     n = len(first)
     out = np.empty((n, 4))
@@ -132,19 +142,34 @@ def merge_boxes(
     )
 
 
-def _same_object(
-    xyxy: np.ndarray, class_id: np.ndarray, windows: np.ndarray, frame_size: tuple[int, int], rule: MergeRule
+def _cut_sides(
+    xyxy: np.ndarray, windows: np.ndarray, frame_size: tuple[int, int], edge_tol: float
 ) -> np.ndarray:
-    """(n, n) bool: box i and box j are pieces of one object (symmetric, False on the diagonal)."""
+    """(n, 4) bool: box i ends at the left, top, right, bottom edge of its slice, one inside the frame."""
     width, height = frame_size
     x1, y1, x2, y2 = xyxy.T
     wx0, wy0, wx1, wy1 = windows.T
+    tol_x, tol_y = edge_tol * (wx1 - wx0), edge_tol * (wy1 - wy0)
+    return np.stack(
+        [
+            (wx0 > 0) & (x1 - wx0 <= tol_x),
+            (wy0 > 0) & (y1 - wy0 <= tol_y),
+            (wx1 < width) & (wx1 - x2 <= tol_x),
+            (wy1 < height) & (wy1 - y2 <= tol_y),
+        ],
+        axis=1,
+    ).reshape(-1, 4)
+
+
+def _same_object(
+    xyxy: np.ndarray, class_id: np.ndarray, windows: np.ndarray, cuts: np.ndarray, rule: MergeRule
+) -> np.ndarray:
+    """(n, n) bool: box i and box j are pieces of one object (symmetric, False on the diagonal)."""
+    x1, y1, x2, y2 = xyxy.T
+    wx0, wy0, wx1, wy1 = windows.T
     tol_x, tol_y = rule.edge_tol * (wx1 - wx0), rule.edge_tol * (wy1 - wy0)
-    cut_left = (wx0 > 0) & (x1 - wx0 <= tol_x)
-    cut_right = (wx1 < width) & (wx1 - x2 <= tol_x)
-    cut_top = (wy0 > 0) & (y1 - wy0 <= tol_y)
-    cut_bottom = (wy1 < height) & (wy1 - y2 <= tol_y)
-    cut = cut_left | cut_right | cut_top | cut_bottom
+    cut_left, cut_top, cut_right, cut_bottom = cuts.T
+    cut = cuts.any(axis=1)
     col = np.newaxis  # i along rows, j along columns
     candidates = (
         (class_id[:, col] == class_id)
