@@ -30,7 +30,8 @@ from acorn.serve.app import create_app
 from acorn.serve.champion import Champion, served_model_version
 from acorn.serve.config import ServeConfig
 from acorn.serve.server import ServerThread
-from tests.serve.conftest import MODEL, make_weights, noise_image, register_version
+from tests.conftest import save_detector
+from tests.serve.conftest import MODEL, noise_image, register_version
 
 from .conftest import CLASSES, no_predictions, stream
 
@@ -96,7 +97,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(ls_server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     registry = tmp_path_factory.mktemp("serve-registry")
-    weights = make_weights(tmp_path_factory.mktemp("serve-weights") / "toy.pt")
+    weights = save_detector(tmp_path_factory.mktemp("serve-weights") / "toy.pt", bias=1.0)
     assert register_version(registry, weights, 0.1) == 1
     store = f"sqlite:///{(registry / 'mlflow.db').resolve()}"
 
