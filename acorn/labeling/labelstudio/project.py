@@ -177,7 +177,8 @@ def _ensure_ml_backend(client: LabelStudio, project_id: int, url: str) -> bool:
             raise
         raise LabelStudioError(
             f"cannot connect ML backend {url} to project {project_id}: {describe(exc)}. Label Studio calls its "
-            "/health and /setup; a backend on 127.0.0.1 needs ML_BLOCK_LOCAL_IP=false and "
-            "SSRF_PROTECTION_ENABLED=false on the server (set by `acorn labelstudio start`)"
+            "/health and /setup and refuses local and private addresses: the server `acorn labelstudio start` "
+            "runs allows 127.0.0.1 only (run `acorn serve` there); another server needs its own "
+            "SSRF settings to allow the backend's address"
         ) from exc
     return True
