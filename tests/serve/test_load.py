@@ -109,9 +109,9 @@ def _slow_client(url: str, stop: threading.Event, answered: list[bytes]) -> None
 
 def test_twenty_concurrent_predicts_with_a_champion_swap_and_slow_clients(tmp_path, weights):
     root = tmp_path / "repo"
-    (root / "tiles").mkdir(parents=True)
+    (root / "data" / "tiles").mkdir(parents=True)  # the default data root
     (root / "params.yaml").write_text(f"register:\n  model_name: {MODEL}\nrank:\n  threshold: 0.25\n")
-    images = [f"tiles/{i}.jpg" for i in range(TASKS)]
+    images = [f"data/tiles/{i}.jpg" for i in range(TASKS)]
     for i, rel in enumerate(images):
         noise_image(root / rel, 96, 80, seed=i)
     register_version(root, weights, 0.1)
