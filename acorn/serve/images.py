@@ -95,7 +95,7 @@ def parse_reference(reference: str | None, label_studio_url: str = "") -> LocalR
             return RepoRef(uris.parse_repo_uri(reference))
         except uris.RepoUriError as exc:
             raise ImageError(str(exc)) from None
-    parts = urlsplit(reference)
+    parts = _parsed(reference)
     if parts.scheme in ("http", "https"):
         return RemoteRef(reference)
     if parts.scheme and len(parts.scheme) > 1:  # one letter: a Windows drive, not a scheme
@@ -294,7 +294,7 @@ class FetchPolicy:
 
     def kind(self, url: str) -> str:
         """``label-studio``, ``dagshub`` or ``allowed``; :class:`ImageError` for a URL not to fetch."""
-        parts = urlsplit(url)
+        parts = _parsed(url)
         shown = _shown(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ImageError(f"{shown}: only http(s) URLs with a host are fetched")
@@ -632,7 +632,22 @@ def _is_jwt(token: str) -> bool:
     return isinstance(header, dict) and "alg" in header
 
 
+def _parsed(url: str):
+    """``urlsplit(url)``, its port checked: a malformed URL (an unclosed IPv6 bracket, a port out of
+    range) is the task's error, not an exception that would fail the whole request."""
+    try:
+        parts = urlsplit(url)
+        if parts.port == 0:  # reading the port checks it: ValueError out of range
+            raise ValueError("port 0")
+    except ValueError:
+        raise ImageError(f"{_shown(url)}: not a valid URL") from None
+    return parts
+
+
 def _shown(url: str) -> str:
     """A URL for messages and logs: without credentials, nor its query (a presigned credential)."""
-    parts = urlsplit(redacted(url))
+    try:
+        parts = urlsplit(redacted(url))
+    except ValueError:
+        return "(a malformed URL)"
     return parts._replace(query="", fragment="").geturl() if parts.query or parts.fragment else parts.geturl()

@@ -226,6 +226,19 @@ def test_every_address_of_a_name_is_checked_and_the_checked_one_is_connected(dat
     assert resolved.count("tiles.example.test") == 2, "one look-up per connection, none by the client"
 
 
+def test_malformed_references_are_errors_of_their_task(client_for):
+    """A reference Python's URL parser refuses fails its task only, not the request (before: 500)."""
+    broken = [
+        "http://[::1/x.jpg",
+        "http://h:99999/x.jpg",
+        "https://u:p@[fe80::1/a.jpg",
+        "/data/local-files/?d=a%00b",
+    ]
+    results = predict(client_for(), tasks_for(*broken, local("tiles/a.jpg")))
+    assert all(errors_of(results)[:-1]) and "error" not in results[-1]
+    assert not any("u:p" in e for e in errors_of(results))
+
+
 def test_the_fetch_policy_by_url():
     """What each kind of URL is, and what is refused, with Label Studio under a path on the
     DagsHub host's own origin (as DagsHub serves it)."""
