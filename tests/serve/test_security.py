@@ -45,6 +45,7 @@ from acorn.serve.images import (
     guarded_client,
     parse_reference,
 )
+from acorn.serve.redaction import scrub
 from acorn.serve.server import ServerThread
 
 from .conftest import LOCAL, MODEL, noise_image, register_version
@@ -523,6 +524,22 @@ class FailingMlflow(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         """Quiet: the test reads serve's log, not this one."""
+
+
+def test_scrub_removes_credentials_from_any_text():
+    env = {
+        "MLFLOW_TRACKING_URI": "https://acorn:uri-pw-123@mlflow.example/",
+        "LABEL_STUDIO_API_KEY": "ls-key-0123456",
+        "ACORN_SERVE_BASIC_AUTH": "ls:basic-pw-9",
+    }
+    text = (
+        "API request to https://acorn:uri-pw-123@mlflow.example/api/2.0/x failed; "
+        "'s3://key:secret@bucket/a' Token ls-key-0123456 basic-pw-9 http://plain.example/ok"
+    )
+    scrubbed = scrub(text, env)
+    for secret in ("uri-pw-123", "secret@", "ls-key-0123456", "basic-pw-9", "acorn:"):
+        assert secret not in scrubbed, scrubbed
+    assert "https://mlflow.example/api/2.0/x" in scrubbed and "http://plain.example/ok" in scrubbed
 
 
 @pytest.mark.slow  # a serve process: ~10 s
