@@ -16,8 +16,17 @@ of the rounds): on a shared machine wall time also measures the other jobs; the 
 
 Frames: ``--frames`` synthetic 3840x2160 webcam frames from the demo generator.
 
+Merge check (``--truth-frames``, no model): each demo frame's truth boxes cut into the slices
+(what a perfect detector would find in each) and merged again; how many truth boxes come back
+exactly. ``--sahi`` adds sahi's own merge (GREEDYNMM, IOS 0.5: ``get_sliced_prediction``'s
+default) to that check and sahi's sliced prediction to the timing. sahi is not in the locked
+environment; to run it, install it outside the repository and put it on the path::
+
+    pip install --no-deps --target /tmp/sahi-pkgs sahi==0.12.8 shapely pybboxes==0.1.6 fire terminaltables
+    PYTHONPATH=/tmp/sahi-pkgs python benchmarks/detect_frames.py --sahi
+
 Usage: ``python benchmarks/detect_frames.py [--frames 3] [--rounds 2] [--overlaps 0,0.1,0.2]
-[--weights models/base.pt] [--out DIR]``
+[--weights models/base.pt] [--truth-frames 60] [--sahi] [--out DIR]``
 """
 
 from __future__ import annotations
@@ -45,6 +54,10 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=REPO / "models" / "base.pt")
     parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
     parser.add_argument("--out", type=Path, help="write summary.md and rounds.csv here")
+    parser.add_argument(
+        "--truth-frames", type=int, default=60, help="merge check: 1920x1080 frames (0: none)"
+    )
+    parser.add_argument("--sahi", action="store_true", help="also sahi 0.12.8 (not in the lock; see above)")
     args = parser.parse_args()
     overlaps = [float(o) for o in args.overlaps.split(",")]
 
@@ -96,6 +109,10 @@ def main() -> None:
             return float(result.frames["slices"].sum())
 
         runs = {"floor": floor, **{f"sliced {o:g}": (lambda o=o: sliced(o)) for o in overlaps}}
+        if args.sahi:
+            sahi_run = sahi_runner(args.weights, config, frames, grid)
+            runs.update({f"sahi {o:g}": (lambda o=o: sahi_run(o)) for o in overlaps})
+            sahi_run(0.0)  # warm-up
         floor()  # warm-up: ultralytics sets its predictor up on the first call
         rows = []
         for r in range(args.rounds):
@@ -129,12 +146,123 @@ def main() -> None:
         f"device {config.device}, torch threads {detector_threads()}, {args.rounds} rounds; "
         f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f}, {os.cpu_count()} CPUs"
     )
-    print(header)
-    print(summary.to_markdown())
+    text = f"{header}\n\n{summary.to_markdown()}\n"
+    if args.truth_frames:
+        check = merge_check(args.truth_frames, grid, overlaps, args.sahi)
+        text += (
+            f"\nMerge check: the truth of {args.truth_frames} demo frames (1920x1080, seed 7) cut into each "
+            "slice, as a perfect detector would find it, then merged; truth boxes merged back exactly:\n\n"
+            f"{check.to_markdown(index=False)}\n"
+        )
+    print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out / "rounds.csv", index=False)
-        (args.out / "summary.md").write_text(f"{header}\n\n{summary.to_markdown()}\n", encoding="utf-8")
+        (args.out / "summary.md").write_text(text, encoding="utf-8")
+
+
+def merge_check(n_frames: int, grid, overlaps: list[float], with_sahi: bool) -> pd.DataFrame:
+    """Per overlap: truth boxes, those cut into pieces, and those each merge gives back exactly."""
+    import numpy as np
+
+    from acorn.demo.synth import make_webcam_set
+    from acorn.formats import read_yolo_labels
+    from acorn.frames.merge import merge_boxes, slice_windows
+    from acorn.tiling import clip_boxes
+
+    width, height = 1920, 1080
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="merge-check-") as tmp:
+        make_webcam_set(Path(tmp), n_frames, width=width, height=height, seed=7)
+        truths = [read_yolo_labels(f, width, height) for f in sorted(Path(tmp, "labels").glob("*.txt"))]
+    for overlap in overlaps:
+        windows = slice_windows(width, height, grid, overlap)[["x0", "y0", "x1", "y1"]].to_numpy()
+        counts = {"overlap": overlap, "truth boxes": 0, "whole in no slice": 0, "acorn merge": 0}
+        if with_sahi:
+            counts["sahi GREEDYNMM IOS 0.5"] = 0
+        for truth in truths:
+            pieces = [(clip_boxes(truth, tuple(w), 1e-9), w) for w in windows]
+            xyxy = np.concatenate(
+                [b[["x1", "y1", "x2", "y2"]].to_numpy() + w[[0, 1, 0, 1]] for b, w in pieces]
+            )
+            owner = np.concatenate([np.repeat([w], len(b), axis=0) for b, w in pieces]).reshape(-1, 4)
+            expected = truth[["x1", "y1", "x2", "y2"]].to_numpy().clip(0, [width, height, width, height])
+            ones = np.full(len(xyxy), 0.9)
+            merged = merge_boxes(xyxy, ones, np.zeros(len(xyxy)), owner, (width, height)).xyxy
+            counts["truth boxes"] += len(expected)
+            counts["whole in no slice"] += int(_exact(expected, xyxy, invert=True))
+            counts["acorn merge"] += _exact(expected, merged)
+            if with_sahi:
+                counts["sahi GREEDYNMM IOS 0.5"] += _exact(expected, _sahi_merge(xyxy, ones, (width, height)))
+        rows.append(counts)
+    return pd.DataFrame(rows)
+
+
+def _exact(expected, boxes, invert: bool = False) -> int:
+    """Truth boxes found among ``boxes`` to a hundredth of a pixel (``invert``: those not found)."""
+    import numpy as np
+
+    found = (np.abs(expected[:, None, :] - boxes[None, :, :]) < 0.01).all(axis=2).any(axis=1)
+    return int((~found if invert else found).sum())
+
+
+def _sahi_merge(xyxy, scores, frame_size: tuple[int, int]):
+    """sahi's own merge of sliced predictions (its get_sliced_prediction default) on the same boxes."""
+    import numpy as np
+    from sahi.postprocess.combine import GreedyNMMPostprocess
+    from sahi.prediction import ObjectPrediction
+
+    width, height = frame_size
+    predictions = [
+        ObjectPrediction(
+            bbox=list(b), category_id=0, category_name="squirrel", score=float(s), full_shape=[height, width]
+        )
+        for b, s in zip(xyxy.tolist(), scores, strict=True)
+    ]
+    merged = GreedyNMMPostprocess(match_threshold=0.5, match_metric="IOS", class_agnostic=False)(predictions)
+    return np.array([m.bbox.to_xyxy() for m in merged], dtype=np.float64).reshape(-1, 4)
+
+
+def sahi_runner(weights: Path, config, frames: list[Path], grid):
+    """sahi's get_sliced_prediction over the frames at an overlap (slices of the tile size, no
+    extra whole-frame pass, as acorn detect), returning the slices it cut."""
+    from PIL import Image
+    from sahi import AutoDetectionModel
+    from sahi.predict import get_sliced_prediction
+    from sahi.slicing import get_slice_bboxes
+
+    from acorn.detection import use_cpu_threads
+
+    model = AutoDetectionModel.from_pretrained(
+        model_type="ultralytics",
+        model_path=str(weights),
+        confidence_threshold=config.conf_floor,
+        device=config.device,
+        image_size=config.imgsz,
+    )
+
+    def run(overlap: float) -> float:
+        slices = 0
+        for frame in frames:
+            with Image.open(frame) as image:
+                rgb = image.convert("RGB")
+            tile_w, tile_h = rgb.width // grid.cols, rgb.height // grid.rows
+            get_sliced_prediction(
+                rgb,
+                model,
+                slice_height=tile_h,
+                slice_width=tile_w,
+                overlap_height_ratio=overlap,
+                overlap_width_ratio=overlap,
+                perform_standard_pred=False,
+                batch_size=config.batch,
+                verbose=0,
+            )
+            use_cpu_threads(config.threads, config.device)  # ultralytics resets it on set-up
+            slices += len(get_slice_bboxes(rgb.height, rgb.width, tile_h, tile_w, False, overlap, overlap))
+        return float(slices)
+
+    return run
 
 
 def detector_threads() -> int:
