@@ -390,9 +390,11 @@ def test_pixel_budgets_refuse_before_decoding_and_give_back(client_for):
         decode_image(image, ImageLimits(), "f", request)
 
     # through the app: tiles/a.jpg is 96x80 (7680 pixels), so two fit in 16000 and the third does not
-    results = predict(client_for(max_request_pixels=16_000), tasks_for(*[local("tiles/a.jpg")] * 3))
+    client = client_for(max_request_pixels=16_000)
+    results = predict(client, tasks_for(*[local("tiles/a.jpg")] * 3))
     assert [("error" in r) for r in results].count(True) == 1
     assert "request's budget" in [e for e in errors_of(results) if e][0]
+    assert client.app.state.pixels.held == 0, "every pixel a request took is given back"
 
 
 def png_bomb(path: Path, width: int, height: int) -> Path:
