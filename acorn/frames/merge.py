@@ -4,8 +4,9 @@ Pure arithmetic on arrays, tested without a model. Two things make one object mo
 box when a frame is detected slice by slice:
 
 - **duplicates**: with overlapping slices an object inside the shared band is seen whole by
-  both slices. Class-wise NMS over the frame (``torchvision.ops.batched_nms``, the operator
-  ultralytics' own NMS uses) keeps the more confident box.
+  both slices. Class-wise NMS over the frame's whole boxes (``torchvision.ops.batched_nms``,
+  the operator ultralytics' own NMS uses) keeps the more confident one. Boxes cut by an edge
+  stay out of it: where a piece is the more confident, NMS would keep it and drop the whole.
 - **pieces**: an object across a slice edge is seen in parts, a box in each slice, each ending
   at the edge. NMS cannot join them: two halves of a squirrel do not overlap (no overlap) or
   overlap little (IoU of a half against the whole is at most 0.5). Boxes cut by an inner slice
