@@ -51,8 +51,8 @@ def main_options(
 
 @app.command("demo-data")
 def demo_data(params: ParamsOption = Path("params.yaml")) -> None:
-    """Write the synthetic webcam pool (data/raw), test set (data/testset), close-ups (data/source)
-    and the replay subset (data/replay)."""
+    """Write the synthetic webcam pool (data/raw), test set (data/testset), validation set
+    (data/valset), close-ups (data/source) and the replay subset (data/replay)."""
     from acorn.demo.run import make_demo_data
 
     make_demo_data(load_params(params), Path())

@@ -28,6 +28,7 @@ TINY_PARAMS = {
     "demo": {
         "frames": 4,
         "test_frames": 2,
+        "val_frames": 2,
         "source_images": 12,
         "width": 640,
         "height": 360,
