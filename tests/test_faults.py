@@ -248,12 +248,14 @@ def test_train_killed_mid_epoch_then_repro_writes_model_and_metrics_together(tra
 
 def register_elsewhere(root: Path, map50: float) -> str:
     """A champion already in the store (other weights, so champion.pt shows which one it holds),
-    registered by a separate process as an earlier cycle would have; returns its weights' hash."""
+    registered by a separate process as an earlier cycle would have (scored on the validation set,
+    the gate's metric); returns its weights' hash."""
     script = (
         "from pathlib import Path; from tests.conftest import save_detector; "
         "from acorn.registry import register; "
         "w = save_detector(Path('.acorn/earlier.pt'), ['squirrel']); "
-        f"register(w, {{'cycle': 0, 'map50': {map50}}}, {MODEL_NAME!r}, 'map50', {{}})"
+        f"register(w, {{'cycle': 0, 'map50': {map50}, 'val_map50': {map50}}}, {MODEL_NAME!r}, "
+        "'val_map50', {})"
     )
     env = {**tool_env(root), "PYTHONPATH": str(REPO)}
     subprocess.run([sys.executable, "-c", script], cwd=root, env=env, check=True, capture_output=True)
