@@ -95,7 +95,7 @@ def annotate(
         return
     from acorn.labeling.oracle import DEFAULT_STATE_DIR, OracleBackend
 
-    n = OracleBackend(DEFAULT_STATE_DIR, paths.TRUTH).annotate(limit)
+    n = OracleBackend(DEFAULT_STATE_DIR, paths.TRUTH, noise=p.labeling.noise).annotate(limit)
     log.info("oracle labeled %d tiles", n)
 
 
@@ -105,11 +105,24 @@ def demo(
     cycles: Annotated[
         int | None, typer.Option(help="labeling cycles after cycle 0 (default demo.cycles)")
     ] = None,
+    noise: Annotated[
+        float | None,
+        typer.Option(
+            help="a noisy oracle: each label error (missed, spurious, shifted boxes, emptied tiles) at "
+            "this rate, e.g. 0.1 (default labeling.noise; docs/label-quality.md)",
+            min=0.0,
+            max=0.5,
+        ),
+    ] = None,
 ) -> None:
     """The whole loop with no human: demo data, base model, then dvc repro + oracle, cycle after cycle."""
     from acorn.demo.run import run_demo
+    from acorn.labeling.noise import KINDS
 
-    run_demo(load_params(params), Path(), cycles)
+    p = load_params(params)
+    if noise is not None:
+        p = p.with_overrides({f"labeling.noise.{kind}": noise for kind in KINDS}, "--noise")
+    run_demo(p, Path(), cycles)
 
 
 @app.command()

@@ -115,11 +115,22 @@ class RankParams(Section):
         return self
 
 
+class NoiseParams(Section):
+    """The oracle's label errors (acorn.labeling.noise); all 0: it answers the truth."""
+
+    missed: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0  # share of true boxes left out, small first
+    spurious: Fraction = 0.0  # boxes drawn where nothing is, per true box
+    shifted: Fraction = 0.0  # share of true boxes drawn displaced (IoU 0.2-0.5 with the truth)
+    emptied: Fraction = 0.0  # share of tiles with objects answered as empty
+    seed: int = 0  # with the tile id, seeds each tile's errors
+
+
 class LabelingParams(Section):
     backend: Literal["oracle", "label-studio"] = "oracle"
     project: Annotated[str, Field(min_length=1)] = "acorn"
     document_root: str = ""
     ml_backend_url: str = ""
+    noise: NoiseParams = NoiseParams()  # the oracle only; Label Studio's labels are people's
 
 
 class TrainParams(Section):

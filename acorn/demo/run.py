@@ -176,7 +176,10 @@ def run_demo(p: Params, root: Path = Path(), cycles: int | None = None) -> list[
     if not (root / p.model.base).exists():
         train_base_model(p, root)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    oracle = OracleBackend(root / DEFAULT_STATE_DIR, root / paths.TRUTH, root / SNAPSHOT_DIR)
+    # labeling.noise (`acorn demo --noise`): the oracle's answers carry errors, recorded beside its state
+    oracle = OracleBackend(
+        root / DEFAULT_STATE_DIR, root / paths.TRUTH, root / SNAPSHOT_DIR, noise=p.labeling.noise
+    )
     commits = _in_git_work_tree(root)
     rows = []
     for cycle in range((cycles if cycles is not None else p.demo.cycles) + 1):

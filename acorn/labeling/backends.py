@@ -24,6 +24,7 @@ def get_backend(p: Params, root: Path = Path()) -> LabelingBackend:
             root / paths.TRUTH,
             root / SNAPSHOT_DIR,
             display_threshold=p.rank.threshold,
+            noise=p.labeling.noise,
         )
     if p.labeling.backend == "label-studio":
         from acorn.labeling.labelstudio import LabelStudioBackend

@@ -20,7 +20,13 @@ its numbers are round guesses, and it is deterministic so that a demo repeats it
 where kept / moved / deleted / added compare the boxes shown as pre-annotation (the pushed
 model's boxes at ``display_threshold``, as Label Studio shows them) with the truth it answers,
 by acorn.labeling.cost's IoU rule: a tile costs a look, a box drawn from scratch costs the most,
-fixing a shown box less, accepting or deleting one little. The answer itself is always the truth.
+fixing a shown box less, accepting or deleting one little.
+
+The answer is the truth, unless ``labeling.noise`` sets error rates: then the oracle answers as a
+careless labeler would (missed boxes, small ones first; spurious, shifted boxes; tiles with
+objects answered as empty: acorn.labeling.noise), the same for the same tile and seed, and keeps
+each error it made in ``noise.csv`` next to its state, with the pool's statistics the errors were
+drawn against in ``noise.json``: the truth a review queue of suspect labels is measured against.
 """
 
 from __future__ import annotations
@@ -31,10 +37,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from acorn.atomic import write_json
+from acorn.atomic import write_csv, write_json
 from acorn.formats import read_yolo_labels
 from acorn.labeling.base import ANNOTATION_COLUMNS, LABEL_BOX_COLUMNS, Pulled, PushResult, Snapshot
 from acorn.labeling.cost import BOX_KEYS, ORACLE, preannotation_outcomes
+from acorn.labeling.noise import RECORD_COLUMNS, PoolReference, active, corrupt, records_table
+from acorn.params import NoiseParams
 
 DEFAULT_STATE_DIR = Path(".acorn/oracle")
 # the modelled seconds of a task (module docstring): a look at the tile, then per box
@@ -43,6 +51,8 @@ DRAW_S = 8.0
 MOVE_S = 5.0
 KEEP_S = 1.0
 DELETE_S = 2.0
+NOISE_RECORD = "noise.csv"  # one row per injected error (acorn.labeling.noise.RECORD_COLUMNS)
+NOISE_REFERENCE = "noise.json"  # the pool's statistics the errors are drawn against
 
 
 def modelled_seconds(outcomes: pd.DataFrame) -> pd.Series:
@@ -63,13 +73,16 @@ class OracleBackend:
         truth_dir: Path = Path("data/tiles/truth"),
         snapshot_dir: Path | None = None,
         display_threshold: float = 0.25,
+        noise: NoiseParams | None = None,
     ) -> None:
         """``display_threshold``: the confidence from which a pushed box is shown as a
-        pre-annotation (``rank.threshold``, as for Label Studio)."""
+        pre-annotation (``rank.threshold``, as for Label Studio); ``noise``: the errors its
+        answers carry (``labeling.noise``; None or all rates 0: none)."""
         self.state_dir = Path(state_dir)
         self.truth_dir = Path(truth_dir)
         self.snapshot_dir = None if snapshot_dir is None else Path(snapshot_dir)
         self.display_threshold = display_threshold
+        self.noise = noise
 
     # state: tasks.json {tile_id: task}, annotations.json {tile_id: annotation}
     def _load(self, name: str) -> dict:
@@ -155,6 +168,8 @@ class OracleBackend:
             if not truth.exists():
                 raise FileNotFoundError(f"{truth}: the oracle has no ground truth for queued tile {tile_id}")
             answers[tile_id] = read_yolo_labels(truth, task["width"], task["height"])[LABEL_BOX_COLUMNS[1:]]
+        if active(self.noise) and answers:
+            answers = self._corrupt(answers, tasks)
         seconds = modelled_seconds(
             preannotation_outcomes(
                 _keyed({t: tasks[t].get("preannotation") or [] for t in todo}),
@@ -172,6 +187,37 @@ class OracleBackend:
             next_id += 1
         write_json(self.state_dir / "annotations.json", annotations)
         return len(todo)
+
+    def _corrupt(self, answers: dict[str, pd.DataFrame], tasks: dict) -> dict[str, pd.DataFrame]:
+        """The answers with ``noise``'s errors, each error added to ``noise.csv`` (a tile labeled
+        again replaces its rows)."""
+        reference = self.noise_reference()
+        noisy, records = {}, []
+        for tile_id, truth in answers.items():
+            task = tasks[tile_id]
+            boxes, errors = corrupt(
+                tile_id, truth.to_numpy(dtype="float64"), task["width"], task["height"], self.noise, reference
+            )
+            noisy[tile_id] = pd.DataFrame(boxes, columns=truth.columns).astype({"class_id": "int64"})
+            records += errors
+        before = read_noise_record(self.state_dir)
+        frames = [f for f in (before[~before["tile_id"].isin(answers)], records_table(records)) if len(f)]
+        table = pd.concat(frames, ignore_index=True) if frames else before.iloc[:0]
+        write_csv(
+            table.sort_values(["tile_id", "kind"], ignore_index=True, kind="stable"),
+            self.state_dir / NOISE_RECORD,
+        )
+        return noisy
+
+    def noise_reference(self) -> PoolReference:
+        """The pool's statistics the errors are drawn against: read from the truth folder the first
+        time, then kept (``noise.json``), so that tiles added to the pool later change no error."""
+        path = self.state_dir / NOISE_REFERENCE
+        if path.exists():
+            return PoolReference.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        reference = PoolReference.from_truth(self.truth_dir)
+        write_json(path, reference.to_dict())
+        return reference
 
     def pull(self) -> Pulled:
         """Every labeled tile; the snapshot holds the answered tiles with their task and answer.
@@ -217,6 +263,14 @@ class OracleBackend:
             boxes=pd.DataFrame(boxes, columns=LABEL_BOX_COLUMNS),
             snapshot=Snapshot(project=project, tasks=records),
         )
+
+
+def read_noise_record(state_dir: Path) -> pd.DataFrame:
+    """The errors the oracle injected (``RECORD_COLUMNS``), none if it never labeled with noise."""
+    path = Path(state_dir) / NOISE_RECORD
+    if not path.exists():
+        return pd.DataFrame(columns=RECORD_COLUMNS)
+    return pd.read_csv(path, dtype={"tile_id": str, "kind": str})
 
 
 def _box_lists(boxes: pd.DataFrame | None) -> list[list[float]]:
