@@ -58,6 +58,7 @@ def checks(params_path: Path, root: Path) -> Iterator[Check]:
     yield _classes(root, p)
     yield _base_model(root, p)
     yield _test_set(root, p)
+    yield _leaks(root, p)
     yield _val_set(root, p)
     yield _replay(root, p)
     if p.rank.balance_by:
@@ -170,6 +171,75 @@ def _test_set(root: Path, p: Params) -> Check:
             f"{folder}/labels: no label file for any of {len(images)} test images; every score would be 0",
         )
     return Check("test set", OK, f"{folder}: {len(images)} images, {labeled} with a label file")
+
+
+def _leaks(root: Path, p: Params) -> Check:
+    """Test frames that are near-copies of pool frames (a webcam's frames a minute apart, one on
+    each side): the model trains on one and is scored on the other, and the test score flatters
+    it. Pool frames are hashed from the tile stage's manifest where it has them, the rest (and the
+    test frames) from their files, as the tile stage hashes them (``acorn.duplicates``)."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    from acorn.duplicates import HASH_COLUMN, frame_hash, leaks
+    from acorn.tiling import list_frames
+
+    folder = root / p.test.frames if p.test.frames else None
+    test_frames, test_ids = (
+        list_frames(folder / "images") if folder and (folder / "images").is_dir() else ([], [])
+    )
+    if not test_frames:
+        where = f"{folder}/images" if folder else "test.frames is ''"
+        return Check(
+            "leaks",
+            OK,
+            f"no whole test frames ({where}): test frames that are near-copies of pool frames are not "
+            "looked for; set test.frames to a YOLO folder of the test set's frames to check",
+        )
+    pool_frames, pool_ids = (
+        list_frames(root / paths.RAW / "images") if (root / paths.RAW / "images").is_dir() else ([], [])
+    )
+    manifest = root / paths.TILES / "manifest.parquet"
+    known: dict[str, str] = {}
+    if manifest.is_file():
+        table = pd.read_parquet(manifest)
+        if HASH_COLUMN in table:
+            known = table.drop_duplicates("frame_id").set_index("frame_id")[HASH_COLUMN].dropna().to_dict()
+
+    def hashed(frames: list[Path], ids: list[str], known: dict[str, str], desc: str) -> pd.DataFrame:
+        rows = []
+        for path, frame_id in zip(tqdm(frames, desc=desc, unit="frame", leave=False), ids, strict=True):
+            try:
+                rows.append((frame_id, path, known.get(frame_id) or frame_hash(path)))
+            except Exception:  # unreadable: the frames check (pool) or the tile stage names it
+                continue
+        return pd.DataFrame(rows, columns=["frame_id", "path", "hash"]).set_index("frame_id", drop=False)
+
+    pool = hashed(pool_frames, pool_ids, known, "hash pool frames")
+    test = hashed(test_frames, test_ids, {}, "hash test frames")
+    bits = p.tile.near_copy_bits
+    found = leaks(
+        test.index.tolist(), test["hash"].tolist(), pool.index.tolist(), pool["hash"].tolist(), bits
+    )
+    if found.empty:
+        return Check(
+            "leaks",
+            OK,
+            f"none of {len(test)} test frames in {folder} is a near-copy of the {len(pool)} pool "
+            f"frames (tile.near_copy_bits {bits})",
+        )
+    shown = "; ".join(
+        f"{test.at[r.test, 'path']} ~ {pool.at[r.pool, 'path']} ({r.bits} bits)"
+        for r in found.head(5).itertuples()
+    )
+    return Check(
+        "leaks",
+        WARN,
+        f"{len(found)} of {len(test)} test frames are near-copies of pool frames (within "
+        f"tile.near_copy_bits {bits} bits), nearest first: {shown}; the model would be scored on "
+        "frames it trained on: move those test frames (and their tiles in test.data) out of the "
+        "test set, or their copies out of data/raw",
+    )
 
 
 def _val_set(root: Path, p: Params) -> Check:

@@ -50,6 +50,7 @@ class TileParams(Section):
     workers: Count = 2  # 0: one per CPU core
     on_bad_frame: Literal["skip", "stop"] = "skip"
     max_frame_pixels: PositiveInt = 100_000_000
+    near_copy_bits: Annotated[int, Field(ge=0, le=576)] = 32  # frames this close are near-copies (of 576)
 
 
 class ModelParams(Section):
@@ -82,6 +83,7 @@ class RankParams(Section):
     t_high: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
     uncertainty: str = "entropy"  # hybrid's shortlist strategy, with its own reduction after a colon
     shortlist_factor: Annotated[float, Field(ge=1.0)] = 10.0
+    near_copies: Count = 1  # tiles a batch takes per tile position of a near-copy group (0: no limit)
 
     @field_validator("uncertainty", mode="before")
     @classmethod
@@ -167,6 +169,7 @@ class TrainParams(Section):
 class TestParams(Section):
     __test__ = False  # not a pytest test class
     data: Annotated[str, Field(min_length=1)] = "data/testset"
+    frames: str = "data/testset-frames"  # the test set's whole frames, YOLO layout ('' or absent: none)
 
 
 class ValParams(Section):

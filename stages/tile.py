@@ -26,6 +26,7 @@ def tile(p: Params) -> None:
         on_bad_frame=t.on_bad_frame,
         max_pixels=t.max_frame_pixels,
         hash_cache=paths.FRAME_HASHES,
+        near_copy_bits=t.near_copy_bits,
     )
     log.info("%d tiles from %d frames in %s", len(manifest), manifest["frame_id"].nunique(), paths.TILES)
 

@@ -75,11 +75,12 @@ def results(root: Path) -> dict[str, Check]:
 def test_a_good_repository_passes_every_check(repo, capsys):
     assert run_checks(Path("params.yaml"), repo) is True
     lines = capsys.readouterr().out.splitlines()
-    names = ["params", "frames", "classes", "model", "test set", "val set", "replay", "labeling"]
+    names = ["params", "frames", "classes", "model", "test set", "leaks", "val set", "replay", "labeling"]
     assert [line.split()[0] for line in lines] == [OK] * len(names)
     assert [c.name for c in checks(repo / "params.yaml", repo)] == names
     assert "3 frames" in lines[1] and "2 images, 2 with a label file" in lines[4]
-    assert "data/valset: 3 images, 3 with a label file" in lines[5]
+    assert "data/valset: 3 images, 3 with a label file" in lines[6]
+    assert "no whole test frames" in lines[5] and "test.frames" in lines[5]
 
 
 def test_invalid_params_stop_the_checks(repo, capsys):
@@ -261,3 +262,28 @@ def test_balance_by_must_name_a_metadata_column(repo):
     assert found.status == FAIL and "its columns: frame_id, weather" in found.detail
     set_params(repo, rank={"balance_by": "weather"})
     assert results(repo)["balance"].status == OK
+
+
+def test_test_frames_that_are_near_copies_of_pool_frames_are_named(repo, capsys):
+    """A leak: a test frame a minute away from a pool frame. Doctor names both files; a distinct
+    test frame, and the same pool frame hashed from the tile stage's manifest, change nothing."""
+    from acorn.tiling import TileGrid, tile_dataset
+    from tests.test_duplicates import a_minute_later, scene
+
+    for name, seed in (("a", 0), ("b", 1), ("c", 2)):
+        scene(seed).save(repo / f"data/raw/images/{name}.jpg", quality=90)
+    write_images(repo / "data/testset-frames", ["t1", "t2"])
+    a_minute_later(scene(1), 3).save(repo / "data/testset-frames/images/t1.jpg", quality=90)
+    scene(9).save(repo / "data/testset-frames/images/t2.jpg", quality=90)
+    check = results(repo)["leaks"]
+    assert check.status == WARN, check
+    assert "1 of 2 test frames" in check.detail
+    assert f"{repo}/data/testset-frames/images/t1.jpg ~ {repo}/data/raw/images/b.jpg (" in check.detail
+    assert "t2.jpg" not in check.detail
+
+    tile_dataset(repo / "data/raw", repo / "data/tiles", TileGrid(1, 2), CLASSES, workers=1)
+    assert results(repo)["leaks"] == check
+
+    (repo / "data/testset-frames/images/t1.jpg").unlink()
+    check = results(repo)["leaks"]
+    assert check.status == OK and "none of 1 test frames" in check.detail and "3 pool frames" in check.detail

@@ -414,3 +414,41 @@ def test_manifest_checkpoints_are_paced_by_time_not_frames(tmp_path, monkeypatch
     monkeypatch.setattr(atomic, "write_parquet", lambda df, path: rows.append(len(df)) or real(df, path))
     _tile_2x2_in_one_worker(tmp_path, checkpoint_seconds=seconds)
     assert rows == written
+
+
+def test_near_copy_frames_share_a_group_in_the_manifest_and_old_manifests_get_hashes(tmp_path):
+    """The frame hash is recorded per tile and near-copies get their first frame's group; a
+    manifest from before the hash gets it from the frame files, without tiling them again."""
+    from acorn.duplicates import frame_hash
+    from tests.test_duplicates import a_minute_later, scene
+
+    raw = tmp_path / "raw"
+    (raw / "images").mkdir(parents=True)
+    scene(0).save(raw / "images" / "cam_0900.jpg", quality=90)
+    a_minute_later(scene(0), 1).save(raw / "images" / "cam_0901.jpg", quality=90)
+    scene(1).save(raw / "images" / "cam_1500.jpg", quality=90)
+
+    def run(bits: int) -> pd.DataFrame:
+        return tile_dataset(
+            raw, tmp_path / "tiles", TileGrid(2, 2), ["squirrel"], workers=1, near_copy_bits=bits
+        )
+
+    m = run(32)
+    frames = m.drop_duplicates("frame_id").set_index("frame_id")
+    assert frames["near_copy_group"].to_dict() == {
+        "cam_0900": "cam_0900",
+        "cam_0901": "cam_0900",
+        "cam_1500": "cam_1500",
+    }
+    assert frames.loc["cam_0901", "frame_hash"] == frame_hash(
+        raw / "images" / "cam_0901.jpg"
+    )  # as doctor hashes
+    assert run(0)["near_copy_group"].tolist() == m["frame_id"].tolist()  # regrouped, not retiled
+
+    old = m.drop(columns=["frame_hash", "near_copy_group"])
+    old.to_parquet(tmp_path / "tiles" / "manifest.parquet")
+    first = tmp_path / "tiles" / "images" / "cam_0900_r0c0.jpg"
+    mtime = first.stat().st_mtime_ns
+    again = run(32)
+    assert first.stat().st_mtime_ns == mtime
+    pd.testing.assert_frame_equal(again, m)
