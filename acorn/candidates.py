@@ -13,10 +13,11 @@ positives, so the subset here is biased towards tiles that are worth another loo
    frame and every value of the balance column (``rank.balance_by``) gets its share (see
    :func:`stratified_order`). The seed changes every cycle, so over cycles other tiles get looked at.
 
-Everything here is pure and deterministic (same inputs, same result, whatever the row order), so
-``acorn simulate`` can call :func:`select_candidates` and :func:`top_tiles` as the predict stage
-does. The carry-over state between cycles (:func:`read_carry_over`, :func:`write_carry_over`) is a
-small file kept outside the DVC DAG, next to the prediction cache: see ``stages/predict.py``.
+Everything here is pure and deterministic (same inputs, same result, whatever the row order);
+acorn.cycle_step.candidates applies it with params.yaml's knobs, for the predict stage and
+``acorn simulate`` alike. The carry-over state between cycles (:func:`read_carry_over`,
+:func:`write_carry_over`) is a small file kept outside the DVC DAG, next to the prediction cache:
+see ``stages/predict.py``.
 """
 
 from __future__ import annotations

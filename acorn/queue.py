@@ -1,9 +1,9 @@
 """Turn predictions into the ordered batch that goes to the labelers.
 
-The strategy (acorn.strategies) scores and selects; this module only adds what the labeling
-backend needs: queue order, a ``score`` that rises along the queue (Label Studio serves the
-lowest first), the strategy's raw score, image paths and sizes, and the model version that
-predicted.
+The strategy scores and selects the batch as ``acorn simulate`` does (acorn.cycle_step.ranking);
+this module only adds what the labeling backend needs: queue order, a ``score`` that rises along
+the queue (Label Studio serves the lowest first), the strategy's raw score, image paths and
+sizes, and the model version that predicted.
 """
 
 from __future__ import annotations
@@ -11,44 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from acorn.cycle_step.ranking import embeddings_of, select_batch, strategy_for
 from acorn.labeling.base import QUEUE_COLUMNS
 from acorn.params import Params
-from acorn.strategies import STRATEGIES, Strategy, StrategyError, get_strategy, order_by_score
-
-
-def strategy_for(p: Params, name: str | None = None) -> Strategy:
-    """The strategy ``rank.*`` describes; ``name`` overrides ``rank.strategy`` for one comparison
-    entry of ``acorn simulate``: ``entropy``, ``entropy:mean`` (after a colon, ``rank.aggregate``)
-    or ``hybrid/least_confidence:min`` (after a slash, hybrid's shortlist ``rank.uncertainty``), so
-    one simulation, paired seed by seed, can hold hybrids over different shortlists."""
-    r = p.rank
-    entry, _, aggregate = (name or r.strategy).partition(":")
-    strategy, slash, shortlist = entry.partition("/")
-    if slash and strategy != "hybrid":
-        raise StrategyError(f"strategy {name!r}: only hybrid takes a shortlist strategy after '/'")
-    if slash and not shortlist:
-        raise StrategyError(f"strategy {name!r}: name the shortlist strategy after '/', e.g. hybrid/entropy")
-    uncertainty = shortlist or r.uncertainty
-    if strategy == "hybrid" and aggregate:  # the entry's reduction is its shortlist's
-        uncertainty = f"{uncertainty.partition(':')[0]}:{aggregate}"
-    if (
-        aggregate
-        and strategy in STRATEGIES
-        and strategy != "hybrid"
-        and not hasattr(STRATEGIES[strategy], "aggregate")
-    ):
-        raise StrategyError(f"strategy {name!r}: {strategy} has no aggregate to set")
-    return get_strategy(
-        strategy,
-        aggregate=aggregate or r.aggregate,
-        threshold=r.threshold,
-        conf_floor=p.predict.conf_floor,
-        band=r.band,
-        t_low=r.t_low,
-        t_high=r.t_high,
-        uncertainty=uncertainty,
-        shortlist_factor=r.shortlist_factor,
-    )
+from acorn.strategies import order_by_score
 
 
 def queue_scores(n: int) -> np.ndarray:
@@ -77,17 +43,10 @@ def build_queue(
     serves this batch in rank order, then tiles still waiting from earlier batches.
     """
     strategy = strategy_for(p)
-    embeddings = np.stack(pool["embedding"].to_numpy()) if "embedding" in pool and len(pool) else None
+    embeddings = embeddings_of(pool)
     by_id = pool.set_index("tile_id")
-    groups = by_id[p.rank.balance_by] if p.rank.balance_by and p.rank.balance_by in by_id else None
-    selected = strategy.select(
-        boxes,
-        pool,
-        p.rank.budget,
-        p.rank.seed,
-        groups=groups,
-        embeddings=embeddings,
-        labeled_embeddings=labeled_embeddings,
+    selected = select_batch(
+        p, strategy, boxes, pool, p.rank.seed, embeddings=embeddings, labeled_embeddings=labeled_embeddings
     )
     raw = strategy.score(boxes, pool, embeddings, labeled_embeddings)
     chosen = set(selected)

@@ -156,7 +156,7 @@ def fine_tune_dataset(
     workdir: Path,
     replay: Sequence[tuple[Path, Path]] = (),
 ) -> Path:
-    """The one way a cycle's training set is laid out (train stage, simulate): every labeled item
+    """The one way a cycle's training set is laid out (acorn.cycle_step.fine_tune): every labeled item
     and the ``replay`` pairs train; ``val`` (a fixed labeled set of its own, ``yolo_pairs`` of
     val.data) validates, so early stopping and the epoch kept never cost a paid label."""
     ids = list(ids)

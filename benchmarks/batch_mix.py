@@ -3,7 +3,7 @@
 From the shipped base model, one fine-tune per batch with the train stage's recipe (params.yaml,
 as ``acorn simulate`` reads it), each batch ``--size`` pool tiles of which a given share holds a
 squirrel (``--shares``; the demo pool's own share is 0.11, so 0.11 is what random labeling gets),
-the rest empty; batches of one seed are nested draws (acorn.simulate.run.mixed_batches), and all
+the rest empty; batches of one seed are nested draws (acorn.simulate.batches.mixed_batches), and all
 use that seed's fine-tune, so within a seed only the mix differs. Each is scored as a simulation's
 cycle is: test map50 and the false-alarm rate on the test set's empty tiles.
 
@@ -25,9 +25,10 @@ import pandas as pd
 import acorn  # noqa: F401  (offline settings first)
 from acorn.atomic import write_csv
 from acorn.entrypoint import setup_logging, unwind_on_sigterm
+from acorn.simulate.batches import mixed_batches, score_batches
+from acorn.simulate.config import SimulateConfig
 from acorn.simulate.pools import open_pool
 from acorn.simulate.report import markdown_table
-from acorn.simulate.run import SimulateConfig, mixed_batches, score_batches
 from acorn.simulate.settings import load_settings
 
 

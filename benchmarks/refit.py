@@ -31,9 +31,11 @@ from acorn.atomic import write_csv
 from acorn.entrypoint import setup_logging, unwind_on_sigterm
 from acorn.errors import AcornError, InputError
 from acorn.params import parse_override
+from acorn.simulate.batches import score_batches
+from acorn.simulate.config import SimulateConfig
 from acorn.simulate.curves import CURVES, SELECTIONS
+from acorn.simulate.folder import CONFIG, folder_identity, settings_differ
 from acorn.simulate.report import markdown_table
-from acorn.simulate.run import CONFIG, SimulateConfig, folder_identity, score_batches, settings_differ
 from acorn.simulate.settings import load_settings, open_simulation_pool
 
 

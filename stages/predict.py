@@ -7,7 +7,8 @@ Predictions are cached per frame outside the DAG and the outputs are streamed in
 unchanged champion costs almost nothing, new frames cost only their tiles and a killed run
 resumes where it stopped (acorn.prediction_store).
 
-``predict.candidates: N`` predicts only N unlabeled tiles per cycle (acorn.candidates): the tiles
+``predict.candidates: N`` predicts only N unlabeled tiles per cycle (acorn.cycle_step.candidates,
+as ``acorn simulate`` chooses them): the tiles
 waiting in the labeling queue, last cycle's most undecided tiles and a fresh stratified sample
 seeded with ``rank.seed`` + the cycle; rank then ranks those. What the previous cycle left (its
 top tiles, the backlog) is kept in a file outside the DAG (``.acorn/cache/predict/carry-over/``)
@@ -28,14 +29,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from acorn import paths
-from acorn.candidates import (
-    carry_count,
-    check_size,
-    read_carry_over,
-    select_candidates,
-    top_tiles,
-    write_carry_over,
-)
+from acorn.candidates import read_carry_over, write_carry_over
+from acorn.cycle_step import candidates
 from acorn.detection import Detector, DetectorConfig
 from acorn.entrypoint import run_stage
 from acorn.errors import InputError
@@ -75,23 +70,12 @@ def queued_tiles() -> list[str]:
 
 
 def choose_candidates(p: Params, labeled: set[str], cycle: int) -> tuple[pd.DataFrame, list[str]]:
-    """This cycle's candidates (acorn.candidates) and the backlog among them."""
-    wanted = ["tile_id", "frame_id"]
-    balance = p.rank.balance_by
-    if balance and balance in pq.read_schema(paths.TILE_MANIFEST).names:
-        wanted.append(balance)
+    """This cycle's candidates (acorn.cycle_step.candidates) and the backlog among them."""
+    wanted = candidates.columns(p, pq.read_schema(paths.TILE_MANIFEST).names)
     tiles = pd.read_parquet(paths.TILE_MANIFEST, columns=wanted)
     pool = tiles[~tiles["tile_id"].isin(labeled)]
     waiting, top = read_carry_over(CACHE_ROOT, cycle)
-    chosen = select_candidates(
-        pool,
-        p.predict.candidates,
-        seed=p.rank.seed + cycle,
-        waiting=[*waiting, *queued_tiles()],
-        carried=top,
-        carry_over=p.predict.carry_over,
-        balance_by=balance,
-    )
+    chosen = candidates.choose(p, pool, p.rank.seed + cycle, waiting=[*waiting, *queued_tiles()], carried=top)
     counts = chosen["source"].value_counts()
     log.info(
         "cycle %d: %d candidates of %d unlabeled tiles (%d waiting to be labeled, %d carried over, "
@@ -112,7 +96,7 @@ def predict(p: Params) -> None:
     config = DetectorConfig.from_params(p, paths.CHAMPION)
     if not paths.CHAMPION.is_file():
         raise InputError(f"{paths.CHAMPION}: the champion's weights are missing; re-run the register stage")
-    check_size(p.predict.candidates, p.rank.budget)
+    candidates.check(p)
     labels = read_manifest(paths.LABELS)
     labeled = set(labels["tile_id"])
     cycle = int(labels["batch"].max()) + 1 if not labels.empty else 1  # rank's next batch number
@@ -132,10 +116,7 @@ def predict(p: Params) -> None:
         )
     if chosen is not None:
         predicted = pd.read_parquet(paths.PRED_TILES, columns=["tile_id", "max_confidence"])
-        top = top_tiles(
-            predicted[~predicted["tile_id"].isin(waiting)],
-            carry_count(p.predict.candidates, p.predict.carry_over),
-        )
+        top = candidates.carried_over(p, predicted, waiting)
         write_carry_over(CACHE_ROOT, cycle + 1, waiting, top)
     log.info(
         "%d tiles predicted, %d from the cache (%s); %d candidate boxes on %d unlabeled tiles by %s",

@@ -3,8 +3,9 @@
 Fine-tunes the base model on every labeled tile (plus the replay set, if any), keeping the epoch
 that scores best on the fixed validation set (val.data), then scores the model on the validation
 set (``val_*`` in metrics/train.json: what the champion gate reads) and on the fixed test set
-(what is reported, never what chooses); cycle 0, with no labels, scores the base model itself
-(acorn.training). Each epoch's losses and validation scores go to metrics/train-epochs (dvclive),
+(what is reported, never what chooses); cycle 0, with no labels, scores the base model itself.
+The fine-tune and the scores are acorn.cycle_step.fine_tune, what ``acorn simulate`` trains a
+cycle with. Each epoch's losses and validation scores go to metrics/train-epochs (dvclive),
 which dvc.yaml plots.
 
 It reads only the labeled tiles of the pool. Those not here (a clone that pulled no tiles) are
@@ -24,6 +25,7 @@ from dvclive import Live
 
 from acorn import paths, training
 from acorn.atomic import copy_file, write_json
+from acorn.cycle_step import fine_tune
 from acorn.detection import check_model_classes
 from acorn.entrypoint import run_stage
 from acorn.errors import InputError
@@ -88,7 +90,6 @@ def check_fixed_set(folder: Path, key: str, role: str) -> None:
 def train(p: Params) -> None:
     labels = read_manifest(paths.LABELS)
     base, test_dir, val_dir = Path(p.model.base), Path(p.test.data), Path(p.val.data)
-    config = training.TrainConfig.from_params(p)
     check_model_classes(base, p.classes)
     fetch_fixed_sets(p)
     check_fixed_set(test_dir, "test.data", "test set")
@@ -106,22 +107,22 @@ def train(p: Params) -> None:
             log.info("cycle 0: no labels yet, scoring the base model %s", base)
         else:
             tiles = labeled_tiles(labels)
-            data = training.fine_tune_dataset(
+            weights = fine_tune.fine_tune(
+                p,
                 labels["tile_id"],
                 lambda t: (tiles[t], paths.LABELS / f"{t}.txt"),
-                p.classes,
                 training.yolo_pairs(val_dir),
-                work / "data",
-                replay=training.replay_pairs(p.train.replay_data, p.train.replay_images),
+                work,
+                replay=fine_tune.replay_set(p),
+                on_epoch=partial(log_epoch, live),
             )
-            weights = training.train(base, data, config, work, on_epoch=partial(log_epoch, live))
-        scores = {}
-        for prefix, folder in (("val_", val_dir), ("", test_dir)):
-            data = training.folder_dataset(folder, p.classes, work / f"{prefix or 'test_'}set")
-            found = training.evaluate(
-                weights, data, p.model.imgsz, work, device=config.device, threads=config.threads
-            )
-            scores |= {f"{prefix}{k}": v for k, v in found.as_dict().items()}
+        sets = {
+            name: training.folder_dataset(folder, p.classes, work / f"{name}_set")
+            for name, folder in (("val", val_dir), ("test", test_dir))
+        }
+        found = fine_tune.score(p, weights, sets, work / "score")
+        # the test set's scores unprefixed: what the report and the learning curve read
+        scores = {f"val_{k}": v for k, v in found["val"].as_dict().items()} | found["test"].as_dict()
         copy_file(weights, paths.MODEL)
     cycle = int(labels["batch"].max()) if not labels.empty else 0
     write_json(

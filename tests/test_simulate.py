@@ -25,13 +25,20 @@ import acorn.detection
 import acorn.training
 from acorn.atomic import FolderBusyError, sole_writer, write_csv, write_json
 from acorn.candidates import select_candidates
+from acorn.cycle_step.fine_tune import train_config
 from acorn.errors import InputError, ParamsError
 from acorn.params import Params
 from acorn.simulate import curves as cv
+from acorn.simulate import folder as out_files
 from acorn.simulate import pools, report
-from acorn.simulate import run as sim
+from acorn.simulate.batches import mixed_batches, score_batches
 from acorn.simulate.cli import simulate_command
+from acorn.simulate.config import SCREEN_STRATEGIES, SimulateConfig, selection_seed
+from acorn.simulate.folder import OutputFolder
+from acorn.simulate.run import simulate
+from acorn.simulate.screen import screen
 from acorn.simulate.settings import load_settings
+from acorn.simulate.step import OracleStep
 from acorn.strategies import Random, StrategyError
 from tests.conftest import SHARED_DATA
 
@@ -507,46 +514,46 @@ def test_tiled_pool_keeps_tiles_with_truth(tmp_path):
 def test_config_validates_and_its_identity_ignores_what_may_grow():
     p = settings()
     with pytest.raises(StrategyError):
-        sim.SimulateConfig(p, strategies=("random", "nope"))
+        SimulateConfig(p, strategies=("random", "nope"))
     with pytest.raises(ParamsError, match="seeds"):
-        sim.SimulateConfig(p, seeds=0)
+        SimulateConfig(p, seeds=0)
     with pytest.raises(ParamsError, match="repeats"):
-        sim.SimulateConfig(p, strategies=("random", "random"))
+        SimulateConfig(p, strategies=("random", "random"))
     with pytest.raises(ParamsError, match="target"):
-        sim.SimulateConfig(p, target=1.5)
-    small = sim.SimulateConfig(p, strategies=("random",), seeds=1, cycles=1, target=0.5, full_epochs=3)
-    assert small.identity() == sim.SimulateConfig(p).identity()
+        SimulateConfig(p, target=1.5)
+    small = SimulateConfig(p, strategies=("random",), seeds=1, cycles=1, target=0.5, full_epochs=3)
+    assert small.identity() == SimulateConfig(p).identity()
     # what the simulation replaces (rank.strategy, the seeds), never reads (labeling) or only runs
     # faster with (model.threads) is not identity
     other = settings(
         rank__strategy="random", rank__seed=4, train__seed=9, labeling__project="x", model__threads=1
     )
-    assert sim.SimulateConfig(other).identity() == small.identity()
+    assert SimulateConfig(other).identity() == small.identity()
     with pytest.raises(ParamsError, match=r"predict\.candidates \(49\) is below rank\.budget \(50\)"):
-        sim.SimulateConfig(settings(predict__candidates=49))
-    sim.SimulateConfig(settings(predict__candidates=50))
-    budget = sim.SimulateConfig(settings(rank__budget=7)).identity()
+        SimulateConfig(settings(predict__candidates=49))
+    SimulateConfig(settings(predict__candidates=50))
+    budget = SimulateConfig(settings(rank__budget=7)).identity()
     assert {k for k in budget if budget[k] != small.identity()[k]} == {"rank.budget"}
-    assert sim.SimulateConfig(settings(model__base="yolov8n.yaml")).cold and not small.cold
-    assert small.budget == 50 and small.train_config(seed=3).seed == 3
-    assert small.train_config(seed=3, epochs=2).epochs == 2 and small.train_config(0).epochs == 8
+    assert SimulateConfig(settings(model__base="yolov8n.yaml")).cold and not small.cold
+    assert small.budget == 50 and train_config(small.params, seed=3).seed == 3
+    assert train_config(small.params, seed=3, epochs=2).epochs == 2 and train_config(small.params).epochs == 8
 
 
 def test_a_strategy_entry_may_set_its_own_aggregate():
-    config = sim.SimulateConfig(
+    config = SimulateConfig(
         settings(rank__aggregate="max"), strategies=("least_confidence:min", "entropy", "hybrid:mean")
     )
     assert config.strategy("least_confidence:min").aggregate == "min"
     assert config.strategy("entropy").aggregate == "max"
     assert config.strategy("hybrid:mean").uncertainty.aggregate == "mean"
     with pytest.raises(StrategyError, match="no aggregate"):
-        sim.SimulateConfig(settings(), strategies=("fn_aware:max",))
+        SimulateConfig(settings(), strategies=("fn_aware:max",))
     with pytest.raises(StrategyError, match="aggregate"):
-        sim.SimulateConfig(settings(), strategies=("least_confidence:sum",))
+        SimulateConfig(settings(), strategies=("least_confidence:sum",))
 
 
 def test_a_hybrid_entry_may_name_its_own_shortlist_strategy():
-    config = sim.SimulateConfig(
+    config = SimulateConfig(
         settings(rank__uncertainty="entropy", rank__aggregate="max"),
         strategies=("hybrid", "hybrid/least_confidence:min", "hybrid/margin"),
     )
@@ -564,9 +571,9 @@ def test_a_hybrid_entry_may_name_its_own_shortlist_strategy():
         ("hybrid/least_confidence:sum", "aggregate"),
     ):
         with pytest.raises(StrategyError, match=message):
-            sim.SimulateConfig(settings(), strategies=(entry,))
+            SimulateConfig(settings(), strategies=(entry,))
     # its models and carried tiles live in files whose names hold no folder separator
-    assert sim._file_stem("hybrid/least_confidence:min") == "hybrid+least_confidence-min"
+    assert out_files.file_stem("hybrid/least_confidence:min") == "hybrid+least_confidence-min"
 
 
 def test_flags_and_set_override_params_sections(tmp_path):
@@ -720,7 +727,7 @@ def test_diversity_sees_what_is_already_labeled(tmp_path, monkeypatch, strategy)
         yolo_folder(tmp_path / "t", 2, prefix="t"),
         val_folder(tmp_path),
     )
-    config = sim.SimulateConfig(
+    config = SimulateConfig(
         settings(rank__budget=2, model__base=str(fake_base(tmp_path))),
         strategies=(strategy,),
         seeds=1,
@@ -729,7 +736,7 @@ def test_diversity_sees_what_is_already_labeled(tmp_path, monkeypatch, strategy)
     out = tmp_path / "out"
     out.mkdir()
     write_csv(selections_frame({(strategy, 0, 1): ["img00", "img01"]}), out / cv.SELECTIONS)
-    sim.simulate(pool, config, out)
+    simulate(pool, config, out)
     picks = pd.read_csv(out / cv.SELECTIONS)
     assert picks.loc[picks["cycle"] == 2, "tile_id"].tolist() == ["img04", "img03"]
     # the cycle-1 model predicted the whole pool: labeled items for their embeddings too
@@ -746,10 +753,10 @@ def test_runs_of_one_seed_are_paired_across_strategies(tmp_path, monkeypatch):
         val_folder(tmp_path),
     )
     p = settings(rank__budget=2, model__base=str(fake_base(tmp_path)), train__seed=5, model__threads=3)
-    config = sim.SimulateConfig(
+    config = SimulateConfig(
         p, strategies=("random", "entropy", "diversity"), seeds=2, cycles=2, full_epochs=3
     )
-    result = sim.simulate(pool, config, tmp_path / "out")
+    result = simulate(pool, config, tmp_path / "out")
 
     # every run starts from the one base model: its test score, evaluated once, is every cycle-0 row
     zero = result.curves[result.curves["cycle"] == 0]
@@ -762,7 +769,7 @@ def test_runs_of_one_seed_are_paired_across_strategies(tmp_path, monkeypatch):
     # random's batch is the seeded order every strategy breaks its ties with
     picks = pd.read_csv(tmp_path / "out" / cv.SELECTIONS)
     for seed in (0, 1):
-        expected = Random().select(None, pool.items[["tile_id"]], 2, sim.selection_seed(seed, 1))
+        expected = Random().select(None, pool.items[["tile_id"]], 2, selection_seed(seed, 1))
         first = picks[(picks["strategy"] == "random") & (picks["seed"] == seed) & (picks["cycle"] == 1)]
         assert first["tile_id"].tolist() == expected
     # the false-alarm rate is measured on the test set's empty images (t00: the only one of 4)
@@ -780,13 +787,13 @@ def test_a_cold_start_gives_every_strategy_the_same_first_batch(tmp_path, monkey
         yolo_folder(tmp_path / "t", 2, prefix="t"),
         val_folder(tmp_path),
     )
-    config = sim.SimulateConfig(
+    config = SimulateConfig(
         settings(rank__budget=3, model__base="yolov8n.yaml"),
         strategies=("entropy", "diversity"),
         seeds=2,
         cycles=1,
     )
-    sim.simulate(pool, config, tmp_path / "out")
+    simulate(pool, config, tmp_path / "out")
     picks = pd.read_csv(tmp_path / "out" / cv.SELECTIONS)
     batches = picks.groupby(["seed", "strategy"])["tile_id"].agg(tuple).unstack("strategy")
     assert (batches["entropy"] == batches["diversity"]).all()  # paired within a seed
@@ -807,24 +814,24 @@ def test_screen_measures_first_batch_hit_rates_without_training(tmp_path, monkey
         yolo_folder(tmp_path / "t", 2, prefix="t"),
         val_folder(tmp_path),
     )
-    config = sim.SimulateConfig(
+    config = SimulateConfig(
         settings(rank__budget=2, model__base=str(fake_base(tmp_path))),
         strategies=("random", "entropy:max", "least_confidence:min"),
         seeds=2,
     )
-    found = sim.screen(pool, config, tmp_path / "out")
+    found = screen(pool, config, tmp_path / "out")
     runs = found.runs.set_index(["strategy", "seed"])
     assert runs.loc[("entropy:max", 0), ["picked", "hits"]].tolist() == [2, 1]
     assert runs.loc[("least_confidence:min", 1), "hit_rate"] == 1.0
     assert found.table["strategy"].tolist()[0] == "least_confidence:min"  # best first
     assert found.base_rate == pytest.approx(6 / 8)
     assert model.trained == [] and model.detectors == ["base.pt"]  # one predict pass, shared
-    assert pd.read_csv(tmp_path / "out" / sim.SCREEN).shape == (6, 5)
+    assert pd.read_csv(tmp_path / "out" / out_files.SCREEN).shape == (6, 5)
     assert "0.750" in (tmp_path / "out" / report.SCREEN_REPORT).read_text()
-    assert not (tmp_path / "out" / sim.CONFIG).exists()
-    cold = sim.SimulateConfig(settings(model__base="yolov8n.yaml"), strategies=("random",))
+    assert not (tmp_path / "out" / out_files.CONFIG).exists()
+    cold = SimulateConfig(settings(model__base="yolov8n.yaml"), strategies=("random",))
     with pytest.raises(ParamsError, match="screening"):
-        sim.screen(pool, cold, tmp_path / "out")
+        screen(pool, cold, tmp_path / "out")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -846,7 +853,7 @@ def candidate_pool(tmp_path: Path) -> pools.Pool:
 SPREAD = {f"img{i:02d}": [round(0.02 + 0.024 * ((i * 17) % 40), 3)] for i in range(40)}
 
 
-def candidate_config(tmp_path: Path, strategies=("entropy",), cycles=3, **overrides) -> sim.SimulateConfig:
+def candidate_config(tmp_path: Path, strategies=("entropy",), cycles=3, **overrides) -> SimulateConfig:
     p = settings(
         rank__budget=2,
         model__base=str(fake_base(tmp_path)),
@@ -854,7 +861,7 @@ def candidate_config(tmp_path: Path, strategies=("entropy",), cycles=3, **overri
         predict__carry_over=0.5,
         **overrides,
     )
-    return sim.SimulateConfig(p, strategies=strategies, seeds=1, cycles=cycles)
+    return SimulateConfig(p, strategies=strategies, seeds=1, cycles=cycles)
 
 
 def pool_calls(model: FakeModel) -> list[list[str]]:
@@ -865,7 +872,7 @@ def pool_calls(model: FakeModel) -> list[list[str]]:
 def test_only_the_candidates_are_predicted_and_the_batch_comes_from_them(tmp_path, monkeypatch):
     model = FakeModel(boxes=SPREAD).install(monkeypatch)
     pool = candidate_pool(tmp_path)
-    sim.simulate(pool, candidate_config(tmp_path), tmp_path / "out")
+    simulate(pool, candidate_config(tmp_path), tmp_path / "out")
     picks = pd.read_csv(tmp_path / "out" / cv.SELECTIONS)
     pool_predictions = pool_calls(model)
     assert len(pool_predictions) == 3  # cycles 1, 2, 3: base, then the cycle-1 and cycle-2 models
@@ -876,7 +883,7 @@ def test_only_the_candidates_are_predicted_and_the_batch_comes_from_them(tmp_pat
         assert len(batch) == 2 and set(batch) <= set(ids)  # ranked among the candidates only
         labeled |= set(batch)
     # cycle 1's candidates are the pipeline's: a stratified sample seeded with selection_seed
-    first = select_candidates(pool.items, 10, sim.selection_seed(0, 1))
+    first = select_candidates(pool.items, 10, selection_seed(0, 1))
     assert sorted(pool_predictions[0]) == sorted(first["tile_id"])
     # the base model predicted 10 items, not the pool, and the false-alarm pass its one empty image
     assert model.detectors.count("base.pt") == 2
@@ -885,13 +892,13 @@ def test_only_the_candidates_are_predicted_and_the_batch_comes_from_them(tmp_pat
 
 def test_the_most_undecided_candidates_are_carried_to_the_next_cycle(tmp_path, monkeypatch):
     model = FakeModel(boxes=SPREAD).install(monkeypatch)
-    sim.simulate(candidate_pool(tmp_path), candidate_config(tmp_path, cycles=2), tmp_path / "out")
+    simulate(candidate_pool(tmp_path), candidate_config(tmp_path, cycles=2), tmp_path / "out")
     first, second = pool_calls(model)
     conf = {t: SPREAD[t][0] for t in first}
     # top_tiles: the 5 (0.5 of 10) whose best box is nearest 0.5; the next cycle predicts the 3 of
     # them not labeled in between, whatever its own sample draws
     top = sorted(first, key=lambda t: (abs(conf[t] - 0.5), t))[:5]
-    carried = json.loads((tmp_path / "out" / sim.CARRY_OVER / "entropy-s0.json").read_text())
+    carried = json.loads((tmp_path / "out" / out_files.CARRY_OVER / "entropy-s0.json").read_text())
     assert carried["2"] == top
     batch = pd.read_csv(tmp_path / "out" / cv.SELECTIONS).query("cycle == 1")["tile_id"].tolist()
     assert len(set(top) - set(batch)) == 3 and set(top) - set(batch) <= set(second)
@@ -900,7 +907,7 @@ def test_the_most_undecided_candidates_are_carried_to_the_next_cycle(tmp_path, m
 def test_labeled_items_are_predicted_only_for_the_strategies_reading_their_embeddings(tmp_path, monkeypatch):
     model = FakeModel(boxes=SPREAD).install(monkeypatch)
     config = candidate_config(tmp_path, strategies=("entropy", "diversity", "random"), cycles=2)
-    sim.simulate(candidate_pool(tmp_path), config, tmp_path / "out")
+    simulate(candidate_pool(tmp_path), config, tmp_path / "out")
     picks = pd.read_csv(tmp_path / "out" / cv.SELECTIONS)
     sizes = [len(ids) for ids in pool_calls(model)]
     # seed 0 cycle 1: entropy's 10 candidates, diversity's are the same (shared base predictions),
@@ -915,22 +922,22 @@ def test_a_resumed_run_selects_what_an_uninterrupted_one_does(tmp_path, monkeypa
     FakeModel(boxes=SPREAD).install(monkeypatch)
     pool = candidate_pool(tmp_path)
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    sim.simulate(pool, candidate_config(tmp_path, cycles=4), whole)
+    simulate(pool, candidate_config(tmp_path, cycles=4), whole)
     for cycles in (1, 2, 4):  # stopped after cycle 1, then after 2, then finished
-        sim.simulate(pool, candidate_config(tmp_path, cycles=cycles), resumed)
+        simulate(pool, candidate_config(tmp_path, cycles=cycles), resumed)
     assert (resumed / cv.SELECTIONS).read_bytes() == (whole / cv.SELECTIONS).read_bytes()
 
     # without what cycle 3 carried over, its selection could not be repeated: refused, not guessed
     picks = pd.read_csv(whole / cv.SELECTIONS)
     write_csv(picks[picks["cycle"] < 3], whole / cv.SELECTIONS)
     write_csv(pd.read_csv(whole / cv.CURVES).query("cycle < 3"), whole / cv.CURVES)
-    carry = whole / sim.CARRY_OVER / "entropy-s0.json"
+    carry = whole / out_files.CARRY_OVER / "entropy-s0.json"
     stored = json.loads(carry.read_text())
     write_json(carry, {k: v for k, v in stored.items() if k != "3"})
     with pytest.raises(InputError, match="no carried tiles for entropy seed 0 cycle 3"):
-        sim.simulate(pool, candidate_config(tmp_path, cycles=4), whole)
+        simulate(pool, candidate_config(tmp_path, cycles=4), whole)
     write_json(carry, stored)  # put back: the same selections again
-    sim.simulate(pool, candidate_config(tmp_path, cycles=4), whole)
+    simulate(pool, candidate_config(tmp_path, cycles=4), whole)
     assert (whole / cv.SELECTIONS).read_bytes() == (resumed / cv.SELECTIONS).read_bytes()
 
 
@@ -939,29 +946,29 @@ def test_seeds_split_across_folders_merge_into_what_one_run_writes(tmp_path, mon
     pool = candidate_pool(tmp_path)
     both = replace(candidate_config(tmp_path, strategies=("random", "entropy"), cycles=2), seeds=2)
     whole = tmp_path / "whole"
-    sim.simulate(pool, both, whole)
+    simulate(pool, both, whole)
     parts = [tmp_path / f"part{seed}" for seed in (0, 1)]
     for seed, part in enumerate(parts):
-        sim.simulate(pool, replace(both, seeds=1, first_seed=seed), part)
+        simulate(pool, replace(both, seeds=1, first_seed=seed), part)
     assert set(pd.read_csv(parts[1] / cv.CURVES)["seed"]) == {1}  # only its own seed
     assert "seed 1" in (parts[1] / report.REPORT).read_text()
 
     trained = len(model.trained)
     merged = tmp_path / "merged"
-    result = sim.simulate(pool, both, merged, merge=parts)
+    result = simulate(pool, both, merged, merge=parts)
     assert len(model.trained) == trained  # every run came from the parts: nothing trained again
-    for name in (cv.CURVES, cv.SELECTIONS, sim.COMPARISON):
+    for name in (cv.CURVES, cv.SELECTIONS, out_files.COMPARISON):
         assert (merged / name).read_bytes() == (whole / name).read_bytes(), name
     assert result.comparison["seeds"].tolist() == [2, 2]
     # what a resume with more cycles reads came along: the runs' models and carried tiles
     assert sorted(f.name for f in (merged / "models").iterdir()) == sorted(
         f.name for f in (whole / "models").iterdir()
     )
-    assert (merged / sim.CARRY_OVER / "entropy-s1.json").read_bytes() == (
-        whole / sim.CARRY_OVER / "entropy-s1.json"
+    assert (merged / out_files.CARRY_OVER / "entropy-s1.json").read_bytes() == (
+        whole / out_files.CARRY_OVER / "entropy-s1.json"
     ).read_bytes()
-    sim.simulate(pool, both, merged, merge=parts)  # the same runs again: identical, accepted
-    sim.simulate(pool, both, merged, merge=[merged])  # the output folder itself: nothing to add
+    simulate(pool, both, merged, merge=parts)  # the same runs again: identical, accepted
+    simulate(pool, both, merged, merge=[merged])  # the output folder itself: nothing to add
 
     # a part that a simulation is still writing would give half a run: refused until it ends, and
     # before anything of the other parts is taken
@@ -970,21 +977,21 @@ def test_seeds_split_across_folders_merge_into_what_one_run_writes(tmp_path, mon
         sole_writer(parts[1] / "work", "acorn simulate"),
         pytest.raises(FolderBusyError, match=rf"part1/work: in use by acorn simulate \(pid {os.getpid()}\)"),
     ):
-        sim.simulate(pool, both, fresh, merge=parts)
+        simulate(pool, both, fresh, merge=parts)
     assert sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*")) == ["work", "work/.lock"]
 
     # one run with two different records cannot be told apart: refused, naming both folders
     curves = pd.read_csv(parts[1] / cv.CURVES)
     write_csv(curves.assign(map50=curves["map50"] + 0.1), parts[1] / cv.CURVES)
     with pytest.raises(InputError, match=r"part1: entropy seed 1 is also in .*merged with other results"):
-        sim.simulate(pool, both, merged, merge=parts)
+        simulate(pool, both, merged, merge=parts)
     other = replace(both, params=both.params.with_overrides({"train.lr0": 0.02}))
     with pytest.raises(
         ParamsError, match=r"part0.*config\.json: made with other settings \(train\.lr0 differ"
     ):
-        sim.simulate(pool, other, tmp_path / "elsewhere", merge=parts[:1])
+        simulate(pool, other, tmp_path / "elsewhere", merge=parts[:1])
     with pytest.raises(InputError, match="nothing.*not found"):
-        sim.simulate(pool, both, merged, merge=[tmp_path / "nothing"])
+        simulate(pool, both, merged, merge=[tmp_path / "nothing"])
     with pytest.raises(ParamsError, match="first-seed"):
         replace(both, first_seed=-1)
 
@@ -993,7 +1000,7 @@ def test_seeds_split_across_folders_merge_into_what_one_run_writes(tmp_path, mon
 # Resume without training
 
 
-def finished_folder(tmp_path: Path) -> tuple[pools.Pool, sim.SimulateConfig, Path]:
+def finished_folder(tmp_path: Path) -> tuple[pools.Pool, SimulateConfig, Path]:
     """An output folder whose every row is done, written by hand: a re-run must train nothing.
 
     Two seeds; entropy's AUC is 0.1 (seed 0) and 0.2 (seed 1) above random's, its last model flags
@@ -1006,14 +1013,14 @@ def finished_folder(tmp_path: Path) -> tuple[pools.Pool, sim.SimulateConfig, Pat
         yolo_folder(tmp_path / "t", 4, prefix="t"),
         val_folder(tmp_path),
     )
-    config = sim.SimulateConfig(
+    config = SimulateConfig(
         settings(rank__budget=2, model__base=str(fake_base(tmp_path))),
         strategies=("random", "entropy"),
         seeds=2,
         cycles=1,
     )
     out = tmp_path / "out"
-    sim._Simulation(pool, config, out)._check_config()  # writes config.json
+    OutputFolder(pool, config, out).check_config()  # writes config.json
     rows = [
         ("random", 0, 0, 0, 0.1, 0.1, 0.2),
         ("random", 0, 1, 2, 0.4, 0.1, 0.2),
@@ -1033,7 +1040,8 @@ def finished_folder(tmp_path: Path) -> tuple[pools.Pool, sim.SimulateConfig, Pat
     }
     write_csv(selections_frame(batches), out / cv.SELECTIONS)
     write_json(
-        out / sim.REFERENCE, {"labeled_tiles": 20, "epochs": 8, "seed": 0, "map50": 0.6, "map50_95": 0.2}
+        out / out_files.REFERENCE,
+        {"labeled_tiles": 20, "epochs": 8, "seed": 0, "map50": 0.6, "map50_95": 0.2},
     )
     return pool, config, out
 
@@ -1055,7 +1063,7 @@ def no_work(monkeypatch):
 def test_a_finished_folder_is_summarised_without_any_work(tmp_path, no_work):
     pool, config, out = finished_folder(tmp_path)
     before = (out / cv.CURVES).read_bytes()
-    result = sim.simulate(pool, config, out)
+    result = simulate(pool, config, out)
     assert (out / cv.CURVES).read_bytes() == before
     # target 0.95 * 0.6 = 0.57: entropy reached 0.6 at 2 tiles in both seeds, random never did
     table = result.strategies.set_index("strategy")
@@ -1067,7 +1075,7 @@ def test_a_finished_folder_is_summarised_without_any_work(tmp_path, no_work):
     assert e[["auc_boot_low", "auc_boot_high", "auc_p"]].tolist() == pytest.approx([0.1, 0.2, 0.5])
     assert e["false_alarm_diff"] == pytest.approx(0.3) and e["hit_rate"] == 1.0
     assert result.comparison.set_index("strategy").loc["random", "hit_rate"] == 0.0
-    assert pd.read_csv(out / sim.HIT_RATES)["hit_rate"].tolist() == [0.0, 0.0, 1.0, 1.0]
+    assert pd.read_csv(out / out_files.HIT_RATES)["hit_rate"].tolist() == [0.0, 0.0, 1.0, 1.0]
     assert (out / report.PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (out / report.REPORT).read_text()
     assert "not reached" in text and "+0.150 [-0.166, +0.466]" in text and "[+0.100, +0.200]" in text
@@ -1077,18 +1085,23 @@ def test_a_finished_folder_is_summarised_without_any_work(tmp_path, no_work):
     lines = [line for line in hit_section.splitlines() if line.startswith("|")]
     rows = [[c.strip() for c in line.split("|")[1:3]] for line in lines[2:]]
     assert rows == [["random", "0.000"], ["entropy", "1.000"]]
-    assert pd.read_csv(out / sim.SUMMARY)["strategy"].tolist() == ["random", "random", "entropy", "entropy"]
-    assert pd.read_csv(out / sim.COMPARISON)["strategy"].tolist() == ["random", "entropy"]
+    assert pd.read_csv(out / out_files.SUMMARY)["strategy"].tolist() == [
+        "random",
+        "random",
+        "entropy",
+        "entropy",
+    ]
+    assert pd.read_csv(out / out_files.COMPARISON)["strategy"].tolist() == ["random", "entropy"]
 
 
 def test_full_epochs_zero_trains_no_reference_and_reports_no_target(tmp_path, no_work):
     pool, config, out = finished_folder(tmp_path)
-    (out / sim.REFERENCE).unlink()  # a reference would otherwise have to be trained (no_work: fails)
+    (out / out_files.REFERENCE).unlink()  # a reference would otherwise have to be trained (no_work: fails)
     with pytest.raises(ParamsError, match="full-epochs"):
-        sim.SimulateConfig(config.params, full_epochs=-1)
-    bare = sim.SimulateConfig(config.params, strategies=config.strategies, seeds=2, cycles=1, full_epochs=0)
-    result = sim.simulate(pool, bare, out)
-    assert result.reference is None and result.target is None and not (out / sim.REFERENCE).exists()
+        SimulateConfig(config.params, full_epochs=-1)
+    bare = SimulateConfig(config.params, strategies=config.strategies, seeds=2, cycles=1, full_epochs=0)
+    result = simulate(pool, bare, out)
+    assert result.reference is None and result.target is None and not (out / out_files.REFERENCE).exists()
     assert result.strategies["reached"].tolist() == [0, 0]
     text = (out / report.REPORT).read_text()
     assert "not trained (--full-epochs 0)" in text and "n/a (no target)" in text
@@ -1099,24 +1112,24 @@ def test_full_epochs_zero_trains_no_reference_and_reports_no_target(tmp_path, no
 
 def test_the_reference_can_train_to_convergence_and_says_whether_it_did(tmp_path, monkeypatch, caplog):
     pool, config, out = finished_folder(tmp_path)
-    (out / sim.REFERENCE).unlink()
+    (out / out_files.REFERENCE).unlink()
     # four epochs reported, then (as if early stopping ended it) no more: the best is epoch 2
     model = FakeModel(epochs_run=[(0.3, 0.10), (0.5, 0.20), (0.6, 0.15), (0.5, 0.18)]).install(monkeypatch)
     early = replace(config, full_epochs=6, full_patience=2)
-    result = sim.simulate(pool, early, out)
+    result = simulate(pool, early, out)
     assert model.train_options == [{"patience": 2, "resume": True}]
     assert result.reference["epochs_run"] == 4 and result.reference["best_epoch"] == 2
     assert result.reference["converged"] and result.reference["patience"] == 2
-    epochs = pd.read_csv(out / sim.REFERENCE_EPOCHS)
+    epochs = pd.read_csv(out / out_files.REFERENCE_EPOCHS)
     assert epochs["epoch"].tolist() == [1, 2, 3, 4] and epochs["val/map50"].tolist() == [0.3, 0.5, 0.6, 0.5]
     assert "stopped at epoch 4 of up to 6" in (out / report.REPORT).read_text()
-    sim.simulate(pool, early, out)  # the same reference asked again: not retrained
+    simulate(pool, early, out)  # the same reference asked again: not retrained
     assert len(model.trained) == 1
 
     # every epoch used (no early stopping): a lower bound, said in the log and the report
     model.epochs_run = model.epochs_run[:3]
     with caplog.at_level("WARNING", logger="acorn"):
-        result = sim.simulate(pool, replace(config, full_epochs=3), out)
+        result = simulate(pool, replace(config, full_epochs=3), out)
     assert model.train_options[-1] == {"patience": 0, "resume": True} and not result.reference["converged"]
     assert "lower bound" in caplog.text and "--full-patience" in caplog.text
     assert "3 epochs, not levelled off: a lower bound" in (out / report.REPORT).read_text()
@@ -1129,39 +1142,39 @@ def test_the_reference_can_train_to_convergence_and_says_whether_it_did(tmp_path
 def test_a_reference_killed_midway_resumes_from_its_last_epoch(tmp_path, monkeypatch):
     """The reference can train for hours on a CPU: a kill loses the epoch under way, not the run."""
     pool, config, out = finished_folder(tmp_path)
-    (out / sim.REFERENCE).unlink()
+    (out / out_files.REFERENCE).unlink()
     model = FakeModel(epochs_run=[(0.3, 0.10), (0.5, 0.20), (0.6, 0.15), (0.5, 0.18)]).install(monkeypatch)
     model.kill_after = 2
     long = replace(config, full_epochs=4)
     with pytest.raises(KeyboardInterrupt):
-        sim.simulate(pool, long, out)
-    assert not (out / sim.REFERENCE).exists()
+        simulate(pool, long, out)
+    assert not (out / out_files.REFERENCE).exists()
     model.kill_after = None
-    result = sim.simulate(pool, long, out)
+    result = simulate(pool, long, out)
     assert model.train_options[-1]["resume"] is True
-    epochs = pd.read_csv(out / sim.REFERENCE_EPOCHS)  # two epochs before the kill, two after it
+    epochs = pd.read_csv(out / out_files.REFERENCE_EPOCHS)  # two epochs before the kill, two after it
     assert epochs["epoch"].tolist() == [1, 2, 3, 4] and epochs["val/map50"].tolist() == [0.3, 0.5, 0.6, 0.5]
     assert result.reference["epochs_run"] == 4 and result.reference["best_epoch"] == 2
     assert not (out / "work" / "reference").exists()  # stored in reference.json: the folder goes
 
     # a killed reference asked again with other --full-epochs starts over: its epochs are not these
-    (out / sim.REFERENCE).unlink()
+    (out / out_files.REFERENCE).unlink()
     model.kill_after = 2
     with pytest.raises(KeyboardInterrupt):
-        sim.simulate(pool, long, out)
+        simulate(pool, long, out)
     model.kill_after, model.epochs_run = None, [(0.1, 0.05), (0.2, 0.1), (0.4, 0.2)]
-    sim.simulate(pool, replace(config, full_epochs=3), out)
-    assert pd.read_csv(out / sim.REFERENCE_EPOCHS)["val/map50"].tolist() == [0.1, 0.2, 0.4]
+    simulate(pool, replace(config, full_epochs=3), out)
+    assert pd.read_csv(out / out_files.REFERENCE_EPOCHS)["val/map50"].tolist() == [0.1, 0.2, 0.4]
 
     # killed while last.pt was written (unreadable: the trainer starts over): no epoch counted twice
-    (out / sim.REFERENCE).unlink()
+    (out / out_files.REFERENCE).unlink()
     model.kill_after = 2
     with pytest.raises(KeyboardInterrupt):
-        sim.simulate(pool, long, out)
+        simulate(pool, long, out)
     (out / "work" / "reference" / "train" / "weights" / "last.pt").unlink()
     model.kill_after = None
-    result = sim.simulate(pool, long, out)
-    assert pd.read_csv(out / sim.REFERENCE_EPOCHS)["epoch"].tolist() == [1, 2, 3]
+    result = simulate(pool, long, out)
+    assert pd.read_csv(out / out_files.REFERENCE_EPOCHS)["epoch"].tolist() == [1, 2, 3]
     assert result.reference["epochs_run"] == 3
 
 
@@ -1169,9 +1182,9 @@ def test_a_folder_made_with_other_settings_is_refused(tmp_path, no_work):
     pool, config, out = finished_folder(tmp_path)
     p = config.params.with_overrides({"rank.budget": 3, "train.lr0": 0.02})
     with pytest.raises(ParamsError, match=r"rank\.budget, train\.lr0 differ"):
-        sim.simulate(pool, sim.SimulateConfig(p, strategies=config.strategies, seeds=2, cycles=1), out)
+        simulate(pool, SimulateConfig(p, strategies=config.strategies, seeds=2, cycles=1), out)
     # what may grow does not count: more seeds and cycles resume the same folder
-    sim._Simulation(pool, sim.SimulateConfig(config.params, seeds=5, cycles=9), out)._check_config()
+    OutputFolder(pool, SimulateConfig(config.params, seeds=5, cycles=9), out).check_config()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1235,24 +1248,24 @@ def test_tiny_simulation_writes_curves_and_resumes_without_redoing_work(tiny_rac
     selections = pd.read_csv(out / cv.SELECTIONS)
     for _, run in selections.groupby(["strategy", "seed"]):
         assert run["cycle"].tolist() == [1] * 4 + [2] * 4 and run["tile_id"].is_unique  # never twice
-    reference = json.loads((out / sim.REFERENCE).read_text())
+    reference = json.loads((out / out_files.REFERENCE).read_text())
     assert reference["labeled_tiles"] == 30 and reference["epochs"] == 1
     # real ultralytics epochs reach the convergence record (one epoch, no early stopping: not converged)
     assert (reference["epochs_run"], reference["best_epoch"], reference["converged"]) == (1, 1, False)
-    assert json.loads((out / sim.CONFIG).read_text())["model.imgsz"] == 64
+    assert json.loads((out / out_files.CONFIG).read_text())["model.imgsz"] == 64
     assert sorted(p.name for p in (out / "models").iterdir()) == [
         f"{s}-s{seed}-c2.pt" for s in ("hybrid", "random") for seed in (0, 1)
     ]
-    summary = pd.read_csv(out / sim.SUMMARY)
+    summary = pd.read_csv(out / out_files.SUMMARY)
     assert summary[["strategy", "cycle"]].values.tolist() == [
         [s, c] for s in ("random", "hybrid") for c in range(3)
     ]
     assert (summary["seeds"] == 2).all()
-    assert pd.read_csv(out / sim.HIT_RATES)["hit_rate"].eq(1.0).all()  # every pool photo has a raccoon
+    assert pd.read_csv(out / out_files.HIT_RATES)["hit_rate"].eq(1.0).all()  # every pool photo has a raccoon
     assert (out / report.PLOT).stat().st_size > 1000 and "hybrid" in (out / report.REPORT).read_text()
 
     # a re-run does nothing at all: no training, evaluation or prediction, rows unchanged
-    before = {name: (out / name).read_bytes() for name in (cv.CURVES, cv.SELECTIONS, sim.REFERENCE)}
+    before = {name: (out / name).read_bytes() for name in (cv.CURVES, cv.SELECTIONS, out_files.REFERENCE)}
     real_train, real_predict = acorn.training.train, acorn.detection.predict_files
     for module, name in (
         (acorn.training, "train"),
@@ -1329,7 +1342,7 @@ def test_tiny_simulation_writes_curves_and_resumes_without_redoing_work(tiny_rac
     ]
     result = CliRunner().invoke(app, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert trained == [] and len(pd.read_csv(out / sim.SCREEN)) == len(sim.SCREEN_STRATEGIES)
+    assert trained == [] and len(pd.read_csv(out / out_files.SCREEN)) == len(SCREEN_STRATEGIES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1338,19 +1351,19 @@ def test_tiny_simulation_writes_curves_and_resumes_without_redoing_work(tiny_rac
 
 def test_mixed_batches_hold_the_share_asked_for_and_nest_within_a_seed():
     items = pd.DataFrame({"tile_id": [f"t{i:02d}" for i in range(20)], "objects": [1] * 6 + [0] * 14})
-    batches = sim.mixed_batches(items, 8, [0.0, 0.25, 0.5], seed=3)
+    batches = mixed_batches(items, 8, [0.0, 0.25, 0.5], seed=3)
     holding = {f"t{i:02d}" for i in range(6)}
     assert list(batches) == ["share0", "share0.25", "share0.5"]
     assert [len(b) for b in batches.values()] == [8, 8, 8]
     assert [len(holding.intersection(b)) for b in batches.values()] == [0, 2, 4]
     assert set(batches["share0.25"]) & holding <= set(batches["share0.5"])  # the same positives, more
     assert set(batches["share0.5"]) - holding <= set(batches["share0.25"])  # the same empties, fewer
-    assert batches == sim.mixed_batches(items, 8, [0.0, 0.25, 0.5], seed=3)
-    assert batches != sim.mixed_batches(items, 8, [0.0, 0.25, 0.5], seed=4)
+    assert batches == mixed_batches(items, 8, [0.0, 0.25, 0.5], seed=3)
+    assert batches != mixed_batches(items, 8, [0.0, 0.25, 0.5], seed=4)
     with pytest.raises(InputError, match="needs 8 such items"):
-        sim.mixed_batches(items, 8, [1.0], seed=0)
+        mixed_batches(items, 8, [1.0], seed=0)
     with pytest.raises(InputError, match=r"\[0, 1\]"):
-        sim.mixed_batches(items, 8, [1.5], seed=0)
+        mixed_batches(items, 8, [1.5], seed=0)
 
 
 def test_score_batches_fine_tunes_each_batch_with_the_run_seed_and_counts_its_positives(
@@ -1364,11 +1377,9 @@ def test_score_batches_fine_tunes_each_batch_with_the_run_seed_and_counts_its_po
         yolo_folder(tmp_path / "t", 4, prefix="t"),
         val_folder(tmp_path),
     )
-    config = sim.SimulateConfig(
-        settings(model__base=str(fake_base(tmp_path))), strategies=("random",), seeds=1
-    )
+    config = SimulateConfig(settings(model__base=str(fake_base(tmp_path))), strategies=("random",), seeds=1)
     batches = {"empty": ["img00", "img04"], "mixed": ["img00", "img01", "img02"]}
-    table = pd.DataFrame(sim.score_batches(pool, config, batches, seed=2, out=tmp_path / "out"))
+    table = pd.DataFrame(score_batches(pool, config, batches, seed=2, out=tmp_path / "out"))
     assert table[["batch", "seed", "tiles", "with_objects"]].values.tolist() == [
         ["empty", 2, 2, 0],
         ["mixed", 2, 3, 2],
@@ -1482,8 +1493,8 @@ def test_each_seed_chooses_from_its_own_share_of_the_pool_frames(tmp_path, monke
     )
     p = settings(rank__budget=2, model__base=str(fake_base(tmp_path)))
     with pytest.raises(ParamsError, match="pool-share"):
-        sim.SimulateConfig(p, pool_share=0.0)
-    config = sim.SimulateConfig(
+        SimulateConfig(p, pool_share=0.0)
+    config = SimulateConfig(
         p, strategies=("random", "entropy"), seeds=3, cycles=2, full_epochs=0, pool_share=0.5
     )
     assert (
@@ -1491,8 +1502,8 @@ def test_each_seed_chooses_from_its_own_share_of_the_pool_frames(tmp_path, monke
         and "pool_share" not in replace(config, pool_share=1.0).identity()
     )
     out = tmp_path / "out"
-    sim.simulate(pool, config, out)
-    runner = sim._Simulation(pool, config, out)
+    simulate(pool, config, out)
+    runner = OracleStep(pool, config, OutputFolder(pool, config, out))
     shares = {seed: runner.available(seed) for seed in range(3)}
     assert all(len(ids) == 8 for ids in shares.values())  # half of the 16 items (each its own frame)
     assert len({tuple(ids) for ids in shares.values()}) == 3  # another pool in each seed

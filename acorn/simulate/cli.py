@@ -3,21 +3,24 @@
 Settings are params.yaml's, as ``dvc repro`` reads them: the convenience flags (--budget, --epochs,
 --imgsz, --base, --test) and ``-S section.key=value`` (as ``dvc exp run -S``) override sections of
 it; the other flags (--pool, --strategies, --seeds, --cycles, ...) are what only a benchmark has.
+
+Only the options' defaults (acorn.simulate.config) are imported with this module: every ``acorn``
+command, ``acorn --help`` included, loads it, and the simulation itself (pandas, ultralytics) is
+loaded when the command runs.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 
-from acorn.simulate.curves import format_comparison
-from acorn.simulate.report import PLOT, REPORT, SCREEN_REPORT
-from acorn.simulate.run import DEFAULT_STRATEGIES, SCREEN_STRATEGIES, SimulateConfig, screen, simulate
-from acorn.simulate.settings import load_settings, open_simulation_pool
+from acorn.simulate.config import DEFAULT_STRATEGIES, SCREEN_STRATEGIES, SimulateConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("acorn")
 
@@ -100,6 +103,12 @@ def simulate_command(
     ] = None,
 ) -> None:
     """Learning curves per strategy with an oracle: N cycles x seeds, resumable; tables, plot, report."""
+    from acorn.simulate.curves import format_comparison
+    from acorn.simulate.report import PLOT, REPORT, SCREEN_REPORT
+    from acorn.simulate.run import simulate
+    from acorn.simulate.screen import screen
+    from acorn.simulate.settings import load_settings, open_simulation_pool
+
     flags = {"budget": budget, "epochs": epochs, "imgsz": imgsz, "base": base, "test": test and str(test)}
     p, overrides = load_settings(params, flags, set_ or [])
     names = strategies.split(",") if strategies else SCREEN_STRATEGIES if screen_only else DEFAULT_STRATEGIES

@@ -14,7 +14,9 @@ from acorn.atomic import atomic_path
 from acorn.simulate.curves import BASELINE, LEVEL, RESAMPLES, format_comparison, format_strategy_table
 
 if TYPE_CHECKING:
-    from acorn.simulate.run import Result
+    from acorn.simulate.config import SimulateConfig
+    from acorn.simulate.folder import Result
+    from acorn.simulate.pools import Pool
 
 PLOT, REPORT, SCREEN_REPORT = "learning_curve.png", "report.md", "screen.md"
 
@@ -28,6 +30,31 @@ def markdown_table(df: pd.DataFrame) -> str:
     """
     cells = df.astype(object).map(lambda v: "" if pd.isna(v) else f"{v:.3f}" if isinstance(v, float) else v)
     return cells.to_markdown(index=False, disable_numparse=True) + "\n"
+
+
+def settings_text(pool: Pool, config: SimulateConfig) -> dict:
+    """What a reader of the report needs to know about the run, in words."""
+    c, p, d = config, config.params, pool.description
+    return {
+        "title": (
+            f"{d['pool']}: {d['items']} items, budget {c.budget}/cycle, {p.train.epochs} epochs, "
+            f"imgsz {p.model.imgsz}, {_seed_words(c.seed_numbers)}"
+            + (f", {p.predict.candidates} candidates/cycle" if p.predict.candidates else "")
+            + (f", each seed {c.pool_share:.0%} of the pool's frames" if c.pool_share < 1.0 else "")
+        ),
+        "test": f"{d['test']} ({d['test_items']} images, {int((pool.test['objects'] == 0).sum())} empty)",
+        "val": f"{d['val']} ({d['val_items']} images)",
+        "base": c.base,
+        "target": c.target,
+        "threshold": p.rank.threshold,
+        "base_rate": pool.base_rate,
+    }
+
+
+def _seed_words(seeds: range) -> str:
+    if len(seeds) == 1:
+        return f"seed {seeds.start}"
+    return f"{len(seeds)} seeds" if seeds.start == 0 else f"seeds {seeds.start}-{seeds[-1]}"
 
 
 def markdown(result: Result, hits_by_cycle: pd.DataFrame, settings: dict) -> str:

@@ -1,0 +1,83 @@
+"""The strategy ``rank.*`` names and the batch it picks: what the rank stage (through
+acorn.queue) and ``acorn simulate`` both rank with.
+
+The strategies themselves are acorn.strategies; this is where params.yaml meets them. The seed is
+the caller's: the rank stage's is ``rank.seed``, a simulation's one per run and cycle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from acorn.params import Params
+from acorn.strategies import STRATEGIES, Strategy, StrategyError, get_strategy
+
+
+def strategy_for(p: Params, name: str | None = None) -> Strategy:
+    """The strategy ``rank.*`` describes; ``name`` overrides ``rank.strategy`` for one comparison
+    entry of ``acorn simulate``: ``entropy``, ``entropy:mean`` (after a colon, ``rank.aggregate``)
+    or ``hybrid/least_confidence:min`` (after a slash, hybrid's shortlist ``rank.uncertainty``), so
+    one simulation, paired seed by seed, can hold hybrids over different shortlists."""
+    r = p.rank
+    entry, _, aggregate = (name or r.strategy).partition(":")
+    strategy, slash, shortlist = entry.partition("/")
+    if slash and strategy != "hybrid":
+        raise StrategyError(f"strategy {name!r}: only hybrid takes a shortlist strategy after '/'")
+    if slash and not shortlist:
+        raise StrategyError(f"strategy {name!r}: name the shortlist strategy after '/', e.g. hybrid/entropy")
+    uncertainty = shortlist or r.uncertainty
+    if strategy == "hybrid" and aggregate:  # the entry's reduction is its shortlist's
+        uncertainty = f"{uncertainty.partition(':')[0]}:{aggregate}"
+    if (
+        aggregate
+        and strategy in STRATEGIES
+        and strategy != "hybrid"
+        and not hasattr(STRATEGIES[strategy], "aggregate")
+    ):
+        raise StrategyError(f"strategy {name!r}: {strategy} has no aggregate to set")
+    return get_strategy(
+        strategy,
+        aggregate=aggregate or r.aggregate,
+        threshold=r.threshold,
+        conf_floor=p.predict.conf_floor,
+        band=r.band,
+        t_low=r.t_low,
+        t_high=r.t_high,
+        uncertainty=uncertainty,
+        shortlist_factor=r.shortlist_factor,
+    )
+
+
+def embeddings_of(tiles: pd.DataFrame) -> np.ndarray | None:
+    """The tiles' embeddings as one (n, d) array, in row order; None when they have none."""
+    return np.stack(tiles["embedding"].to_numpy()) if "embedding" in tiles and len(tiles) else None
+
+
+def select_batch(
+    p: Params,
+    strategy: Strategy,
+    boxes: pd.DataFrame | None,
+    tiles: pd.DataFrame,
+    seed: int,
+    *,
+    embeddings: np.ndarray | None = None,
+    labeled_embeddings: np.ndarray | None = None,
+) -> list[str]:
+    """The ``rank.budget`` tiles of ``tiles`` (the unlabeled ones ranked this cycle) to label next,
+    in rank order, balanced over ``rank.balance_by`` when the tiles have that column.
+
+    ``boxes``: the model's boxes (those of other tiles are ignored; None for a strategy that needs
+    none); ``embeddings``: one row per tile (``embeddings_of``); ``labeled_embeddings``: what is
+    labeled already, so that diversity and hybrid know what is covered."""
+    balance = p.rank.balance_by
+    groups = tiles.set_index("tile_id")[balance] if balance and balance in tiles else None
+    return strategy.select(
+        boxes,
+        tiles,
+        p.rank.budget,
+        seed,
+        groups=groups,
+        embeddings=embeddings,
+        labeled_embeddings=labeled_embeddings,
+    )
