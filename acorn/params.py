@@ -135,6 +135,13 @@ class LabelingParams(Section):
     noise: NoiseParams = NoiseParams()  # the oracle only; Label Studio's labels are people's
 
 
+class ReviewParams(Section):
+    """Suspect labels (acorn.labeling.review): the newest labels scored against the champion's boxes."""
+
+    budget: Count = 10  # suspects listed for review per cycle (0: none scored)
+    confidence: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5  # a prediction this sure is the model's claim
+
+
 class TrainParams(Section):
     epochs: PositiveInt = 8
     batch: Annotated[int, Field(ge=-1)] = 16  # -1: the largest that fits a GPU (ultralytics' AutoBatch)
@@ -211,6 +218,7 @@ with warnings.catch_warnings():
         predict: PredictParams = PredictParams()
         rank: RankParams = RankParams()
         labeling: LabelingParams = LabelingParams()
+        review: ReviewParams = ReviewParams()
         train: TrainParams = TrainParams()
         test: TestParams = TestParams()
         val: ValParams = ValParams()

@@ -1,10 +1,16 @@
 """export-labels: the labeling backend -> data/labels (YOLO labels of every finished annotation,
-manifest, problems and report) and data/label-snapshot (everything the backend held: the backup).
+manifest, problems and report), data/label-snapshot (everything the backend held: the backup) and
+data/review (the newest labels scored against the champion's boxes: suspect labels).
 
 data/labels is byte-identical when nothing changed, so DVC skips train (acorn.labeling.export);
 a backend that lost labels since the last snapshot, another project, or no last snapshot where
 there was one, stops the stage before it writes anything, unless ACORN_ALLOW_LABEL_LOSS=1 says
 that the change is meant (acorn.labeling.snapshot).
+
+The suspects are scored here, before the predict stage replaces data/predictions: until then it
+holds the champion's boxes for the tiles just labeled, predicted while they were unlabeled
+(acorn.labeling.review). data/predictions is read as it is, undeclared, as predict reads
+data/queue.csv: declaring it would make a cycle in the DAG.
 """
 
 import logging
@@ -14,6 +20,7 @@ from acorn import paths
 from acorn.entrypoint import run_stage
 from acorn.labeling.backends import get_backend
 from acorn.labeling.export import read_report, write_labels
+from acorn.labeling.review import REVIEW, SUSPECTS, review_labels
 from acorn.labeling.snapshot import (
     ALLOW_VAR,
     SNAPSHOT_DIR,
@@ -60,6 +67,17 @@ def export_labels(p: Params) -> None:
         f" ({actions}: see {paths.LABELS}/problems.csv)" if actions else "",
         len(pulled.snapshot.tasks),
         SNAPSHOT_DIR,
+    )
+    scored, suspects = review_labels(
+        pulled.annotations, pulled.boxes, len(p.classes), p.review.budget, p.review.confidence
+    )
+    reasons = ", ".join(f"{n} {r}" for r, n in suspects["reason"].value_counts().items())
+    log.info(
+        "%d newly labeled tiles scored against the champion's boxes; %d suspect labels%s in %s",
+        len(scored),
+        len(suspects),
+        f" ({reasons})" if reasons else "",
+        REVIEW / SUSPECTS,
     )
 
 

@@ -3,8 +3,9 @@
 What was labeled, what it cost the labelers (time, and what became of the pre-annotations, from
 the labels' snapshot: acorn.labeling.cost), what it bought (scores against the cycle before,
 from the history kept next to the reports), whether the champion moved, the next batch with the
-champion's boxes, and the test set's worst false positives and misses, as pictures a reviewer
-sees in the cycle's commit (acorn.reporting).
+champion's boxes, the test set's worst false positives and misses, and the batch's suspect labels
+(acorn.labeling.review, scored by export-labels), as pictures a reviewer sees in the cycle's commit
+(acorn.reporting).
 """
 
 import json
@@ -21,6 +22,7 @@ from acorn.entrypoint import run_stage
 from acorn.errors import InputError
 from acorn.labeling.cost import annotation_costs, cycle_costs, cycle_totals
 from acorn.labeling.export import read_manifest
+from acorn.labeling.review import read_review
 from acorn.labeling.snapshot import SNAPSHOT_DIR, read_snapshot
 from acorn.params import Params
 from acorn.reporting import build, history
@@ -80,6 +82,10 @@ def report(p: Params) -> None:
         sheets["missed"] = build.mistakes_sheet(
             fn, shown, test.images, (MISSED, PREDICTED), build.missed_caption, n, 2
         )
+    review = read_review(cycle)
+    if review is not None:
+        images = dict(zip(tiles["tile_id"], [paths.TILES / i for i in tiles["image"]], strict=True))
+        sheets["suspects"] = build.suspects_sheet(review.suspects, review.boxes, images, p.rank.threshold)
     name = f"{cycle:04d}"
     files = {key: f"{name}-{key}.png" for key, sheet in sheets.items() if sheet is not None}
     for stale in set(REPORTS.glob(f"{name}-*.png")) - {REPORTS / f for f in files.values()}:
@@ -110,6 +116,10 @@ def report(p: Params) -> None:
         missed_image=files.get("missed"),
         mistake_tiles=p.report.mistakes,
         costs=None if costs is None else cycle_costs(costs, cycle),
+        suspects=None if review is None else review.suspects,
+        scored=0 if review is None else review.scored,
+        review_budget=p.review.budget,
+        suspects_image=files.get("suspects"),
     )
     write_text(REPORTS / f"{name}.md", render(page))
     write_csv(history.update_history(past, row), HISTORY)

@@ -56,6 +56,7 @@ def changed_stages(root: Path) -> set[str]:
         ("acorn/registry.py", {"register"}),
         ("acorn/training.py", {"train"}),
         ("acorn/labeling/oracle.py", {"export-labels", "rank"}),
+        ("acorn/labeling/review.py", {"export-labels", "report"}),
         ("acorn/serve/app.py", set()),
         ("acorn/reporting/drawing.py", {"report"}),
         ("acorn/params.py", {*STAGES, "report"}),
@@ -128,6 +129,9 @@ def test_two_cycles_end_to_end(tiny_repo):
         ).read_text()
     metrics = json.loads((root / "metrics/train.json").read_text())
     assert metrics["cycle"] == 1 and metrics["labeled_tiles"] == 4
+    # the batch was scored against cycle 0's boxes for it, predicted while it was unlabeled
+    scores = pd.read_csv(root / "data/review/scores.csv")
+    assert sorted(scores["tile_id"]) == sorted(queue["tile_id"]) and (scores["cycle"] == 1).all()
     preds = pd.read_parquet(root / "data/predictions/tiles.parquet")
     assert len(preds) == 20 and not set(preds["tile_id"]) & set(labels["tile_id"]), (
         "labeled tiles are not predicted"
@@ -155,6 +159,7 @@ def test_two_cycles_end_to_end(tiny_repo):
         links = [part.split(")")[0] for part in text.split("](")[1:]]
         assert links and all((root / "reports/cycles" / link).is_file() for link in links), (page, links)
     assert "Champion kept: v1" in (root / "reports/cycles/0001.md").read_text()
+    assert "## Suspect labels in batch 1" in (root / "reports/cycles/0001.md").read_text()
     assert pd.read_csv(root / "reports/cycles/history.csv")["labeled_tiles"].tolist() == [0, 4]
     plots = json.loads(run(["dvc", "plots", "show", "--json"], root).stdout)["data"]
     assert "learning curve" in plots and "metrics/train-epochs/plots/metrics/val/map50.tsv" in plots

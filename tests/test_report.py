@@ -20,6 +20,7 @@ from acorn.labeling import cost
 from acorn.params import Params
 from acorn.reporting import build, history
 from acorn.reporting.drawing import (
+    MISSED,
     PREDICTED,
     contact_sheet,
     draw_boxes,
@@ -430,3 +431,51 @@ def test_markdown_says_what_the_batch_cost_and_what_pre_annotations_saved():
     assert "No labeling time was recorded" in oracle and "The oracle's times are modelled" in oracle
     assert "Unknown: no labels' snapshot" in render(report())
     assert "Nothing: no annotation in this batch." in render(report(costs=cost_table({})))
+
+
+def test_markdown_lists_the_suspect_labels_or_says_why_none():
+    suspects = pd.DataFrame(
+        {
+            "rank": [1, 2],
+            "tile_id": ["f1_03", "f2_07"],
+            "reason": ["missed", "spurious"],
+            "score": [0.046, 0.5],
+        }
+    )
+    page = render(report(suspects=suspects, scored=48, review_budget=10, suspects_image="0001-suspects.png"))
+    assert "## Suspect labels in batch 1" in page
+    assert "The 2 labels (of 48 scored) that disagree most" in page
+    assert "| 1 | f1_03 | missed | 0.05 |" in page and "| 2 | f2_07 | spurious | 0.50 |" in page
+    assert "![suspect labels](0001-suspects.png)" in page
+    assert "Not scored: no data/review" in render(report())
+    assert "review.budget is 0" in render(report(suspects=suspects.iloc[:0], review_budget=0))
+    assert "Nothing scored" in render(report(suspects=suspects.iloc[:0], review_budget=10))
+    clean = render(report(suspects=suspects.iloc[:0], scored=48, review_budget=10))
+    assert "None: the 48 labels scored all agree" in clean
+
+
+def test_suspects_sheet_draws_the_label_and_the_models_boxes_and_zooms_on_the_reason(tmp_path):
+    tile_with_object(box=(400, 300, 416, 316)).save(tmp_path / "a.png")
+    tile_with_object(box=(100, 100, 400, 400)).save(tmp_path / "b.png")
+    images = {"a": tmp_path / "a.png", "b": tmp_path / "b.png"}
+    suspects = pd.DataFrame(
+        {"rank": [1, 2], "tile_id": ["a", "b"], "reason": ["missed", "shifted"], "score": [0.1, 0.3]}
+    )
+    found = pd.DataFrame(
+        [
+            ("a", "model", 0, 0.9, 400, 300, 416, 316),  # the missed squirrel: the crop is on it
+            ("a", "model", 0, 0.1, 10, 10, 60, 60),  # under the threshold: not drawn
+            ("b", "label", 0, np.nan, 150, 150, 450, 450),
+            ("b", "model", 0, 0.8, 100, 100, 400, 400),
+        ],
+        columns=["tile_id", "source", "class_id", "confidence", "x1", "y1", "x2", "y2"],
+    )
+    sheet = build.suspects_sheet(suspects, found, images, 0.25)
+    pixels = np.asarray(sheet)
+    assert sheet.width == 6 + (320 + 6 + 200 + 6) * 2, "two cells a row, the small one with a crop"
+    first = pixels[:270, : 6 + 320]
+    second = pixels[:270, 6 + 320 + 6 + 200 + 6 :]
+    assert np.all(first == PREDICTED, axis=2).sum() > 10, "the missed squirrel's box, in yellow"
+    assert np.all(first[: 6 + 40, : 6 + 40] == PREDICTED, axis=2).sum() == 0, "a 0.1 box is not drawn"
+    assert np.all(second == MISSED, axis=2).sum() > 50, "the label's box, in cyan"
+    assert build.suspects_sheet(suspects.iloc[:0], found, images, 0.25) is None

@@ -1,4 +1,5 @@
-"""The report stage's pieces: what was labeled, the next batch's sheet, the test set's mistakes.
+"""The report stage's pieces: what was labeled, the next batch's sheet, the test set's mistakes,
+the suspect labels.
 
 Each function takes tables already read (the stage reads the files), so that it can be tested
 with a few hand-made rows; only ``predict_test_set`` touches images and a model.
@@ -16,7 +17,15 @@ from PIL import Image
 from acorn.detection import Detector, DetectorConfig, load_images, predict_files
 from acorn.errors import InputError
 from acorn.formats import empty_boxes, read_yolo_labels
-from acorn.reporting.drawing import PREDICTED, contact_sheet, side_by_side, thumbnail, zoom, zoom_window
+from acorn.reporting.drawing import (
+    MISSED,
+    PREDICTED,
+    contact_sheet,
+    side_by_side,
+    thumbnail,
+    zoom,
+    zoom_window,
+)
 
 THUMB_WIDTH = 320  # a mistake's 640x540 tile at half size
 QUEUE_WIDTH = 256  # a queued tile: 50 of them, 5 a row, fill GitHub's page and ~1 MB of PNG
@@ -169,3 +178,35 @@ def false_positive_caption(box: pd.Series, on_tile: int) -> str:
 def missed_caption(box: pd.Series, on_tile: int) -> str:
     more = f" (+{on_tile - 1} more)" if on_tile > 1 else ""
     return f"missed {box['x2'] - box['x1']:.0f}x{box['y2'] - box['y1']:.0f} px{more}  {box['tile_id']}"
+
+
+def suspects_sheet(
+    suspects: pd.DataFrame, boxes: pd.DataFrame, images: Mapping[str, Path], threshold: float
+) -> Image.Image | None:
+    """One cell per suspect label, in review order: the tile with its label boxes (cyan) and the
+    champion's boxes at ``threshold`` or above (yellow, confidence shown), and an enlarged crop
+    around the box the reason is about (the most confident unlabeled prediction for a missed
+    object, else the first label box) where the crop shows it larger.
+
+    ``suspects``: acorn.labeling.review's rows (rank, tile_id, reason, score); ``boxes``: its
+    ``boxes.csv`` (``source`` label or model, pixel corners).
+    """
+    if suspects.empty:
+        return None
+    by_tile = dict(tuple(boxes.groupby("tile_id")))
+    cells, captions = [], []
+    for row in suspects.itertuples(index=False):
+        tile = by_tile.get(row.tile_id, boxes.iloc[:0])
+        label = tile[tile["source"] == "label"].drop(columns="confidence")
+        model = tile[(tile["source"] == "model") & (tile["confidence"] >= threshold)]
+        image = load_images([images[row.tile_id]])[0]
+        layers = [(model, PREDICTED), (label, MISSED)]
+        cell = thumbnail(image, THUMB_WIDTH, layers)
+        focus = model.sort_values("confidence", ascending=False) if row.reason == "missed" else label
+        if len(focus):
+            window = zoom_window(focus.iloc[0], image.size)
+            if ZOOM_SIZE / window[2] >= MIN_ZOOM * THUMB_WIDTH / image.width:
+                cell = side_by_side(cell, zoom(image, window, ZOOM_SIZE, layers))
+        cells.append(cell)
+        captions.append(f"#{row.rank} {row.reason} {row.score:.2f}  {row.tile_id}")
+    return contact_sheet(cells, captions, 2)

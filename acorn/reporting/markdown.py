@@ -45,6 +45,12 @@ class CycleReport:
     # acorn.labeling.cost.cycle_costs of this cycle's batch (one row per labeler, a total if several);
     # None: no labels' snapshot to read it from
     costs: pd.DataFrame | None = None
+    # acorn.labeling.review: this cycle's suspects (rank, tile_id, reason, score), how many of the
+    # batch's tiles were scored and the sheet; None: no data/review to read them from
+    suspects: pd.DataFrame | None = None
+    scored: int = 0
+    review_budget: int = 0
+    suspects_image: str | None = None
 
 
 def table(df: pd.DataFrame, index_name: str) -> str:
@@ -89,6 +95,7 @@ def render(r: CycleReport) -> str:
         lines += ["Nothing.", ""]
 
     lines += cost_lines(r.cycle, r.costs, row, float(r.scores.loc["map50", "change"]))
+    lines += suspect_lines(r)
 
     before = f"cycle {r.before_cycle}" if r.before_cycle is not None else "before"
     scores = pd.DataFrame(
@@ -194,3 +201,41 @@ def cost_lines(cycle: int, costs: pd.DataFrame | None, row: dict, map50_change: 
             "The oracle's times are modelled, not measured (docs/labeling-cost.md, acorn.labeling.oracle)."
         )
     return [*lines, ""]
+
+
+def suspect_lines(r: CycleReport) -> list[str]:
+    """The section on the batch's suspect labels (docs/label-quality.md): a table in review order,
+    then the sheet."""
+    lines = [f"## Suspect labels in batch {r.cycle}", ""]
+    if r.suspects is None:
+        return [*lines, "Not scored: no data/review (the export-labels stage writes it).", ""]
+    if not r.review_budget:
+        return [*lines, "Not scored (review.budget is 0).", ""]
+    if not r.scored:
+        return [
+            *lines,
+            "Nothing scored: no tile labeled this cycle had the champion's boxes from before it was labeled.",
+            "",
+        ]
+    if r.suspects.empty:
+        return [*lines, f"None: the {r.scored} labels scored all agree with the champion's boxes.", ""]
+    shown = r.suspects.set_index("rank")[["tile_id", "reason", "score"]].assign(
+        score=r.suspects["score"].map(lambda v: f"{v:.2f}").to_numpy()
+    )
+    lines += [
+        f"The {len(r.suspects)} labels (of {r.scored} scored) that disagree most with the champion's boxes, "
+        "which never trained on them; the lower the score, the surer the disagreement (0 to 1). "
+        "missed: a confident box with no label on it; shifted: a label box off the model's; spurious: a "
+        "label box the model does not see; class: a label box the model calls another class.",
+        "",
+        table(shown, "rank"),
+    ]
+    if r.suspects_image:
+        lines += [
+            f"Cyan: the label's boxes; yellow: the champion's at confidence {r.threshold:g} or above. "
+            "Next to a tile, an enlarged crop of the box its reason is about.",
+            "",
+            f"![suspect labels]({r.suspects_image})",
+            "",
+        ]
+    return lines
