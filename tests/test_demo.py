@@ -196,3 +196,10 @@ def test_demo_data_holds_a_validation_set_of_its_own_frames(tmp_path: Path) -> N
     assert len(val_tiles) == 3 * 4 and (tmp_path / p.val.data / "classes.txt").read_text() == "squirrel\n"
     test_bytes = {f.read_bytes() for f in (tmp_path / p.test.data / "images").glob("*.jpg")}
     assert not test_bytes & {f.read_bytes() for f in val_tiles}  # other pictures, not renamed copies
+    # the test set's frames are kept whole beside their tiles (test.frames), with whole-frame labels
+    whole = tmp_path / p.test.frames
+    assert Path(p.test.frames) in demo_inputs(p)
+    assert sorted(f.stem for f in (whole / "images").glob("*.jpg")) == frames["test"]
+    assert sorted(f.stem for f in (whole / "labels").glob("*.txt")) == frames["test"]
+    with Image.open(whole / "images" / f"{frames['test'][0]}.jpg") as image:
+        assert image.size == (W, H)

@@ -32,9 +32,10 @@ STAMP = Path("data/.demo-data.json")
 
 def demo_inputs(p: Params) -> list[Path]:
     """The demo data the pipeline reads (dvc.yaml: tile reads the frames, train the test,
-    validation and replay sets)."""
+    validation and replay sets, and the test set's whole frames for frame-level scores)."""
     replay = Path(p.train.replay_data)
-    return [paths.RAW, Path(p.test.data), Path(p.val.data), replay / "images", replay / "labels"]
+    frames = [Path(p.test.frames)] if p.test.frames else []
+    return [paths.RAW, Path(p.test.data), *frames, Path(p.val.data), replay / "images", replay / "labels"]
 
 
 def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -46,8 +47,8 @@ def _dvc_file(target: Path) -> Path:
 
 
 def make_demo_data(p: Params, root: Path = Path()) -> None:
-    """Write data/raw (unlabeled pool with hidden truth), data/testset and data/valset (tiles) and
-    data/source.
+    """Write data/raw (unlabeled pool with hidden truth), data/testset and data/valset (tiles),
+    data/testset-frames (the test set's frames whole, ``test.frames``) and data/source.
 
     The pool, the test set and the validation set are webcam frames of three seeds (and three name
     prefixes), so no frame is in two of them: the validation set chooses epochs and champions, the
@@ -97,6 +98,7 @@ def make_demo_data(p: Params, root: Path = Path()) -> None:
         targets = (
             ("raw", paths.RAW),
             ("testset", Path(p.test.data)),
+            *((("testset-frames", Path(p.test.frames)),) if p.test.frames else ()),
             ("valset", Path(p.val.data)),
             ("source", paths.SOURCE),
             ("replay/images", Path(p.train.replay_data) / "images"),

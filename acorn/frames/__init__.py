@@ -2,5 +2,6 @@
 
 People label tiles but deploy a detector on whole frames (a 4K webcam image). ``merge`` is the
 pure box arithmetic (no model), ``detect`` runs a detector over frames and writes frame-level
-results, ``cli`` is the ``acorn detect`` command.
+results, ``evaluate`` scores a detector on whole test frames that way, ``cli`` is the ``acorn
+detect`` command.
 """

@@ -1,0 +1,86 @@
+"""Frame-level scores: sliced detection + merge on whole frames, scored by ultralytics' metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from acorn.errors import InputError
+from acorn.frames.detect import BOX_COLUMNS, FrameDetections
+from acorn.frames.evaluate import FrameScores, evaluate_frames, score_frames
+from acorn.params import Params
+from tests.conftest import save_detector
+
+NAMES = {0: "squirrel"}
+
+
+def detections(rows: list[tuple]) -> FrameDetections:
+    """rows: (frame_id, confidence, x1, y1, x2, y2), class 0, one piece each."""
+    boxes = pd.DataFrame(
+        [(f, 0, "squirrel", c, x1, y1, x2, y2, 1) for f, c, x1, y1, x2, y2 in rows], columns=BOX_COLUMNS
+    )
+    return FrameDetections(boxes=boxes, frames=pd.DataFrame())
+
+
+def truth(*boxes: tuple) -> pd.DataFrame:
+    return pd.DataFrame([(0, *b) for b in boxes], columns=["class_id", "x1", "y1", "x2", "y2"])
+
+
+def test_a_hit_a_miss_and_a_false_alarm_on_an_empty_frame():
+    found = detections(
+        [("a", 0.9, 10, 10, 50, 50), ("empty", 0.5, 0, 0, 20, 20), ("empty", 0.1, 30, 30, 40, 40)]
+    )
+    scores = score_frames(
+        found,
+        {"a": truth((10, 10, 50, 50)), "missed": truth((100, 100, 140, 150)), "empty": truth()},
+        NAMES,
+        threshold=0.25,
+    )
+    assert (scores.frames, scores.objects, scores.empty_frames) == (3, 2, 1)
+    assert (scores.false_alarms, scores.false_alarm_frames) == (1, 1)  # the 0.1 box is below the threshold
+    assert 0.45 < scores.map50 < 0.56  # recall 0.5 at precision 1, then nothing: half the area
+    assert scores.recall == pytest.approx(0.5)
+
+
+def test_all_found_scores_as_ultralytics_scores_a_perfect_detector():
+    found = detections([("a", 0.9, 10, 10, 50, 50), ("b", 0.8, 0, 0, 30, 60)])
+    scores = score_frames(found, {"a": truth((10, 10, 50, 50)), "b": truth((0, 0, 30, 60))}, NAMES, 0.25)
+    assert scores.map50 == pytest.approx(0.995) and scores.precision == pytest.approx(1.0)
+    assert scores.metrics()["frame_map50"] == pytest.approx(0.995) and scores.metrics()["frame_objects"] == 2
+
+
+def _frames(folder: Path, labels: dict[str, str]) -> None:
+    (folder / "images").mkdir(parents=True)
+    (folder / "labels").mkdir()
+    rng = np.random.default_rng(0)
+    for name, text in labels.items():
+        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(
+            folder / "images" / f"{name}.jpg"
+        )
+        if text is not None:
+            (folder / "labels" / f"{name}.txt").write_text(text)
+
+
+def test_whole_test_frames_are_detected_in_slices_and_scored(tmp_path):
+    weights = save_detector(tmp_path / "model.pt", ["squirrel"], bias=1.0)
+    _frames(tmp_path / "frames", {"f0": "0 0.5 0.5 0.3 0.4\n", "f1": ""})
+    p = Params().with_overrides({"tile.rows": 2, "tile.cols": 2, "model.imgsz": 64})
+    scores = evaluate_frames(weights, tmp_path / "frames", p, overlap=0.1)
+    assert isinstance(scores, FrameScores)
+    assert (scores.frames, scores.objects, scores.empty_frames) == (2, 1, 1)
+    assert scores.false_alarm_frames == 1  # the random detector fires everywhere at 0.73
+    assert 0.0 <= scores.map50 <= 1.0 and scores.seconds > 0
+
+
+def test_a_test_frame_without_a_label_file_is_named(tmp_path):
+    weights = save_detector(tmp_path / "model.pt", ["squirrel"])
+    _frames(tmp_path / "frames", {"f0": "", "nolabel": None})
+    p = Params().with_overrides({"tile.rows": 1, "tile.cols": 2, "model.imgsz": 64})
+    with pytest.raises(InputError, match=r"labels/nolabel\.txt: no label file for test frame"):
+        evaluate_frames(weights, tmp_path / "frames", p)
+    with pytest.raises(InputError, match="no frames to score"):
+        evaluate_frames(weights, tmp_path / "nowhere", p)
