@@ -95,8 +95,13 @@ def annotate(
         return
     from acorn.labeling.oracle import DEFAULT_STATE_DIR, OracleBackend
 
-    n = OracleBackend(DEFAULT_STATE_DIR, paths.TRUTH, noise=p.labeling.noise).annotate(limit)
-    log.info("oracle labeled %d tiles", n)
+    oracle = OracleBackend(DEFAULT_STATE_DIR, paths.TRUTH, noise=p.labeling.noise)
+    log.info("oracle labeled %d tiles", oracle.annotate(limit))
+    reviewed = oracle.answer_reviews()
+    if any(reviewed.values()):
+        log.info(
+            "oracle reviewed %d suspect labels: %d corrected", sum(reviewed.values()), reviewed["corrected"]
+        )
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """export-labels: the labeling backend -> data/labels (YOLO labels of every finished annotation,
 manifest, problems and report), data/label-snapshot (everything the backend held: the backup) and
-data/review (the newest labels scored against the champion's boxes: suspect labels).
+data/review (the newest labels scored against the champion's boxes: suspect labels), which go
+to the oracle's review queue (it answers them in ``acorn annotate``; Label Studio's is not built yet).
 
 data/labels is byte-identical when nothing changed, so DVC skips train (acorn.labeling.export);
 a backend that lost labels since the last snapshot, another project, or no last snapshot where
@@ -36,7 +37,8 @@ log = logging.getLogger("acorn")
 
 
 def export_labels(p: Params) -> None:
-    pulled = get_backend(p).pull()
+    backend = get_backend(p)
+    pulled = backend.pull()
     try:
         accepted = check_nothing_lost(
             read_snapshot(SNAPSHOT_DIR),
@@ -79,6 +81,9 @@ def export_labels(p: Params) -> None:
         f" ({reasons})" if reasons else "",
         REVIEW / SUSPECTS,
     )
+    push_review = getattr(backend, "push_review", None)  # the oracle's; Label Studio has none yet
+    if push_review is not None and len(suspects):
+        log.info("%d suspect labels newly queued for the oracle's review", push_review(suspects))
 
 
 if __name__ == "__main__":

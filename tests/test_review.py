@@ -143,3 +143,62 @@ def test_with_a_model_that_sees_the_truth_the_injected_errors_come_first(tmp_pat
     assert len(top & wrong) / len(wrong) >= 0.9
     expected = {"missed": "missed", "emptied": "missed", "shifted": "shifted", "spurious": "spurious"}[kind]
     assert (scores[scores["tile_id"].isin(wrong)]["reason"] == expected).mean() >= 0.9
+
+
+def test_the_oracle_answers_reviews_correcting_wrong_labels_and_keeping_the_old_answer(tmp_path):
+    from acorn.labeling import cost
+    from acorn.labeling.oracle import OracleBackend
+
+    width, height = 640, 540
+    truth_dir = tmp_path / "truth"
+    truth_dir.mkdir()
+    (truth_dir / "a.txt").write_text("0 0.5 0.5 0.05 0.05\n")  # a squirrel: the noisy oracle leaves it out
+    (truth_dir / "b.txt").write_text("0 0.2 0.2 0.1 0.1\n")  # labeled right
+    queue = pd.DataFrame(
+        {
+            "tile_id": ["a", "b"],
+            "rank": [1, 2],
+            "score": 0.0,
+            "batch": 1,
+            "image": ["a.jpg", "b.jpg"],
+            "width": width,
+            "height": height,
+            "model_version": "acorn-v1",
+        }
+    )
+    oracle = OracleBackend(tmp_path / "state", truth_dir, noise=NoiseParams(emptied=1.0, seed=0))
+    oracle.push(queue, pd.DataFrame(columns=PRED))
+    oracle.annotate()
+    before = oracle.pull()
+    assert before.boxes.empty  # both tiles answered as empty
+    ids = dict(zip(before.annotations["tile_id"], before.annotations["annotation_id"], strict=True))
+    suspects = pd.DataFrame(
+        {"tile_id": ["a"], "annotation_id": [ids["a"]], "cycle": 1, "reason": "missed", "score": 0.05}
+    )
+    assert oracle.push_review(suspects) == 1
+    assert oracle.push_review(suspects) == 0  # a repeated dvc repro queues nothing new
+    assert oracle.answer_reviews() == {"confirmed": 0, "corrected": 1}
+    assert oracle.answer_reviews() == {"confirmed": 0, "corrected": 0}
+
+    after = oracle.pull()
+    fixed = after.boxes[after.boxes["tile_id"] == "a"]
+    assert len(fixed) == 1 and fixed["x1"].iloc[0] == pytest.approx(0.475 * width)
+    new_id = after.annotations.set_index("tile_id").loc["a", "annotation_id"]
+    assert new_id > max(ids.values())
+    task = next(t for t in after.snapshot.tasks if t["tile_id"] == "a")
+    assert [a["id"] for a in task["annotations"]] == [ids["a"], new_id], (
+        "the old answer kept, the correction last"
+    )
+    # the review's time counts: two annotations of tile a in batch 1's cost
+    assert cost.cycle_costs(cost.annotation_costs(after.snapshot.tasks), 1).loc["oracle", "tasks"] == 3
+
+    # a correct label is confirmed and left alone; a copy seeded from the snapshot keeps the history
+    (truth_dir / "b.txt").write_text("")
+    oracle.push_review(suspects.assign(tile_id="b", annotation_id=ids["b"]))
+    assert oracle.answer_reviews() == {"confirmed": 1, "corrected": 0}
+    assert oracle.pull().annotations.set_index("tile_id").loc["b", "annotation_id"] == ids["b"]
+    from acorn.labeling.snapshot import write_snapshot
+
+    write_snapshot(after.snapshot, tmp_path / "snap")
+    copy = OracleBackend(tmp_path / "copy", truth_dir, tmp_path / "snap")
+    assert copy.pull().snapshot.tasks == after.snapshot.tasks

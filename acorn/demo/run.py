@@ -187,6 +187,12 @@ def run_demo(p: Params, root: Path = Path(), cycles: int | None = None) -> list[
     for cycle in range((cycles if cycles is not None else p.demo.cycles) + 1):
         if cycle:
             log.info("oracle labeled %d tiles", oracle.annotate())
+            reviewed = oracle.answer_reviews()  # last cycle's suspect labels (acorn.labeling.review)
+            log.info(
+                "oracle reviewed %d suspect labels: %d corrected",
+                sum(reviewed.values()),
+                reviewed["corrected"],
+            )
         run_supervised(["dvc", "repro"], cwd=root, env=env)
         if commits:
             commit_cycle(root, p.classes[0], if_changed=True)

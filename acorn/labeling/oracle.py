@@ -27,6 +27,11 @@ careless labeler would (missed boxes, small ones first; spurious, shifted boxes;
 objects answered as empty: acorn.labeling.noise), the same for the same tile and seed, and keeps
 each error it made in ``noise.csv`` next to its state, with the pool's statistics the errors were
 drawn against in ``noise.json``: the truth a review queue of suspect labels is measured against.
+
+The oracle answers reviews too (``push_review``, ``answer_reviews``): a tile the review queue
+suspects (acorn.labeling.review) is looked at again and, where its label differs from the
+truth, labeled anew; the answer it replaces is kept in the annotation's history, and the
+snapshot keeps both, the correction last (the one export-labels exports).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ KEEP_S = 1.0
 DELETE_S = 2.0
 NOISE_RECORD = "noise.csv"  # one row per injected error (acorn.labeling.noise.RECORD_COLUMNS)
 NOISE_REFERENCE = "noise.json"  # the pool's statistics the errors are drawn against
+REVIEWS = "reviews.json"  # {tile_id: the review of one of its annotations}
 
 
 def modelled_seconds(outcomes: pd.DataFrame) -> pd.Series:
@@ -102,7 +108,9 @@ class OracleBackend:
             return
         tasks = {t["tile_id"]: _state_task(t) for t in snapshot.tasks}
         answers = {
-            t["tile_id"]: _state_annotation(t["annotations"][-1]) for t in snapshot.tasks if t["annotations"]
+            t["tile_id"]: _state_annotation(t["annotations"][-1], t["annotations"][:-1])
+            for t in snapshot.tasks
+            if t["annotations"]
         }
         path = self.state_dir / "annotations.json"
         answers |= json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
@@ -188,6 +196,84 @@ class OracleBackend:
         write_json(self.state_dir / "annotations.json", annotations)
         return len(todo)
 
+    def push_review(self, suspects: pd.DataFrame) -> int:
+        """Queue ``suspects`` (acorn.labeling.review's rows: ``tile_id, annotation_id, cycle,
+        reason, score``) for review; return how many are new. A tile already queued for the same
+        annotation is not queued again (a repeated ``dvc repro``), one whose label changed is."""
+        reviews = self._load(REVIEWS)
+        new = 0
+        for row in suspects.itertuples(index=False):
+            if reviews.get(row.tile_id, {}).get("annotation_id") == int(row.annotation_id):
+                continue
+            reviews[row.tile_id] = {
+                "annotation_id": int(row.annotation_id),
+                "cycle": int(row.cycle),
+                "reason": str(row.reason),
+                "score": float(row.score),
+                "answer": None,
+            }
+            new += 1
+        write_json(self.state_dir / REVIEWS, reviews)
+        return new
+
+    def answer_reviews(self, limit: int | None = None) -> dict[str, int]:
+        """Review the queued tiles whose label is still the one queued, most suspect first: a label
+        that differs from the truth is replaced by the truth (a reviewer told what to look for
+        gets it right; no noise), the old answer kept in the new one's ``history``; a label that
+        matches is confirmed and left as it is (a new annotation would retrain for nothing).
+        Returns ``{"confirmed": n, "corrected": n}``; the modelled time of each look is kept in
+        ``reviews.json`` and a correction's on its annotation (``lead_time``)."""
+        reviews, annotations, tasks = (
+            self._load(REVIEWS),
+            self._load("annotations.json"),
+            self._load("tasks.json"),
+        )
+        pending = sorted(
+            (
+                t
+                for t, r in reviews.items()
+                if r["answer"] is None and annotations.get(t, {}).get("annotation_id") == r["annotation_id"]
+            ),
+            key=lambda t: (reviews[t]["cycle"], reviews[t]["score"], t),
+        )[:limit]
+        if not pending:
+            return {"confirmed": 0, "corrected": 0}
+        truths = {
+            t: read_yolo_labels(self.truth_dir / f"{t}.txt", tasks[t]["width"], tasks[t]["height"])[
+                LABEL_BOX_COLUMNS[1:]
+            ]
+            for t in pending
+        }
+        outcomes = preannotation_outcomes(
+            _keyed({t: annotations[t]["boxes"] for t in pending}),
+            _keyed({t: b.to_numpy().tolist() for t, b in truths.items()}),
+        ).reindex(pending, fill_value=0)
+        seconds = modelled_seconds(outcomes)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        next_id = 1 + max((a["annotation_id"] for a in annotations.values()), default=0)
+        counts = {"confirmed": 0, "corrected": 0}
+        for tile_id in pending:
+            row = outcomes.loc[tile_id]
+            confirmed = row["moved"] == row["deleted"] == row["added"] == 0
+            answer = "confirmed" if confirmed else "corrected"
+            reviews[tile_id] |= {"answer": answer, "seconds": float(seconds[tile_id])}
+            counts[answer] += 1
+            if confirmed:
+                continue
+            old = annotations[tile_id]
+            annotations[tile_id] = {
+                "annotation_id": next_id,
+                "annotator": ORACLE,
+                "updated_at": now,
+                "lead_time": float(seconds[tile_id]),
+                "boxes": truths[tile_id].to_numpy().tolist(),
+                "history": [*old.get("history", []), {k: v for k, v in old.items() if k != "history"}],
+            }
+            next_id += 1
+        write_json(self.state_dir / "annotations.json", annotations)
+        write_json(self.state_dir / REVIEWS, reviews)
+        return counts
+
     def _corrupt(self, answers: dict[str, pd.DataFrame], tasks: dict) -> dict[str, pd.DataFrame]:
         """The answers with ``noise``'s errors, each error added to ``noise.csv`` (a tile labeled
         again replaces its rows)."""
@@ -233,7 +319,10 @@ class OracleBackend:
                 "tile_id": tile_id,
                 "data": {k: v for k, v in tasks[tile_id].items() if k != "preannotation"},
                 "predictions": _snapshot_predictions(tasks[tile_id]),
-                "annotations": [_snapshot_annotation(annotations[tile_id])],
+                "annotations": [
+                    *map(_snapshot_annotation, annotations[tile_id].get("history", [])),
+                    _snapshot_annotation(annotations[tile_id]),
+                ],
             }
             for tile_id in sorted(annotations)
         ]
@@ -303,8 +392,9 @@ def _state_task(record: dict) -> dict:
     return task
 
 
-def _state_annotation(ann: dict) -> dict:
-    """A snapshot's answer back in the oracle's state (the inverse of ``_snapshot_annotation``)."""
+def _state_annotation(ann: dict, history: list[dict] = ()) -> dict:
+    """A snapshot's answer back in the oracle's state (the inverse of ``_snapshot_annotation``),
+    with the answers a review replaced (``history``, oldest first)."""
     state = {
         "annotation_id": int(ann["id"]),
         "annotator": str(ann["completed_by"]),
@@ -313,6 +403,8 @@ def _state_annotation(ann: dict) -> dict:
     }
     if "lead_time" in ann:
         state["lead_time"] = ann["lead_time"]
+    if history:
+        state["history"] = [_state_annotation(a) for a in history]
     return state
 
 
