@@ -445,7 +445,7 @@ def test_markdown_lists_the_suspect_labels_or_says_why_none():
     page = render(report(suspects=suspects, scored=48, review_budget=10, suspects_image="0001-suspects.png"))
     assert "## Suspect labels in batch 1" in page
     assert "The 2 labels (of 48 scored) that disagree most" in page
-    assert "| 1 | f1_03 | missed | 0.05 |" in page and "| 2 | f2_07 | spurious | 0.50 |" in page
+    assert "| 1 | f1_03 | missed | 0.046 |" in page and "| 2 | f2_07 | spurious | 0.5 |" in page
     assert "![suspect labels](0001-suspects.png)" in page
     assert "Not scored: no data/review" in render(report())
     assert "review.budget is 0" in render(report(suspects=suspects.iloc[:0], review_budget=0))

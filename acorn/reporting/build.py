@@ -208,5 +208,5 @@ def suspects_sheet(
             if ZOOM_SIZE / window[2] >= MIN_ZOOM * THUMB_WIDTH / image.width:
                 cell = side_by_side(cell, zoom(image, window, ZOOM_SIZE, layers))
         cells.append(cell)
-        captions.append(f"#{row.rank} {row.reason} {row.score:.2f}  {row.tile_id}")
+        captions.append(f"#{row.rank} {row.reason} {row.score:.2g}  {row.tile_id}")
     return contact_sheet(cells, captions, 2)

@@ -220,7 +220,7 @@ def suspect_lines(r: CycleReport) -> list[str]:
     if r.suspects.empty:
         return [*lines, f"None: the {r.scored} labels scored all agree with the champion's boxes.", ""]
     shown = r.suspects.set_index("rank")[["tile_id", "reason", "score"]].assign(
-        score=r.suspects["score"].map(lambda v: f"{v:.2f}").to_numpy()
+        score=r.suspects["score"].map(lambda v: f"{v:.2g}").to_numpy()  # cleanlab's go down to 1e-18
     )
     lines += [
         f"The {len(r.suspects)} labels (of {r.scored} scored) that disagree most with the champion's boxes, "
