@@ -14,6 +14,11 @@ and the hash's cost per 4K frame on the tile stage's path (decoded frame) and do
 JPEG draft decode).
 
     python benchmarks/near_copies.py --frames 100 --copied 30 --copies 2 --relit 20 --out benchmarks/results/near_copies
+
+With ``--pool`` it checks a real pool instead (no truth: a pool of distinct frames should make
+one group per frame), and with ``--test`` the doctor's leak check against it:
+
+    python benchmarks/near_copies.py --pool data/raw/images --test data/testset-frames/images
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from acorn.duplicates import (
     hamming,
     hash_bits,
     image_hash,
+    leaks,
     near_copy_groups,
 )
 
@@ -75,6 +81,34 @@ def pair_scores(truth: np.ndarray, called: np.ndarray) -> tuple[float, float]:
     return precision, recall
 
 
+def check_pool(pool: Path, test: Path | None, bits: int) -> None:
+    """Groups of a real pool, its closest pair, and test frames within ``bits`` of it."""
+    from acorn.tiling import list_frames
+
+    frames, ids = list_frames(pool)
+    start = time.perf_counter()
+    hashes = [frame_hash(f) for f in frames]
+    ms = (time.perf_counter() - start) / len(frames) * 1000
+    d = hamming(hash_bits(hashes), hash_bits(hashes))[np.triu_indices(len(frames), 1)]
+    groups = near_copy_groups(ids, hashes, bits)
+    print(
+        f"{len(frames)} frames in {pool}: {len(set(groups))} groups at {bits} bits; closest pair {d.min()} bits "
+        f"(1st percentile {np.percentile(d, 1):.0f}); {ms:.1f} ms a frame to hash"
+    )
+    a, b = np.triu_indices(len(frames), 1)
+    close = np.flatnonzero(d <= 2 * bits)
+    for k in close[np.argsort(d[close], kind="stable")]:  # to look at: within twice the threshold
+        print(f"  {d[k]:3d} bits: {frames[a[k]]}  {frames[b[k]]}")
+    if test:
+        test_frames, test_ids = list_frames(test)
+        test_hashes = [frame_hash(f) for f in test_frames]
+        nearest = hamming(hash_bits(test_hashes), hash_bits(hashes)).min()
+        found = leaks(test_ids, test_hashes, ids, hashes, bits)
+        print(
+            f"{len(test_frames)} test frames in {test}: {len(found)} within {bits} bits of a pool frame; closest {nearest}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -85,7 +119,15 @@ def main() -> None:
     parser.add_argument("--relit", type=int, default=10, help="frames also relit as dusk")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="folder for pairs.csv and thresholds.csv")
+    parser.add_argument("--pool", type=Path, help="a folder of frames to group (no synthetic pool)")
+    parser.add_argument(
+        "--test", type=Path, help="with --pool: test frames to look for near-copies of the pool in"
+    )
+    parser.add_argument("--bits", type=int, default=32, help="with --pool: tile.near_copy_bits")
     args = parser.parse_args()
+    if args.pool:
+        check_pool(args.pool, args.test, args.bits)
+        return
 
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
