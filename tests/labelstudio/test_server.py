@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,6 +150,16 @@ SECRETS = {
 }
 
 
+def environ_after_exec(pid: int, timeout: float = 10.0) -> dict[str, str]:
+    """The process's environment once exec has laid it out: Popen returns as soon as the child's
+    exec has begun (its close-on-exec pipe closed), and in the short window before the kernel
+    writes the new environment /proc/PID/environ reads empty (seen once on a loaded CI machine)."""
+    deadline = time.monotonic() + timeout
+    while not (seen := psutil.Process(pid).environ()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return seen
+
+
 def test_the_server_gets_no_secret_and_error_reporting_off(tmp_path, monkeypatch):
     """What the started process really has in its environment, read back from the OS."""
     for key, value in SECRETS.items():
@@ -159,7 +170,7 @@ def test_the_server_gets_no_secret_and_error_reporting_off(tmp_path, monkeypatch
     env = server._server_env()
     proc = subprocess.Popen([server.executable, "--data-dir", str(server.data_dir)], env=env)
     try:
-        seen = psutil.Process(proc.pid).environ()
+        seen = environ_after_exec(proc.pid)
     finally:
         proc.kill()
         proc.wait()
