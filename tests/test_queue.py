@@ -92,3 +92,44 @@ def test_defaults_leave_random_uniform_and_positive_mines_the_top_confidence():
         boxes(), pool(), params(strategy="random", budget=12, balance_by="condition"), 1
     )
     assert balanced["tile_id"].tolist() != uniform
+
+
+def near_copy_pool(n=12):
+    """Tiles t00-t05 of frame A and t06-t11 of frame B, a near-copy of A: same group, and the
+    same six places (row, col) in the same order."""
+    tiles = pool(n)
+    return tiles.assign(
+        frame_id=["A"] * 6 + ["B"] * 6,
+        near_copy_group="A",
+        row=[i % 6 // 3 for i in range(n)],
+        col=[i % 3 for i in range(n)],
+    )
+
+
+def copy_boxes(confidences: dict[str, float]) -> pd.DataFrame:
+    found = boxes()
+    return found.assign(confidence=found["tile_id"].map(confidences).fillna(0.05))
+
+
+def test_a_batch_takes_one_tile_per_place_of_a_near_copy_group():
+    # t03 and t09 are one place of two near-copy frames, and the two tiles entropy wants most
+    found = copy_boxes({"t03": 0.5, "t09": 0.45, "t01": 0.4, "t07": 0.35})
+    free = build_queue(found, near_copy_pool(), params(strategy="entropy", budget=3, near_copies=0), batch=1)[
+        0
+    ]
+    assert list(free["tile_id"]) == ["t03", "t09", "t01"]
+    limited = build_queue(
+        found, near_copy_pool(), params(strategy="entropy", budget=3, near_copies=1), batch=1
+    )
+    picked = list(limited[0]["tile_id"])
+    assert picked[:2] == ["t03", "t01"] and picked[2] not in {"t09", "t07"}, picked  # t07: t01's place
+    assert {"t09", "t07"} <= set(limited[1]["tile_id"])  # deferred, still in the ranked pool
+
+
+def test_near_copies_fill_the_batch_when_distinct_places_run_out():
+    found = copy_boxes({"t03": 0.5, "t09": 0.45})
+    queue = build_queue(
+        found, near_copy_pool(), params(strategy="entropy", budget=8, near_copies=1), batch=1
+    )[0]
+    places = queue["tile_id"].map(lambda t: int(t[1:]) % 6)
+    assert len(queue) == 8 and places.iloc[:6].nunique() == 6 and queue["tile_id"].iloc[0] == "t03"

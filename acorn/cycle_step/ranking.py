@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from acorn.duplicates import GROUP_COLUMN, POSITION_COLUMNS
 from acorn.params import Params
-from acorn.strategies import STRATEGIES, Strategy, StrategyError, get_strategy
+from acorn.strategies import STRATEGIES, Strategy, StrategyError, get_strategy, order_by_score
 
 
 def strategy_for(p: Params, name: str | None = None) -> Strategy:
@@ -54,6 +55,20 @@ def embeddings_of(tiles: pd.DataFrame) -> np.ndarray | None:
     return np.stack(tiles["embedding"].to_numpy()) if "embedding" in tiles and len(tiles) else None
 
 
+def first_near_copies(tiles: pd.DataFrame, per_slot: int, order: list[str]) -> np.ndarray:
+    """Which rows of ``tiles`` a batch may take: the first ``per_slot`` of each (near-copy group,
+    tile position) in ``order`` (tile ids, the strategy's ranking); tiles without a group (a
+    manifest from before the hash) always. Near-copy frames show the same patch at one position,
+    so two of those tiles would pay twice for one lesson (acorn.duplicates)."""
+    keys = [GROUP_COLUMN, *POSITION_COLUMNS]
+    place = pd.Series(np.arange(len(order)), index=order)
+    ranked = tiles.assign(_place=place.reindex(tiles["tile_id"]).to_numpy()).sort_values(
+        "_place", kind="stable"
+    )
+    seen = ranked.groupby(keys, sort=False, dropna=False).cumcount().reindex(tiles.index).to_numpy()
+    return (seen < per_slot) | tiles[keys].isna().any(axis=1).to_numpy()
+
+
 def select_batch(
     p: Params,
     strategy: Strategy,
@@ -65,19 +80,53 @@ def select_batch(
     labeled_embeddings: np.ndarray | None = None,
 ) -> list[str]:
     """The ``rank.budget`` tiles of ``tiles`` (the unlabeled ones ranked this cycle) to label next,
-    in rank order, balanced over ``rank.balance_by`` when the tiles have that column.
+    in rank order, balanced over ``rank.balance_by`` when the tiles have that column, and taking
+    at most ``rank.near_copies`` tiles per place of a near-copy group, the ones the strategy
+    scores highest (``first_near_copies``; the others only when the rest cannot fill the batch).
 
     ``boxes``: the model's boxes (those of other tiles are ignored; None for a strategy that needs
     none); ``embeddings``: one row per tile (``embeddings_of``); ``labeled_embeddings``: what is
     labeled already, so that diversity and hybrid know what is covered."""
+    keys = {GROUP_COLUMN, *POSITION_COLUMNS}
+    if p.rank.near_copies and keys <= set(tiles.columns):
+        order = order_by_score(strategy.score(boxes, tiles, embeddings, labeled_embeddings), seed)
+        allowed = first_near_copies(tiles, p.rank.near_copies, order)
+    else:
+        allowed = np.ones(len(tiles), dtype=bool)
+    picks = _select(p, strategy, boxes, tiles, seed, p.rank.budget, allowed, embeddings, labeled_embeddings)
+    short = p.rank.budget - len(picks)
+    if short > 0 and not allowed.all():
+        picks += _select(p, strategy, boxes, tiles, seed, short, ~allowed, embeddings, labeled_embeddings)
+    return picks
+
+
+def _select(
+    p: Params,
+    strategy: Strategy,
+    boxes: pd.DataFrame | None,
+    tiles: pd.DataFrame,
+    seed: int,
+    budget: int,
+    rows: np.ndarray,
+    embeddings: np.ndarray | None,
+    labeled_embeddings: np.ndarray | None,
+) -> list[str]:
+    """The strategy's ``budget`` picks among the ``rows`` of ``tiles``."""
+    if rows.all():
+        subset, subset_embeddings = tiles, embeddings
+    else:
+        subset = tiles[rows].reset_index(drop=True)
+        subset_embeddings = None if embeddings is None else embeddings[rows]
+    if subset.empty:
+        return []
     balance = p.rank.balance_by
-    groups = tiles.set_index("tile_id")[balance] if balance and balance in tiles else None
+    groups = subset.set_index("tile_id")[balance] if balance and balance in subset else None
     return strategy.select(
         boxes,
-        tiles,
-        p.rank.budget,
+        subset,
+        budget,
         seed,
         groups=groups,
-        embeddings=embeddings,
+        embeddings=subset_embeddings,
         labeled_embeddings=labeled_embeddings,
     )
