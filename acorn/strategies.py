@@ -31,8 +31,11 @@ import numpy as np
 import pandas as pd
 
 from acorn.errors import AcornError
+from acorn.params import AGGREGATES, PredictParams, RankParams
 
-AGGREGATES = ("min", "mean", "max", "sum")
+# Defaults are the schema's (acorn.params), so a strategy built here without a knob behaves as
+# params.yaml left at its default would: one place declares them.
+_RANK, _PREDICT = RankParams(), PredictParams()
 # Where each parameter lives in params.yaml, so an error names the knob the user can edit.
 _FIELDS = {"conf_floor": "predict.conf_floor"}
 # Elements of one (pool x chunk) distance block: bounds memory on 300k-tile pools.
@@ -303,8 +306,8 @@ class Random(Strategy):
 class _PerBox(Strategy):
     """A per-box uncertainty reduced over each tile's boxes with ``aggregate``."""
 
-    aggregate: str = "max"
-    conf_floor: float = 0.01
+    aggregate: str = _RANK.aggregate
+    conf_floor: float = _PREDICT.conf_floor
     aggregates: ClassVar[tuple[str, ...]] = AGGREGATES
 
     def __post_init__(self) -> None:
@@ -341,7 +344,6 @@ class LeastConfidence(_PerBox):
     """
 
     name: ClassVar[str] = "least_confidence"
-    aggregate: str = "min"
     aggregates: ClassVar[tuple[str, ...]] = ("min", "mean", "max")
 
     def per_box(self, conf: np.ndarray) -> np.ndarray:
@@ -389,8 +391,8 @@ class FalseNegativeAware(Strategy):
     """
 
     name: ClassVar[str] = "fn_aware"
-    threshold: float = 0.25
-    band: float = 0.4
+    threshold: float = _RANK.threshold
+    band: float = _RANK.band
 
     def __post_init__(self) -> None:
         _check_range("threshold", self.threshold, 0.0, 1.0, low_open=True, high_open=False)
@@ -419,8 +421,8 @@ class Disagreement(Strategy):
     """
 
     name: ClassVar[str] = "disagreement"
-    t_low: float = 0.1
-    t_high: float = 0.5
+    t_low: float = _RANK.t_low
+    t_high: float = _RANK.t_high
 
     def __post_init__(self) -> None:
         _check_range("t_low", self.t_low, 0.0, 1.0, low_open=True, high_open=False)
@@ -528,8 +530,10 @@ class Hybrid(Strategy):
     """
 
     name: ClassVar[str] = "hybrid"
-    uncertainty: Strategy = dataclasses.field(default_factory=LeastConfidence)
-    shortlist_factor: float = 10.0
+    uncertainty: Strategy = dataclasses.field(
+        default_factory=lambda: get_strategy(_RANK.shortlist[0], aggregate=_RANK.shortlist[1])
+    )
+    shortlist_factor: float = _RANK.shortlist_factor
 
     def __post_init__(self) -> None:
         if not isinstance(self.uncertainty, tuple(_UNCERTAINTY.values())):
@@ -596,7 +600,7 @@ def get_strategy(name: str, **params: object) -> Strategy:
     accepted = {f.name for f in dataclasses.fields(cls)}
     kwargs = {k: v for k, v in params.items() if k in accepted}
     if cls is Hybrid:
-        inner, _, aggregate = str(params.get("uncertainty", LeastConfidence.name)).partition(":")
+        inner, _, aggregate = str(params.get("uncertainty", _RANK.uncertainty)).partition(":")
         _check_choice("uncertainty", inner, tuple(_UNCERTAINTY))
         shared = {k: v for k, v in params.items() if k != "uncertainty"}
         kwargs["uncertainty"] = get_strategy(
