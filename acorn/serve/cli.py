@@ -18,9 +18,15 @@ def serve(
         Path | None,
         typer.Option(help="the only folder local task images are read from (default: data/tiles)"),
     ] = None,
-    refresh: Annotated[float, typer.Option(help="seconds between reads of the champion alias")] = 30.0,
-    max_tasks: Annotated[int, typer.Option(help="tasks per /predict request (413 above)")] = 1000,
-    max_pending: Annotated[int, typer.Option(help="/predict requests in flight (503 above)")] = 4,
+    refresh: Annotated[
+        float | None, typer.Option(help="seconds between reads of the champion alias (default 30)")
+    ] = None,
+    max_tasks: Annotated[
+        int | None, typer.Option(help="tasks per /predict request, 413 above (default 1000)")
+    ] = None,
+    max_pending: Annotated[
+        int | None, typer.Option(help="/predict requests in flight, 503 above (default 4)")
+    ] = None,
     max_image_pixels: Annotated[
         int | None, typer.Option(help="pixels of one image, read from its header (default 40 M)")
     ] = None,

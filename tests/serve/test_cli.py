@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from typer.testing import CliRunner
 
 import acorn.serve.app
+import acorn.serve.cli
 from acorn.serve import server
 from acorn.serve.cli import serve
 from acorn.serve.config import ServeConfigError
@@ -128,3 +129,32 @@ def test_bad_settings_are_user_errors_naming_the_setting(served, monkeypatch):
     monkeypatch.delenv("ACORN_SERVE_BASIC_AUTH")
     result = invoke("--max-pending", "0")
     assert isinstance(result.exception, ServeConfigError) and "--max-pending" in str(result.exception)
+
+
+def test_the_limits_are_declared_once_and_the_help_says_them():
+    """Limits the command leaves unset are ServeConfig's (one declaration); the numbers its help
+    quotes are those, so a changed default cannot leave the help behind."""
+    import inspect
+    import typing
+
+    from acorn.serve.config import ServeConfig
+
+    defaults = {f.name: f.default for f in ServeConfig.__dataclass_fields__.values()}
+    hints = typing.get_type_hints(serve, include_extras=True)
+    help_text = " ".join(
+        hint.__metadata__[0].help or "" for hint in hints.values() if hasattr(hint, "__metadata__")
+    )
+    quoted = {
+        "refresh_s": ("default 30)", 30.0),
+        "max_tasks": ("default 1000)", 1000),
+        "max_pending": ("default 4)", 4),
+        "max_image_pixels": ("default 40 M)", 40_000_000),
+        "max_request_pixels": ("default 400 M)", 400_000_000),
+        "max_process_pixels": ("default 120 M)", 120_000_000),
+    }
+    for name, (words, value) in quoted.items():
+        assert words in help_text, (name, words)
+        assert defaults[name] == value, f"ServeConfig.{name} is {defaults[name]}; the help says {words}"
+    cli_defaults = {k: v.default for k, v in inspect.signature(serve).parameters.items()}
+    for option in ("refresh", "max_tasks", "max_pending", "max_image_pixels", "max_request_pixels"):
+        assert cli_defaults[option] is None, f"--{option} declares its own default"
