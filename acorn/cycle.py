@@ -26,7 +26,7 @@ CYCLE_FILES = (
     paths.RANK_METRICS,
     paths.QUEUE,
     paths.REGISTRY,
-    Path("reports/cycles"),
+    paths.CYCLE_REPORTS,
 )
 
 

@@ -55,10 +55,10 @@ from tqdm import tqdm
 from acorn.atomic import atomic_path, write_json
 from acorn.detection import Detections, Detector, DetectorConfig, load_images
 from acorn.errors import InputError
+from acorn.paths import PREDICT_CACHE as CACHE_ROOT
 
 log = logging.getLogger("acorn")
 
-CACHE_ROOT = Path(".acorn/cache/predict")
 CACHE_FORMAT = 1  # bump when the cache layout or what a prediction holds changes
 MODELS_KEPT = 3  # model caches kept: the current champion and a couple to go back to
 BLOCK_TILES = 4096  # manifest rows read at a time: one output row group (whole frames)

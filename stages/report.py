@@ -32,8 +32,7 @@ from acorn.reporting.matching import match_boxes
 
 log = logging.getLogger("acorn")
 
-REPORTS = Path("reports/cycles")
-HISTORY = REPORTS / "history.csv"  # one row per cycle: the learning curve `dvc plots show` draws
+REPORTS, HISTORY = paths.CYCLE_REPORTS, paths.HISTORY
 
 
 def read_json(path: Path, keys: tuple[str, ...]) -> dict:

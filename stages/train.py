@@ -34,7 +34,7 @@ from acorn.params import Params
 
 log = logging.getLogger("acorn")
 
-LIVE = Path("metrics/train-epochs")  # a stage output, plotted by dvc.yaml
+LIVE = paths.TRAIN_EPOCHS  # a stage output, plotted by dvc.yaml
 
 
 class FilesOnlyLive(Live):

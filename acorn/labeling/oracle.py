@@ -48,8 +48,9 @@ from acorn.labeling.base import ANNOTATION_COLUMNS, LABEL_BOX_COLUMNS, Pulled, P
 from acorn.labeling.cost import BOX_KEYS, ORACLE, preannotation_outcomes
 from acorn.labeling.noise import RECORD_COLUMNS, PoolReference, active, corrupt, records_table
 from acorn.params import NoiseParams
+from acorn.paths import ORACLE_STATE as DEFAULT_STATE_DIR
+from acorn.paths import TRUTH
 
-DEFAULT_STATE_DIR = Path(".acorn/oracle")
 # the modelled seconds of a task (module docstring): a look at the tile, then per box
 TASK_S = 4.0
 DRAW_S = 8.0
@@ -76,7 +77,7 @@ class OracleBackend:
     def __init__(
         self,
         state_dir: Path = DEFAULT_STATE_DIR,
-        truth_dir: Path = Path("data/tiles/truth"),
+        truth_dir: Path = TRUTH,
         snapshot_dir: Path | None = None,
         display_threshold: float = 0.25,
         noise: NoiseParams | None = None,

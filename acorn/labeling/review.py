@@ -49,8 +49,8 @@ import pandas as pd
 from acorn import paths
 from acorn.atomic import replace_dir, write_csv
 from acorn.labeling.cost import box_iou
+from acorn.paths import REVIEW
 
-REVIEW = Path("data/review")  # the export-labels stage's output (persist: scores are kept)
 SCORES = "scores.csv"  # every tile scored, each in the cycle it was scored in, most suspect first
 SUSPECTS = "suspects.csv"  # this cycle's first review.budget: what goes to review
 BOXES = "boxes.csv"  # the suspects' label boxes and the model's, for the report's pictures

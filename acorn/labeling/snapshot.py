@@ -38,8 +38,8 @@ from acorn.errors import AcornError
 from acorn.labeling.base import Snapshot
 from acorn.labeling.export import MANIFEST
 from acorn.labeling.labelstudio.convert import latest_finished
+from acorn.paths import LABEL_SNAPSHOT as SNAPSHOT_DIR
 
-SNAPSHOT_DIR = Path("data/label-snapshot")
 TASKS = "tasks.jsonl"
 PROJECT = "project.json"
 

@@ -21,6 +21,7 @@ from label_studio_sdk.core.api_error import ApiError
 from acorn.formats import LabelFileError, read_yolo_labels
 from acorn.labeling.labelstudio.backend import LabelStudioBackend
 from acorn.labeling.labelstudio.convert import boxes_to_results
+from acorn.paths import TRUTH
 
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
@@ -40,7 +41,7 @@ class AnnotateResult:
 
 def simulate_annotations(
     backend: LabelStudioBackend,
-    truth_dir: str | os.PathLike[str] = "data/tiles/truth",
+    truth_dir: str | os.PathLike[str] = TRUTH,
     limit: int | None = None,
     workers: int | None = None,
 ) -> AnnotateResult:

@@ -14,6 +14,8 @@ from typing import Annotated
 
 import typer
 
+from acorn.paths import LABEL_SNAPSHOT, TRUTH
+
 labelstudio_app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -113,7 +115,7 @@ def setup(
 @labelstudio_app.command()
 def annotate(
     params: ParamsOption = Path("params.yaml"),
-    truth: Annotated[Path, typer.Option(help="YOLO truth files, <tile_id>.txt")] = Path("data/tiles/truth"),
+    truth: Annotated[Path, typer.Option(help="YOLO truth files, <tile_id>.txt")] = TRUTH,
     limit: Annotated[int | None, typer.Option(help="answer at most this many waiting tasks")] = None,
     title: Annotated[str, typer.Option(help="project title")] = "acorn",
 ) -> None:
@@ -133,9 +135,7 @@ def annotate(
 @labelstudio_app.command()
 def restore(
     params: ParamsOption = Path("params.yaml"),
-    snapshot: Annotated[Path, typer.Option(help="labels snapshot written by export-labels")] = Path(
-        "data/label-snapshot"
-    ),
+    snapshot: Annotated[Path, typer.Option(help="labels snapshot written by export-labels")] = LABEL_SNAPSHOT,
     title: Annotated[str | None, typer.Option(help="project title (default: the snapshot's project)")] = None,
 ) -> None:
     """Rebuild the project from the last labels snapshot (a fresh server, a lost database): every
