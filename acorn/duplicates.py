@@ -124,29 +124,6 @@ def group_frames(manifest: pd.DataFrame, max_bits: int) -> pd.Series:
     return manifest["frame_id"].map(pd.Series(groups, index=frames["frame_id"].to_numpy()))
 
 
-def limit_near_copies(
-    ranked: pd.DataFrame, per_group: int, keys: Sequence[str] = (GROUP_COLUMN, *POSITION_COLUMNS)
-) -> pd.DataFrame:
-    """Reorder a ranking so its head holds at most ``per_group`` tiles per (near-copy group, tile
-    position): the first ``per_group`` of each keep their rank order, the others follow all of
-    them, in rank order. ``per_group`` 0 returns ``ranked`` as it is.
-
-    The key is the group *and* the position, not the group alone: tiles at one position of
-    near-copy frames are the near-copies (the same patch of lawn, the same gnome that fools the
-    model), while tiles at other positions of the same frames show other places, often other
-    squirrels; one tile per group would also cap a busy frame (a feeder crowd) at one tile.
-    Deferred, not dropped: a pool with fewer distinct slots than the budget still fills its
-    batch, with near-copies last. Tiles with no group (a manifest from before the hash) are
-    never deferred.
-    """
-    if per_group == 0 or ranked.empty:
-        return ranked
-    columns = list(keys)
-    seen = ranked.groupby(columns, sort=False, dropna=False).cumcount()
-    keep = (seen < per_group) | ranked[columns].isna().any(axis=1)
-    return pd.concat([ranked[keep], ranked[~keep]])
-
-
 def leaks(
     test_ids: Sequence[str],
     test_hashes: Sequence[str],

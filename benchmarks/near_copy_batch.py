@@ -4,9 +4,9 @@ A pool of demo frames, each with near-copies made as a webcam makes them a minut
 (``benchmarks/near_copies.py``'s ``near_copy``), is tiled by the tile stage's code (which groups
 the near-copies), predicted with one model, and ranked by each strategy asked. For the batch of
 ``rank.budget`` it counts the tiles that repeat a (near-copy group, tile position) already in the
-batch: labels spent on a patch the batch already has. The limit (``acorn.duplicates.
-limit_near_copies``) is applied as the ranking step would: to the strategy's batch followed by
-the rest of the pool in score order, then cut to the budget.
+batch: labels spent on a patch the batch already has, with ``rank.near_copies`` 0 and with its
+params.yaml value, both through the ranking step the rank stage and ``acorn simulate`` run
+(``acorn.cycle_step.ranking.select_batch``).
 
     python benchmarks/near_copy_batch.py --model models/model.pt --frames 30 --copies 2
 """
@@ -25,14 +25,12 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from near_copies import near_copy  # noqa: E402
 
+from acorn.cycle_step.ranking import select_batch, strategy_for  # noqa: E402
 from acorn.demo.synth import make_webcam_set  # noqa: E402
 from acorn.detection import Detector, DetectorConfig, predict_files  # noqa: E402
-from acorn.duplicates import GROUP_COLUMN, limit_near_copies  # noqa: E402
+from acorn.duplicates import GROUP_COLUMN  # noqa: E402
 from acorn.params import load_params  # noqa: E402
-from acorn.strategies import get_strategy, order_by_score  # noqa: E402
 from acorn.tiling import TileGrid, tile_dataset  # noqa: E402
-
-STRATEGY_KNOBS = ("aggregate", "threshold", "band", "t_low", "t_high", "uncertainty", "shortlist_factor")
 
 
 def repeats(batch: pd.DataFrame) -> int:
@@ -83,22 +81,16 @@ def main() -> None:
     tiles = pd.concat([d.tiles for d in parts], ignore_index=True)
     embeddings = np.stack(tiles["embedding"].to_numpy()) if "embedding" in tiles else None
     places = manifest.set_index("tile_id")[[GROUP_COLUMN, "row", "col"]]
-    budget = p.rank.budget
-    knobs = {k: getattr(p.rank, k) for k in STRATEGY_KNOBS}
+    tiles = tiles.drop(columns=[c for c in places if c in tiles]).join(places, on="tile_id")
+    unlimited = p.with_overrides({"rank.near_copies": 0})
     for name in args.strategies.split(","):
-        strategy = get_strategy(name, **knobs)
-        picks = strategy.select(boxes, tiles, budget, p.rank.seed, embeddings=embeddings)
-        rest = [
-            t
-            for t in order_by_score(strategy.score(boxes, tiles, embeddings), p.rank.seed)
-            if t not in set(picks)
-        ]
-        ranked = places.loc[[*picks, *rest]].reset_index()
-        limited = limit_near_copies(ranked, p.rank.near_copies).head(len(picks))
+        strategy = strategy_for(p, name)
+        picks = select_batch(unlimited, strategy, boxes, tiles, p.rank.seed, embeddings=embeddings)
+        limited = select_batch(p, strategy, boxes, tiles, p.rank.seed, embeddings=embeddings)
         print(
-            f"{name}: batch of {len(picks)}: {repeats(ranked.head(len(picks)))} tiles repeat a (group, position) "
-            f"already in it without the limit; {repeats(limited)} with rank.near_copies {p.rank.near_copies}; "
-            f"{len(set(picks) & set(limited['tile_id']))} tiles in both batches"
+            f"{name}: batch of {len(picks)}: {repeats(places.loc[picks])} tiles repeat a (group, position) "
+            f"already in it without the limit; {repeats(places.loc[limited])} with rank.near_copies "
+            f"{p.rank.near_copies}; {len(set(picks) & set(limited))} tiles in both batches"
         )
 
 

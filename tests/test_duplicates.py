@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from acorn.cycle_step.ranking import first_near_copies
 from acorn.duplicates import (
     GROUP_COLUMN,
     HASH_SIDE,
@@ -15,7 +16,6 @@ from acorn.duplicates import (
     hash_bits,
     image_hash,
     leaks,
-    limit_near_copies,
     near_copy_groups,
 )
 
@@ -83,42 +83,26 @@ def test_groups_have_leaders_not_chains():
     assert near_copy_groups(["a", "b", "c", "d", "e"], hexes, 0).tolist() == ["a", "b", "c", "d", "e"]
 
 
-def test_the_batch_limit_defers_near_copies_at_one_position_in_rank_order():
-    ranked = pd.DataFrame(
+def test_a_batch_chooses_among_the_first_tile_of_each_place_in_rank_order():
+    tiles = pd.DataFrame(
         {
             "tile_id": ["g1_r0c0", "g2_r0c0", "g1_r0c1", "g1b_r0c0", "new_r0c0", "g1c_r0c0", "old_r0c0"],
-            GROUP_COLUMN: ["g1", "g1", "g1", "g1", "new", "g1", np.nan],
+            GROUP_COLUMN: ["g1", "g2", "g1", "g1", "new", "g1", np.nan],
             "row": [0, 0, 0, 0, 0, 0, 0],
             "col": [0, 0, 1, 0, 0, 0, 0],
         }
     )
-    ranked.loc[1, GROUP_COLUMN] = "g2"
-    out = limit_near_copies(ranked, 1)
-    # g1's tiles at (0, 0) after the first wait behind every other tile; (0, 1) is another place
-    assert out["tile_id"].tolist() == [
-        "g1_r0c0",
-        "g2_r0c0",
-        "g1_r0c1",
-        "new_r0c0",
-        "old_r0c0",
-        "g1b_r0c0",
-        "g1c_r0c0",
-    ]
-    assert limit_near_copies(ranked, 2)["tile_id"].tolist()[:6] == [
-        "g1_r0c0",
-        "g2_r0c0",
-        "g1_r0c1",
-        "g1b_r0c0",
-        "new_r0c0",
-        "old_r0c0",
-    ]
-    assert limit_near_copies(ranked, 0) is ranked
-    assert sorted(out.index) == sorted(ranked.index)  # deferred, never dropped
+    order = tiles["tile_id"].tolist()
+    # g1's tiles at (0, 0) after the first wait; (0, 1) is another place; no group: never deferred
+    assert first_near_copies(tiles, 1, order).tolist() == [True, True, True, False, True, False, True]
+    assert first_near_copies(tiles, 2, order).tolist() == [True, True, True, True, True, False, True]
+    # the rank order, not the row order, says which copy comes first
+    assert first_near_copies(tiles, 1, order[::-1]).tolist() == [False, True, True, False, True, True, True]
 
 
-def test_no_group_column_entry_is_never_deferred():
-    ranked = pd.DataFrame({GROUP_COLUMN: [np.nan] * 3, "row": [0] * 3, "col": [0] * 3})
-    assert limit_near_copies(ranked, 1).index.tolist() == [0, 1, 2]
+def test_tiles_without_a_group_are_never_deferred():
+    tiles = pd.DataFrame({"tile_id": list("abc"), GROUP_COLUMN: [np.nan] * 3, "row": [0] * 3, "col": [0] * 3})
+    assert first_near_copies(tiles, 1, list("abc")).all()
 
 
 @pytest.mark.parametrize("pool_size", [0, 3])
