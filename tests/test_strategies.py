@@ -398,3 +398,11 @@ def test_a_strategy_built_without_knobs_is_the_one_default_params_build(name):
     """One place declares the defaults (acorn.params): a class default that drifts from it (as
     least_confidence's ``min`` and hybrid's least_confidence shortlist once did) fails here."""
     assert get_strategy(name) == strategy_for(Params(), name)
+
+
+def test_the_schema_names_exactly_the_strategies_there_are():
+    """params.yaml's allowed names (acorn.params) and the classes here must not drift apart."""
+    from acorn import params, strategies
+
+    assert set(params.STRATEGIES) == set(STRATEGIES)
+    assert set(params.UNCERTAINTY_STRATEGIES) == set(strategies._UNCERTAINTY)
