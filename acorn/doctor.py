@@ -181,8 +181,8 @@ def _leaks(root: Path, p: Params) -> Check:
     import pandas as pd
     from tqdm import tqdm
 
-    from acorn.duplicates import HASH_COLUMN, frame_hash, leaks
-    from acorn.tiling import list_frames
+    from acorn.duplicates import HASH_COLUMN, leaks
+    from acorn.tiling import frame_hash, list_frames
 
     folder = root / p.test.frames if p.test.frames else None
     test_frames, test_ids = (

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -47,29 +46,6 @@ def image_hash(image, side: int = HASH_SIDE, edge: int = EDGE_LEVELS) -> str:
     cells = np.asarray(gray, dtype=np.int16)
     bits = cells[:, 1:] - cells[:, :-1] > edge
     return np.packbits(bits.ravel()).tobytes().hex()
-
-
-def frame_hash(path: str | Path, decoded=None) -> str:
-    """The hash of a frame file, the same whoever asks (the tile stage, ``acorn doctor``).
-
-    A JPEG is decoded again at 1/8 scale (DCT scaling: ~15 ms for a 4K frame where a full decode
-    takes ~100 ms), EXIF orientation applied; a 1/8-scale decode differs from a full one by up to
-    12 bits, which two paths would add to every distance. Other formats are hashed from the
-    tile stage's decode (``decoded``, the frame already decoded by ``acorn.tiling.decode_frame``,
-    else decoded here).
-    """
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as img:
-        if img.format == "JPEG":
-            least = 4 * HASH_SIDE  # a small frame is not cut to a few pixels a cell
-            img.draft("L", (max(least, img.width // 8), max(least, img.height // 8)))
-            return image_hash(ImageOps.exif_transpose(img))
-    if decoded is None:
-        from acorn.tiling import decode_frame
-
-        decoded = decode_frame(Path(path))
-    return image_hash(decoded)
 
 
 def hash_bits(hashes: Sequence[str]) -> np.ndarray:

@@ -37,13 +37,13 @@ from acorn.demo.synth import _noise, make_webcam_set, squirrel_sprite
 from acorn.duplicates import (
     EDGE_LEVELS,
     HASH_SIDE,
-    frame_hash,
     hamming,
     hash_bits,
     image_hash,
     leaks,
     near_copy_groups,
 )
+from acorn.tiling import frame_hash  # noqa: E402
 
 THRESHOLDS = (8, 16, 24, 32, 36, 40, 48, 56)
 # (side, edge margin): classic 64- and 256-bit dHash, 576 bits without and with the margin (shipped)

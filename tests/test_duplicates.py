@@ -11,13 +11,13 @@ from acorn.cycle_step.ranking import first_near_copies
 from acorn.duplicates import (
     GROUP_COLUMN,
     HASH_SIDE,
-    frame_hash,
     hamming,
     hash_bits,
     image_hash,
     leaks,
     near_copy_groups,
 )
+from acorn.tiling import frame_hash
 
 SHIPPED_BITS = 32  # params.yaml tile.near_copy_bits
 

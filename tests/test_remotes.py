@@ -318,6 +318,7 @@ def test_demo_data_is_dvc_tracked_and_a_clone_pulls_it(tmp_path, monkeypatch):
     assert [i.as_posix() for i in inputs] == [
         "data/raw",
         "data/testset",
+        "data/testset-frames",
         "data/valset",
         "data/replay/images",
         "data/replay/labels",

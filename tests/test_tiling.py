@@ -419,7 +419,7 @@ def test_manifest_checkpoints_are_paced_by_time_not_frames(tmp_path, monkeypatch
 def test_near_copy_frames_share_a_group_in_the_manifest_and_old_manifests_get_hashes(tmp_path):
     """The frame hash is recorded per tile and near-copies get their first frame's group; a
     manifest from before the hash gets it from the frame files, without tiling them again."""
-    from acorn.duplicates import frame_hash
+    from acorn.tiling import frame_hash
     from tests.test_duplicates import a_minute_later, scene
 
     raw = tmp_path / "raw"

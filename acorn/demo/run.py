@@ -32,7 +32,8 @@ STAMP = Path("data/.demo-data.json")
 
 def demo_inputs(p: Params) -> list[Path]:
     """The demo data the pipeline reads (dvc.yaml: tile reads the frames, train the test,
-    validation and replay sets, and the test set's whole frames for frame-level scores)."""
+    validation and replay sets), and the test set's whole frames (frame-level scores,
+    ``acorn.frames.evaluate``, and ``acorn doctor``'s check for test frames copied from the pool)."""
     replay = Path(p.train.replay_data)
     frames = [Path(p.test.frames)] if p.test.frames else []
     return [paths.RAW, Path(p.test.data), *frames, Path(p.val.data), replay / "images", replay / "labels"]
