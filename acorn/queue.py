@@ -45,10 +45,17 @@ def build_queue(
     strategy = strategy_for(p)
     embeddings = embeddings_of(pool)
     by_id = pool.set_index("tile_id")
-    selected = select_batch(
-        p, strategy, boxes, pool, p.rank.seed, embeddings=embeddings, labeled_embeddings=labeled_embeddings
-    )
     raw = strategy.score(boxes, pool, embeddings, labeled_embeddings)
+    selected = select_batch(
+        p,
+        strategy,
+        boxes,
+        pool,
+        p.rank.seed,
+        embeddings=embeddings,
+        labeled_embeddings=labeled_embeddings,
+        scores=raw,
+    )
     chosen = set(selected)
     rest = [t for t in order_by_score(raw, p.rank.seed) if t not in chosen]
     order = [*selected, *rest]

@@ -10,10 +10,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 src=$(cd "$1" && pwd); out=$2; shift 2
-variants=("${@:-e8_f10:8:10 e8_f0:8:0 e24_f10:24:10 e24_f0:24:0}")
-read -r -a variants <<<"${variants[*]}"
+[ $# -gt 0 ] || set -- e8_f10:8:10 e8_f0:8:0 e24_f10:24:10 e24_f0:24:0
 mkdir -p "$out/runs"
-for v in "${variants[@]}"; do
+for v in "$@"; do
   IFS=: read -r name epochs freeze <<<"$v"
   d="$out/runs/$name"
   [ -f "$d/metrics/train.json" ] && continue

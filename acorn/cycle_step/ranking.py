@@ -78,6 +78,7 @@ def select_batch(
     *,
     embeddings: np.ndarray | None = None,
     labeled_embeddings: np.ndarray | None = None,
+    scores: pd.Series | None = None,
 ) -> list[str]:
     """The ``rank.budget`` tiles of ``tiles`` (the unlabeled ones ranked this cycle) to label next,
     in rank order, balanced over ``rank.balance_by`` when the tiles have that column, and taking
@@ -86,10 +87,14 @@ def select_batch(
 
     ``boxes``: the model's boxes (those of other tiles are ignored; None for a strategy that needs
     none); ``embeddings``: one row per tile (``embeddings_of``); ``labeled_embeddings``: what is
-    labeled already, so that diversity and hybrid know what is covered."""
+    labeled already, so that diversity and hybrid know what is covered; ``scores``: the strategy's
+    scores of ``tiles`` when the caller has them already (a diversity score over a large pool is
+    not cheap), else computed here when the near-copy limit needs them."""
     keys = {GROUP_COLUMN, *POSITION_COLUMNS}
     if p.rank.near_copies and keys <= set(tiles.columns):
-        order = order_by_score(strategy.score(boxes, tiles, embeddings, labeled_embeddings), seed)
+        if scores is None:
+            scores = strategy.score(boxes, tiles, embeddings, labeled_embeddings)
+        order = order_by_score(scores, seed)
         allowed = first_near_copies(tiles, p.rank.near_copies, order)
     else:
         allowed = np.ones(len(tiles), dtype=bool)
