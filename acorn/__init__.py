@@ -1,10 +1,10 @@
 """acorn: label only the tiles that teach the detector most.
 
-Importing the package applies the offline settings (see ``acorn.env``) before any
+Importing the package applies the offline settings (see ``acorn.runtime.env``) before any
 ultralytics, MLflow or DVC module is loaded, so that no entry point can forget them.
 """
 
-from acorn.env import configure_environment
+from acorn.runtime.env import configure_environment
 
 configure_environment()
 

@@ -12,11 +12,17 @@ from typing import Annotated
 import typer
 
 from acorn import paths
-from acorn.entrypoint import run_supervised, setup_logging, unwind_on_sigterm, user_errors, verbose_requested
 from acorn.frames.cli import detect as detect_command
 from acorn.labeling.labelstudio.cli import labelstudio_app
+from acorn.ops.dagshub import dagshub_app
 from acorn.params import load_params
-from acorn.remotes import dagshub_app
+from acorn.runtime.entrypoint import (
+    run_supervised,
+    setup_logging,
+    unwind_on_sigterm,
+    user_errors,
+    verbose_requested,
+)
 from acorn.serve.cli import serve as serve_command
 from acorn.simulate.cli import simulate_command
 
@@ -86,16 +92,16 @@ def annotate(
     p = load_params(params)
     if p.labeling.backend == "label-studio":
         from acorn.labeling.backends import get_backend
-        from acorn.labeling.labelstudio import simulate_annotations
+        from acorn.labeling.labelstudio.annotator import simulate_annotations
 
         result = simulate_annotations(get_backend(p), paths.TRUTH, limit=limit)
         for problem in result.problems:
             log.warning("%s", problem)
         log.info("annotated %d tasks in Label Studio (%d negatives)", result.created, result.negatives)
         return
-    from acorn.labeling.oracle import DEFAULT_STATE_DIR, OracleBackend
+    from acorn.labeling.backends import oracle_backend
 
-    oracle = OracleBackend(DEFAULT_STATE_DIR, paths.TRUTH, noise=p.labeling.noise)
+    oracle = oracle_backend(p)
     log.info("oracle labeled %d tiles", oracle.annotate(limit))
     reviewed = oracle.answer_reviews()
     if any(reviewed.values()):
@@ -133,7 +139,7 @@ def demo(
 @app.command()
 def doctor(params: ParamsOption = Path("params.yaml")) -> None:
     """Check this repository's set-up (frames, classes, base model, test set, labeling backend)."""
-    from acorn.doctor import run_checks
+    from acorn.ops.doctor import run_checks
 
     if not run_checks(params, Path()):
         sys.exit(1)
@@ -145,7 +151,7 @@ PushOption = Annotated[bool, typer.Option("--push", help="also `dvc push` the cy
 @app.command()
 def commit(params: ParamsOption = Path("params.yaml"), push: PushOption = False) -> None:
     """Commit this cycle (dvc.lock, params, metrics, queue, registry record, reports) with a summary."""
-    from acorn.cycle import commit_cycle
+    from acorn.ops.cycle_commit import commit_cycle
 
     commit_cycle(Path(), load_params(params).classes[0], push=push)
 
@@ -153,7 +159,7 @@ def commit(params: ParamsOption = Path("params.yaml"), push: PushOption = False)
 @app.command()
 def cycle(params: ParamsOption = Path("params.yaml"), push: PushOption = False) -> None:
     """One labeling cycle: `dvc repro`, then `acorn commit` (one commit per cycle)."""
-    from acorn.cycle import commit_cycle
+    from acorn.ops.cycle_commit import commit_cycle
 
     p = load_params(params)
     run_supervised(["dvc", "repro"])
@@ -163,7 +169,7 @@ def cycle(params: ParamsOption = Path("params.yaml"), push: PushOption = False) 
 @app.command()
 def status(params: ParamsOption = Path("params.yaml")) -> None:
     """Where the loop stands: cycle, labels, tasks waiting, champion, what to run next (read-only)."""
-    from acorn.status import status_lines
+    from acorn.ops.status import status_lines
 
     for line in status_lines(load_params(params), Path()):
         typer.echo(line)

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from acorn.errors import ParamsError
+from acorn.runtime.errors import ParamsError
 
 STRATEGIES = (
     "random",
@@ -65,9 +65,11 @@ class PredictParams(Section):
     iou: Annotated[float, Field(gt=0.0, le=1.0)] = 0.6
     max_det: PositiveInt = 100
     batch: PositiveInt = 8
-    engine: Literal["local", "ray"] = "local"  # ray: Ray Data over RAY_ADDRESS's cluster (acorn.ray_engine)
+    engine: Literal["local", "ray"] = (
+        "local"  # ray: Ray Data over RAY_ADDRESS's cluster (acorn.model.ray_engine)
+    )
     ray_actors: Count = 0  # ray: detector actors (0: one per GPU, or per CPU without GPUs; more share GPUs)
-    candidates: Count = 0  # unlabeled tiles predicted per cycle (0: all; acorn.candidates)
+    candidates: Count = 0  # unlabeled tiles predicted per cycle (0: all; acorn.selection.candidates)
     carry_over: Fraction = 0.5  # share of the candidates kept for last cycle's most undecided tiles
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import pandas as pd
 
 import acorn  # noqa: F401  (offline settings first)
-from acorn.atomic import write_csv
-from acorn.entrypoint import setup_logging, unwind_on_sigterm
+from acorn.runtime.atomic import write_csv
+from acorn.runtime.entrypoint import setup_logging, unwind_on_sigterm
 from acorn.simulate.batches import mixed_batches, score_batches
 from acorn.simulate.config import SimulateConfig
 from acorn.simulate.pools import open_pool

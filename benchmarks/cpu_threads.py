@@ -52,8 +52,8 @@ def child(task: str, work: Path, threads: int, tiles: int, epochs: int) -> dict:
     import pandas as pd
     import torch
 
-    from acorn import training
-    from acorn.detection import Detector, DetectorConfig, load_images
+    from acorn.model import training
+    from acorn.model.detection import Detector, DetectorConfig, load_images
     from acorn.params import load_params
 
     p = load_params(REPO / "params.yaml").with_overrides({"model.device": "cpu", "model.threads": threads})

@@ -19,7 +19,7 @@ For each pool size, each stage is run as ``python stages/<stage>.py`` in a gener
 
 Before the timed cycle each repository is brought to where a cycle starts: cycle 0 run
 (export-labels, train scoring the base model, register making it champion), then one batch of
-``rank.budget`` tiles, drawn as the candidate sample is (acorn.candidates.stratified_order),
+``rank.budget`` tiles, drawn as the candidate sample is (acorn.selection.candidates.stratified_order),
 queued to the oracle and labeled. DVC itself is not run: its own cost at 300,000 tiles
 (``dvc status``, the hash of data/tiles) is another measurement.
 
@@ -70,7 +70,7 @@ TILE_FLOOR = """
 import json, sys
 from concurrent.futures import ProcessPoolExecutor
 from PIL import Image
-from acorn.tiling import TileGrid, encode_jpeg
+from acorn.data.tiling import TileGrid, encode_jpeg
 
 cfg = json.loads(sys.argv[1])
 grid = TileGrid(cfg["rows"], cfg["cols"], cfg["overlap"])
@@ -112,8 +112,8 @@ def link_tree(src: Path, dst: Path) -> None:
 
 def make_test_set(work: Path, p) -> Path:
     """Two more synthetic frames, tiled: the fixed test set train scores (48 tiles)."""
+    from acorn.data.tiling import TileGrid, tile_dataset
     from acorn.demo.synth import make_webcam_set
-    from acorn.tiling import TileGrid, tile_dataset
 
     make_webcam_set(work / "raw", 2, p.demo.width, p.demo.height, seed=p.demo.seed + 10_000, prefix="test")
     tile_dataset(work / "raw", work / "tiles", TileGrid(p.tile.rows, p.tile.cols, p.tile.overlap), p.classes)
@@ -246,8 +246,8 @@ def make_cycle_pool(
 def first_batch(root: Path, p) -> None:
     """Cycle 0 (base scored and registered as champion), then one batch labeled by the oracle: where
     a cycle starts. The batch is a seeded stratified draw, as the candidate sample is."""
-    from acorn.candidates import stratified_order
-    from acorn.labeling.oracle import DEFAULT_STATE_DIR, OracleBackend
+    from acorn.labeling.backends import oracle_backend
+    from acorn.selection.candidates import stratified_order
 
     for name in ("export-labels", "train", "register"):
         stage(name, root)
@@ -266,7 +266,7 @@ def first_batch(root: Path, p) -> None:
             "model_version": "base",
         }
     )
-    oracle = OracleBackend(root / DEFAULT_STATE_DIR, root / paths.TRUTH)
+    oracle = oracle_backend(p, root)
     oracle.push(queue, pd.DataFrame({"tile_id": []}))
     oracle.annotate()
 

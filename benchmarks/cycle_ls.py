@@ -17,7 +17,7 @@ and registered as champion, predict, rank pushing batch 1 to Label Studio; ``dvc
 report stage first runs in the timed repro, after the queue). Batches 2 .. K are
 then pushed to the same project directly (stratified seeded draws, the cycle-0 champion's boxes as
 pre-annotations; not ranked by a retrained model: that would cost a full cycle each) and the
-simulated annotator (acorn.labeling.labelstudio.simulate_annotations, answers from the synthetic
+simulated annotator (acorn.labeling.labelstudio.annotator.simulate_annotations, answers from the synthetic
 truth through the API) labels ``--labeled`` tasks. The prediction cache is emptied (carry-over
 kept): the timed predict is the worst case, every candidate predicted by the new champion.
 
@@ -106,8 +106,8 @@ def run(cmd: list[str], cwd: Path, env: dict, nice: bool = True, log_file: Path 
 
 
 def make_inputs(work: Path, p, test_frames: int, replay: int) -> tuple[Path, pd.DataFrame]:
+    from acorn.data.tiling import TileGrid, tile_dataset
     from acorn.demo.synth import make_closeup_set, make_webcam_set
-    from acorn.tiling import TileGrid, tile_dataset
 
     source = work / "source"
     manifest = source_tiles(source, FRAMES, p)
@@ -259,9 +259,10 @@ def timed_repro(root: Path, env: dict, log_file: Path) -> dict:
 
 
 def measure(work: Path, n: int, source, manifest, params: dict, weights: Path, server, args, env0) -> dict:
-    from acorn.candidates import stratified_order
-    from acorn.labeling.labelstudio import LabelStudioBackend, simulate_annotations
-    from acorn.queue import queue_scores
+    from acorn.labeling.labelstudio import LabelStudioBackend
+    from acorn.labeling.labelstudio.annotator import simulate_annotations
+    from acorn.selection.candidates import stratified_order
+    from acorn.selection.labeling_queue import queue_scores
 
     res: dict = {"tiles": n}
     t = time.perf_counter()

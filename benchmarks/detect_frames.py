@@ -63,11 +63,11 @@ def main() -> None:
 
     from PIL import Image
 
+    from acorn.data.tiling import TileGrid, encode_jpeg
     from acorn.demo.synth import make_webcam_set
-    from acorn.detection import Detector, DetectorConfig, use_cpu_threads
-    from acorn.env import configure_ultralytics
     from acorn.frames.detect import Slicing, detect_frames, find_frames
-    from acorn.tiling import TileGrid, encode_jpeg
+    from acorn.model.detection import Detector, DetectorConfig, use_cpu_threads
+    from acorn.runtime.env import configure_ultralytics
 
     p = load_params(args.params)
     grid = TileGrid(p.tile.rows, p.tile.cols, p.tile.overlap)
@@ -165,10 +165,10 @@ def merge_check(n_frames: int, grid, overlaps: list[float], with_sahi: bool) -> 
     """Per overlap: truth boxes, those cut into pieces, and those each merge gives back exactly."""
     import numpy as np
 
+    from acorn.data.formats import read_yolo_labels
+    from acorn.data.tiling import clip_boxes
     from acorn.demo.synth import make_webcam_set
-    from acorn.formats import read_yolo_labels
     from acorn.frames.merge import merge_boxes, slice_windows
-    from acorn.tiling import clip_boxes
 
     width, height = 1920, 1080
     rows = []
@@ -231,7 +231,7 @@ def sahi_runner(weights: Path, config, frames: list[Path], grid):
     from sahi.predict import get_sliced_prediction
     from sahi.slicing import get_slice_bboxes
 
-    from acorn.detection import use_cpu_threads
+    from acorn.model.detection import use_cpu_threads
 
     model = AutoDetectionModel.from_pretrained(
         model_type="ultralytics",

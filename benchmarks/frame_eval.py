@@ -2,7 +2,7 @@
 
 Runs ``acorn.frames.evaluate.evaluate_frames`` (sliced detection + merge on whole frames,
 ultralytics' metrics) on a folder of whole test frames at each overlap asked, and optionally the
-train stage's tile scoring (``acorn.training.evaluate``) on the same frames' tiles, with one model.
+train stage's tile scoring (``acorn.model.training.evaluate``) on the same frames' tiles, with one model.
 
     python benchmarks/frame_eval.py --frames data/testset-frames --model models/base.pt \
         --overlap 0,0.1 --tiles data/testset
@@ -28,7 +28,7 @@ def tile_scores(model: Path, tiles: Path, p) -> dict:
     """The train stage's tile scoring of ``model`` on the YOLO folder ``tiles``."""
     import yaml
 
-    from acorn.training import evaluate
+    from acorn.model.training import evaluate
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data.yaml"

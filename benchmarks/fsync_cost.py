@@ -1,6 +1,6 @@
 """What durable writes cost: acorn's atomic writes and folder swaps with fsync, and without.
 
-``acorn.atomic`` fsyncs every written file before its rename and the folder after it, and a
+``acorn.runtime.atomic`` fsyncs every written file before its rename and the folder after it, and a
 folder swap fsyncs every file of the new folder before the swap (a power cut then leaves the old
 or the complete new output, never an empty one). This times the writes the pipeline makes, each
 with fsync as shipped and with ``os.fsync`` and ``syncfs`` made no-ops (what the code did before), and prints
@@ -32,11 +32,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from acorn import atomic
-from acorn.atomic import sync_folder, write_bytes, write_json, write_text
 from acorn.labeling.base import ANNOTATION_COLUMNS, LABEL_BOX_COLUMNS, Pulled, Snapshot
 from acorn.labeling.export import write_labels
 from acorn.labeling.snapshot import write_snapshot
+from acorn.runtime import atomic
+from acorn.runtime.atomic import sync_folder, write_bytes, write_json, write_text
 
 
 def pulled(n_tiles: int) -> Pulled:

@@ -25,7 +25,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from acorn.formats import format_yolo  # noqa: E402
+from acorn.data.formats import format_yolo  # noqa: E402
 from acorn.labeling.labelstudio.annotator import simulate_annotations  # noqa: E402
 from acorn.labeling.labelstudio.backend import LabelStudioBackend  # noqa: E402
 from acorn.labeling.labelstudio.server import LocalServer  # noqa: E402

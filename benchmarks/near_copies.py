@@ -8,7 +8,7 @@ few frames are also relit as dusk (gain 0.6, gamma 1.25): the same scene in othe
 a labeler would want labeled again; reported apart from the truth.
 
 For each threshold (differing bits) it prints pair precision and recall of "within threshold"
-and of the groups ``acorn.duplicates.near_copy_groups`` forms, for 8 x 8, 16 x 16 and 24 x 24
+and of the groups ``acorn.data.near_copies.near_copy_groups`` forms, for 8 x 8, 16 x 16 and 24 x 24
 hashes without an edge margin and the shipped one (24 x 24, margin 3),
 and the hash's cost per 4K frame on the tile stage's path (decoded frame) and doctor's (file,
 JPEG draft decode).
@@ -33,8 +33,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageChops
 
-from acorn.demo.synth import _noise, make_webcam_set, squirrel_sprite
-from acorn.duplicates import (
+from acorn.data.near_copies import (
     EDGE_LEVELS,
     HASH_SIDE,
     hamming,
@@ -43,7 +42,8 @@ from acorn.duplicates import (
     leaks,
     near_copy_groups,
 )
-from acorn.tiling import frame_hash  # noqa: E402
+from acorn.data.tiling import frame_hash  # noqa: E402
+from acorn.demo.synth import _noise, make_webcam_set, squirrel_sprite
 
 THRESHOLDS = (8, 16, 24, 32, 36, 40, 48, 56)
 # (side, edge margin): classic 64- and 256-bit dHash, 576 bits without and with the margin (shipped)
@@ -83,7 +83,7 @@ def pair_scores(truth: np.ndarray, called: np.ndarray) -> tuple[float, float]:
 
 def check_pool(pool: Path, test: Path | None, bits: int) -> None:
     """Groups of a real pool, its closest pair, and test frames within ``bits`` of it."""
-    from acorn.tiling import list_frames
+    from acorn.data.tiling import list_frames
 
     frames, ids = list_frames(pool)
     start = time.perf_counter()

@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from near_copies import near_copy  # noqa: E402
 
 from acorn.cycle_step.ranking import select_batch, strategy_for  # noqa: E402
+from acorn.data.near_copies import GROUP_COLUMN  # noqa: E402
+from acorn.data.tiling import TileGrid, tile_dataset  # noqa: E402
 from acorn.demo.synth import make_webcam_set  # noqa: E402
-from acorn.detection import Detector, DetectorConfig, predict_files  # noqa: E402
-from acorn.duplicates import GROUP_COLUMN  # noqa: E402
+from acorn.model.detection import Detector, DetectorConfig, predict_files  # noqa: E402
 from acorn.params import load_params  # noqa: E402
-from acorn.tiling import TileGrid, tile_dataset  # noqa: E402
 
 
 def repeats(batch: pd.DataFrame) -> int:

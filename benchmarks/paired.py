@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from acorn.errors import InputError
+from acorn.runtime.errors import InputError
 from acorn.simulate.curves import CURVES, METRICS, comparison_table, format_comparison, run_table
 from acorn.simulate.report import markdown_table
 

@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 FLOOR = """
 import sys, json
 import acorn
-from acorn.env import configure_ultralytics
+from acorn.runtime.env import configure_ultralytics
 configure_ultralytics()
 from ultralytics import YOLO
 cfg = json.loads(sys.argv[1])
@@ -60,8 +60,8 @@ for start in range(0, len(tiles), cfg["batch"]):
 
 def source_tiles(work: Path, frames: int, p) -> pd.DataFrame:
     """A few synthetic frames, tiled once with the pipeline's grid: the tiles every pool repeats."""
+    from acorn.data.tiling import TileGrid, tile_dataset
     from acorn.demo.synth import make_webcam_set
-    from acorn.tiling import TileGrid, tile_dataset
 
     make_webcam_set(work / "raw", frames, p.demo.width, p.demo.height, seed=p.demo.seed)
     grid = TileGrid(p.tile.rows, p.tile.cols, p.tile.overlap)
@@ -151,7 +151,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(n) for n in args.tiles.split(",")]
 
-    from acorn.detection import resolve_device
+    from acorn.model.detection import resolve_device
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     if args.imgsz is not None:

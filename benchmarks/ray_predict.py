@@ -49,8 +49,8 @@ def cpu_breakdown(root: Path, weights: Path, p, tiles: int) -> dict[str, float]:
     """ms per tile of each step of one engine's work, on up to ``tiles`` tiles, in this process."""
     from ultralytics import YOLO
 
-    from acorn.detection import Detector, DetectorConfig, load_images
-    from acorn.prediction_store import tile_rows
+    from acorn.model.detection import Detector, DetectorConfig, load_images
+    from acorn.model.predict_cache import tile_rows
 
     manifest = pd.read_parquet(root / paths.TILE_MANIFEST).head(tiles)
     files = [root / paths.TILES / i for i in manifest["image"]]
@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--gpu-ms", type=float, default=1.0, help="assumed GPU forward ms per tile (no GPU)")
     args = parser.parse_args()
 
-    from acorn.detection import resolve_device
+    from acorn.model.detection import resolve_device
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, key, value in (

@@ -27,10 +27,10 @@ from pathlib import Path
 import pandas as pd
 
 import acorn  # noqa: F401  (offline settings first)
-from acorn.atomic import write_csv
-from acorn.entrypoint import setup_logging, unwind_on_sigterm
-from acorn.errors import AcornError, InputError
 from acorn.params import parse_override
+from acorn.runtime.atomic import write_csv
+from acorn.runtime.entrypoint import setup_logging, unwind_on_sigterm
+from acorn.runtime.errors import AcornError, InputError
 from acorn.simulate.batches import score_batches
 from acorn.simulate.config import SimulateConfig
 from acorn.simulate.curves import CURVES, SELECTIONS

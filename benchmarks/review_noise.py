@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from acorn.detection import Detector, DetectorConfig, predict_files
-from acorn.formats import yolo_to_xyxy
+from acorn.data.formats import yolo_to_xyxy
 from acorn.labeling.noise import KINDS, PoolReference, corrupt, records_table
 from acorn.labeling.review import score_labels
+from acorn.model.detection import Detector, DetectorConfig, predict_files
 from acorn.params import NoiseParams, Params
 
 LABEL = ["tile_id", "class_id", "x1", "y1", "x2", "y2"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 import acorn  # noqa: F401  (offline settings first)
-from acorn.detection import detector_settings
+from acorn.model.detection import detector_settings
 from acorn.params import load_params
 
 MODEL_NAME = "bench-detector"
@@ -29,8 +29,8 @@ MODEL_NAME = "bench-detector"
 
 def make_tiles(work: Path, n_tiles: int, p) -> list[Path]:
     """Synthetic 4K webcam frames cut with the pipeline's grid: the tiles the predict stage sees."""
+    from acorn.data.tiling import TileGrid, tile_dataset
     from acorn.demo.synth import make_webcam_set
-    from acorn.tiling import TileGrid, tile_dataset
 
     per_frame = p.tile.rows * p.tile.cols
     frames = -(-n_tiles // per_frame)
@@ -65,8 +65,8 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=None, help="display threshold (rank.threshold)")
     args = parser.parse_args()
 
-    from acorn.detection import load_images
-    from acorn.registry import register
+    from acorn.model.detection import load_images
+    from acorn.model.registry import register
     from acorn.serve.app import create_app
     from acorn.serve.config import ServeConfig
     from acorn.serve.server import ServerThread
@@ -118,7 +118,7 @@ def _predict_stage(detector, load_images, tiles: list[Path]):
     """What the predict stage does per chunk: decode, then Detector.predict (``batch`` per pass)."""
     import pandas as pd
 
-    from acorn.detection import Detections
+    from acorn.model.detection import Detections
 
     parts = []
     for start in range(0, len(tiles), 64):

@@ -13,7 +13,7 @@ as the previous run left it) gets the new frames, then, alternately, ``--repeat`
   before the new frames were tiled (manifest, metadata, hash cache, the new tiles removed).
 - ``floor``: benchmarks/cycle_cost.py's ``TILE_FLOOR`` on the same new frames: a fresh process
   that decodes each frame with PIL and JPEG-encodes its tiles (same grid and quality, as many
-  processes as cores), writing nothing. Its imports (acorn.tiling: pandas) count too.
+  processes as cores), writing nothing. Its imports (acorn.data.tiling: pandas) count too.
 
 Also timed: the stage with nothing new (its fixed cost at that pool size) and the floor with no
 frames (a process start, the imports and a process pool). Each cell is the best of ``--repeat``
@@ -73,7 +73,7 @@ class Pool:
     """A repository of ``n`` tiles, its state saved so that each timed run starts from it."""
 
     def __init__(self, root: Path, source: Path, manifest: pd.DataFrame, n: int, params: dict) -> None:
-        from acorn.tiling import IMAGE_SUFFIXES, frame_hashes
+        from acorn.data.tiling import IMAGE_SUFFIXES, frame_hashes
 
         self.root = root
         self.frames = make_raw_pool(root, source, manifest, n, params)

@@ -190,8 +190,8 @@ def du(*paths: Path) -> float:
 def source_tiles(work: Path, frames: int, small: bool = False) -> list[Path]:
     """A few synthetic 4K frames tiled by the tile stage's code: the JPEGs every pool repeats
     (``small``: a 64 x 54 thumbnail of each, ~1.5 KB)."""
+    from acorn.data.tiling import TileGrid, tile_dataset
     from acorn.demo.synth import make_webcam_set
-    from acorn.tiling import TileGrid, tile_dataset
 
     p = load_params(REPO / "params.yaml")
     make_webcam_set(work / "raw", frames, p.demo.width, p.demo.height, seed=p.demo.seed)

@@ -18,7 +18,6 @@ import logging
 import os
 
 from acorn import paths
-from acorn.entrypoint import run_stage
 from acorn.labeling.backends import get_backend
 from acorn.labeling.export import read_report, write_labels
 from acorn.labeling.review import REVIEW, SUSPECTS, review_labels
@@ -32,6 +31,7 @@ from acorn.labeling.snapshot import (
     write_snapshot,
 )
 from acorn.params import Params
+from acorn.runtime.entrypoint import run_stage
 
 log = logging.getLogger("acorn")
 

@@ -2,10 +2,10 @@
 
 The champion (models/champion.pt), not necessarily the model trained this cycle, predicts the
 unlabeled tiles at a low confidence floor: the labelers get the better model's boxes. Labeled
-tiles get an embedding only, so diversity sampling knows what is already covered (acorn.detection).
+tiles get an embedding only, so diversity sampling knows what is already covered (acorn.model.detection).
 Predictions are cached per frame outside the DAG and the outputs are streamed in parts, so an
 unchanged champion costs almost nothing, new frames cost only their tiles and a killed run
-resumes where it stopped (acorn.prediction_store).
+resumes where it stopped (acorn.model.predict_cache).
 
 ``predict.candidates: N`` predicts only N unlabeled tiles per cycle (acorn.cycle_step.candidates,
 as ``acorn simulate`` chooses them): the tiles
@@ -17,7 +17,7 @@ is rank's output), so declaring them as deps would make a cycle in the DAG. They
 labeling backend's state: a record of what happened, read as it is. Candidates are chosen per
 cycle (the labels' next batch number) and a re-run of the same cycle reads the same carry-over.
 
-``predict.engine: ray`` runs the detector through Ray Data (acorn.ray_engine); ray is imported
+``predict.engine: ray`` runs the detector through Ray Data (acorn.model.ray_engine); ray is imported
 only then.
 """
 
@@ -29,14 +29,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from acorn import paths
-from acorn.candidates import read_carry_over, write_carry_over
 from acorn.cycle_step import candidates
-from acorn.detection import Detector, DetectorConfig
-from acorn.entrypoint import run_stage
-from acorn.errors import InputError
 from acorn.labeling.export import read_manifest
+from acorn.model.detection import Detector, DetectorConfig
+from acorn.model.predict_cache import CACHE_ROOT, Engine, LocalEngine, predict_pool
 from acorn.params import Params
-from acorn.prediction_store import CACHE_ROOT, Engine, LocalEngine, predict_pool
+from acorn.runtime.entrypoint import run_stage
+from acorn.runtime.errors import InputError
+from acorn.selection.candidates import read_carry_over, write_carry_over
 
 log = logging.getLogger("acorn")
 
@@ -53,7 +53,7 @@ def champion_version() -> str:
 def engine_for(p: Params, config: DetectorConfig) -> AbstractContextManager[Engine]:
     """The engine ``predict.engine`` names; Ray is imported (and started) only for ``ray``."""
     if p.predict.engine == "ray":
-        from acorn.ray_engine import RayEngine
+        from acorn.model.ray_engine import RayEngine
 
         return RayEngine(config, p.model.device, p.predict.ray_actors)
     return nullcontext(LocalEngine(lambda: Detector(config), config.batch))

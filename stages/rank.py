@@ -1,6 +1,6 @@
 """rank: data/predictions -> data/queue.csv, pushed to the labeling backend.
 
-The query strategy scores tiles, the batch selection picks the budget (acorn.strategies); the
+The query strategy scores tiles, the batch selection picks the budget (acorn.selection.strategies); the
 whole pool is ranked so that tiles still waiting from earlier batches get fresh predictions.
 """
 
@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 
 from acorn import paths
-from acorn.atomic import write_csv, write_json
-from acorn.entrypoint import run_stage
 from acorn.labeling.backends import get_backend
 from acorn.labeling.base import PushResult
 from acorn.labeling.export import read_manifest
 from acorn.params import Params
-from acorn.queue import build_queue
+from acorn.runtime.atomic import write_csv, write_json
+from acorn.runtime.entrypoint import run_stage
+from acorn.selection.labeling_queue import build_queue
 
 log = logging.getLogger("acorn")
 

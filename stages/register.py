@@ -2,7 +2,7 @@
 
 Alias challenger always, champion only if it beats the current one on the validation set
 (``val_<register.metric>`` of metrics/train.json: the test set only reports, it chooses nothing);
-models/champion.pt is the champion's weights, which predict and the pre-annotations use (acorn.registry). A re-run after a
+models/champion.pt is the champion's weights, which predict and the pre-annotations use (acorn.model.registry). A re-run after a
 kill or a store failure reuses or cleans up what the cut-short run left, never duplicates it.
 """
 
@@ -10,11 +10,11 @@ import json
 import logging
 
 from acorn import paths
-from acorn.atomic import copy_file, write_json
-from acorn.detection import detector_settings
-from acorn.entrypoint import run_stage
+from acorn.model.detection import detector_settings
+from acorn.model.registry import download_weights, file_sha256, record_dict, register
 from acorn.params import Params
-from acorn.registry import download_weights, file_sha256, record_dict, register
+from acorn.runtime.atomic import copy_file, write_json
+from acorn.runtime.entrypoint import run_stage
 
 log = logging.getLogger("acorn")
 

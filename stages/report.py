@@ -16,19 +16,19 @@ import pandas as pd
 from PIL import Image
 
 from acorn import paths
-from acorn.atomic import write_csv, write_text
-from acorn.detection import DetectorConfig
-from acorn.entrypoint import run_stage
-from acorn.errors import InputError
 from acorn.labeling.cost import annotation_costs, cycle_costs, cycle_totals
 from acorn.labeling.export import read_manifest
 from acorn.labeling.review import read_review
 from acorn.labeling.snapshot import SNAPSHOT_DIR, read_snapshot
+from acorn.model.detection import DetectorConfig
 from acorn.params import Params
 from acorn.reporting import build, history
 from acorn.reporting.drawing import MISSED, PREDICTED, save_png
 from acorn.reporting.markdown import CycleReport, render
 from acorn.reporting.matching import match_boxes
+from acorn.runtime.atomic import write_csv, write_text
+from acorn.runtime.entrypoint import run_stage
+from acorn.runtime.errors import InputError
 
 log = logging.getLogger("acorn")
 

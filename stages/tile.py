@@ -1,14 +1,14 @@
 """tile: data/raw frames (+ frame-level boxes, metadata.csv) -> data/tiles: tiles, truth, manifest.
 
-Only new or changed frames cost work; metadata is joined afresh every run (acorn.tiling).
+Only new or changed frames cost work; metadata is joined afresh every run (acorn.data.tiling).
 """
 
 import logging
 
 from acorn import paths
-from acorn.entrypoint import run_stage
+from acorn.data.tiling import TileGrid, tile_dataset
 from acorn.params import Params
-from acorn.tiling import TileGrid, tile_dataset
+from acorn.runtime.entrypoint import run_stage
 
 log = logging.getLogger("acorn")
 

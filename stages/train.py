@@ -9,7 +9,7 @@ cycle with. Each epoch's losses and validation scores go to metrics/train-epochs
 which dvc.yaml plots.
 
 It reads only the labeled tiles of the pool. Those not here (a clone that pulled no tiles) are
-pulled from DVC one by one (acorn.training.fetch_missing), with the tiles manifest, the test set
+pulled from DVC one by one (acorn.model.training.fetch_missing), with the tiles manifest, the test set
 the validation set and the replay set if they are missing too: a training machine never
 downloads the whole pool.
 """
@@ -23,14 +23,15 @@ from pathlib import Path
 import pandas as pd
 from dvclive import Live
 
-from acorn import paths, training
-from acorn.atomic import copy_file, write_json
+from acorn import paths
 from acorn.cycle_step import fine_tune
-from acorn.detection import check_model_classes
-from acorn.entrypoint import run_stage
-from acorn.errors import InputError
 from acorn.labeling.export import read_manifest
+from acorn.model import training
+from acorn.model.detection import check_model_classes
 from acorn.params import Params
+from acorn.runtime.atomic import copy_file, write_json
+from acorn.runtime.entrypoint import run_stage
+from acorn.runtime.errors import InputError
 
 log = logging.getLogger("acorn")
 

@@ -104,7 +104,7 @@ def save_detector(path: Path, names: Sequence[str] = ("squirrel",), bias: float 
     of geometry, filtering, ordering and caching need: class 0's logit bias is ``bias`` at stride
     8 and 2 less at each coarser scale (bias 1: sigmoid ~0.73, ~0.27, ~0.05), every other class's
     -20."""
-    from acorn.env import configure_ultralytics
+    from acorn.runtime.env import configure_ultralytics
 
     configure_ultralytics()
     from ultralytics import YOLO

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from acorn import atomic
-from acorn.atomic import (
+from acorn.runtime import atomic
+from acorn.runtime.atomic import (
     FolderBusyError,
     atomic_path,
     replace_dir,
@@ -56,7 +56,7 @@ def test_a_lock_left_to_the_workers_of_a_writer_that_died_says_the_writer_has_en
     script = (
         "import os, sys, time\n"
         "from pathlib import Path\n"
-        "from acorn.atomic import sole_writer\n"
+        "from acorn.runtime.atomic import sole_writer\n"
         f"with sole_writer(Path({str(tmp_path)!r}), 'acorn simulate'):\n"
         "    if os.fork() == 0:\n"
         "        os.close(1), os.close(2)\n"  # the test reads the writer's output to its end
@@ -258,7 +258,7 @@ def test_the_tile_stage_flushes_its_tiles_once_before_the_manifest_lists_them(tm
     first, with every tile of the run already written."""
     from PIL import Image
 
-    from acorn.tiling import TileGrid, tile_dataset
+    from acorn.data.tiling import TileGrid, tile_dataset
 
     (tmp_path / "raw" / "images").mkdir(parents=True)
     for name in ("f1", "f2"):

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from acorn.errors import InputError
-from acorn.tiling import BAD_FRAMES, TileGrid, tile_dataset
+from acorn.data.tiling import BAD_FRAMES, TileGrid, tile_dataset
+from acorn.runtime.errors import InputError
 
 W, H = 64, 48
 
@@ -132,11 +132,11 @@ def test_stop_policy_names_the_bad_frames_and_keeps_the_good_tiles(raw, tmp_path
 
 def test_ultralytics_image_open_patch_keeps_the_verdict(tmp_path, monkeypatch):
     """ultralytics replaces PIL.Image.open process-wide; on an unreadable file it tries to install
-    pi-heif and raises ImportError. acorn.env switches that off; the tile stage copes either way."""
+    pi-heif and raises ImportError. acorn.runtime.env switches that off; the tile stage copes either way."""
     from ultralytics.utils import patches
 
-    from acorn.env import configure_ultralytics
-    from acorn.tiling import decode_frame
+    from acorn.data.tiling import decode_frame
+    from acorn.runtime.env import configure_ultralytics
 
     notes = tmp_path / "notes.jpg"
     notes.write_bytes(b"a text file, not a photo\n")

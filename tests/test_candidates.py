@@ -1,4 +1,4 @@
-"""The candidate subset (acorn.candidates): bounded, stratified, seeded, carry-over first."""
+"""The candidate subset (acorn.selection.candidates): bounded, stratified, seeded, carry-over first."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from acorn.candidates import (
+from acorn.runtime.errors import ParamsError
+from acorn.selection.candidates import (
     carry_count,
     check_size,
     read_carry_over,
@@ -15,7 +16,6 @@ from acorn.candidates import (
     top_tiles,
     write_carry_over,
 )
-from acorn.errors import ParamsError
 
 
 def make_pool(frames: int = 40, tiles: int = 24, night_every: int = 10) -> pd.DataFrame:

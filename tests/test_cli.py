@@ -53,7 +53,7 @@ def test_acorn_shows_a_user_error_as_one_line(bad_params):
 
 BROKEN_STAGE = textwrap.dedent(
     """
-    from acorn.entrypoint import run_stage
+    from acorn.runtime.entrypoint import run_stage
 
     def broken(p):
         return {}["no such key"]

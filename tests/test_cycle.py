@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from acorn import paths
-from acorn.cycle import commit_cycle, summary
-from acorn.errors import AcornError
+from acorn.ops.cycle_commit import commit_cycle, summary
+from acorn.runtime.errors import AcornError
 
 REPO = Path(__file__).resolve().parents[1]
 

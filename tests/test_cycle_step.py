@@ -136,7 +136,7 @@ def test_a_simulated_cycle_trains_the_train_stages_model(tmp_path, monkeypatch):
     (at this size both near 0: the weights are the evidence). Not the same file bytes: an
     ultralytics checkpoint also records its date, its training's paths (train_args) and epoch
     timings (train_results), which differ between any two runs; checked, nothing else differs.
-    Bit-identical on the CPU because acorn.training trains with deterministic=True and a seed."""
+    Bit-identical on the CPU because acorn.model.training trains with deterministic=True and a seed."""
     if not (RACCOON / "images").is_dir():
         pytest.skip(f"{RACCOON} is not here")
     root = tmp_path / "repo"

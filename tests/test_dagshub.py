@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from acorn import registry, remotes, uris
+from acorn.data import repo_uris
+from acorn.model import registry
+from acorn.ops import dagshub as dagshub_setup
 from tests.conftest import run, tool_env
 
 TOKEN = "fake-dagshub-token-0123456789"
@@ -160,14 +162,14 @@ def test_raw_url_is_the_dagshub_clients_raw_url(uri, revision, path):
     from dagshub.common.api.repo import RepoAPI
 
     host = "https://dagshub.example"
-    ref = uris.parse_repo_uri(uri)
+    ref = repo_uris.parse_repo_uri(uri)
     assert (ref.revision, ref.path) == (revision, path)
     client = RepoAPI(f"{ref.owner}/{ref.repo}", host=host, auth=HTTPBearerAuth("x"))
-    assert uris.raw_url(uri, host) == client.raw_api_url(path, revision)
+    assert repo_uris.raw_url(uri, host) == client.raw_api_url(path, revision)
 
 
 def test_raw_url_without_revision_uses_the_given_default():
-    url = uris.raw_url("repo://squirrel-lab/backyard/data/tiles/t.jpg", "https://h/", "main")
+    url = repo_uris.raw_url("repo://squirrel-lab/backyard/data/tiles/t.jpg", "https://h/", "main")
     assert url == "https://h/api/v1/repos/squirrel-lab/backyard/raw/main/data/tiles/t.jpg"
 
 
@@ -184,17 +186,17 @@ def test_raw_url_without_revision_uses_the_given_default():
     ],
 )
 def test_malformed_repo_uris_are_user_errors_naming_the_uri(uri):
-    with pytest.raises(uris.RepoUriError, match="repo://|s3://"):
-        uris.parse_repo_uri(uri)
+    with pytest.raises(repo_uris.RepoUriError, match="repo://|s3://"):
+        repo_uris.parse_repo_uri(uri)
 
 
 def test_host_comes_from_the_dagshub_clients_variable():
-    assert uris.dagshub_host({}) == "https://dagshub.com"
-    assert uris.dagshub_host({uris.HOST_VAR: "http://127.0.0.1:9/"}) == "http://127.0.0.1:9"
+    assert repo_uris.dagshub_host({}) == "https://dagshub.com"
+    assert repo_uris.dagshub_host({repo_uris.HOST_VAR: "http://127.0.0.1:9/"}) == "http://127.0.0.1:9"
 
 
 def test_repo_files_read_with_the_token_and_find_the_default_branch(dagshub):
-    with uris.RepoFiles(dagshub.url, TOKEN) as files:
+    with repo_uris.RepoFiles(dagshub.url, TOKEN) as files:
         assert files.read(f"repo://{OWNER}/{REPO}/main:tiles/a b.jpg") == b"\xff\xd8tile"
         assert files.read(f"repo://{OWNER}/{REPO}/x.jpg") == b"trunk"  # default branch: trunk
         assert files.url(f"repo://{OWNER}/{REPO}/x.jpg").endswith("/raw/trunk/x.jpg")
@@ -202,9 +204,9 @@ def test_repo_files_read_with_the_token_and_find_the_default_branch(dagshub):
 
 
 def test_fetch_takes_host_and_token_from_the_environment(dagshub, monkeypatch):
-    monkeypatch.setenv(uris.HOST_VAR, dagshub.url)
-    monkeypatch.setenv(uris.TOKEN_VAR, TOKEN)
-    assert uris.fetch(f"repo://{OWNER}/{REPO}/main:tiles/a b.jpg") == b"\xff\xd8tile"
+    monkeypatch.setenv(repo_uris.HOST_VAR, dagshub.url)
+    monkeypatch.setenv(repo_uris.TOKEN_VAR, TOKEN)
+    assert repo_uris.fetch(f"repo://{OWNER}/{REPO}/main:tiles/a b.jpg") == b"\xff\xd8tile"
 
 
 @pytest.mark.parametrize(
@@ -221,16 +223,16 @@ def test_fetch_takes_host_and_token_from_the_environment(dagshub, monkeypatch):
 def test_unreadable_files_are_user_errors_naming_the_uri(dagshub, token, uri, limits, message):
     started = time.monotonic()
     with (
-        uris.RepoFiles(dagshub.url, token, **limits) as files,
-        pytest.raises(uris.RepoUriError, match=message),
+        repo_uris.RepoFiles(dagshub.url, token, **limits) as files,
+        pytest.raises(repo_uris.RepoUriError, match=message),
     ):
         files.read(f"repo://{OWNER}/{REPO}/{uri}")
     assert time.monotonic() - started < 5
 
 
 def test_unreachable_host_is_a_user_error():
-    files = uris.RepoFiles("http://127.0.0.1:9", TOKEN, timeout_s=2)
-    with files, pytest.raises(uris.RepoUriError, match="cannot reach http://127.0.0.1:9"):
+    files = repo_uris.RepoFiles("http://127.0.0.1:9", TOKEN, timeout_s=2)
+    with files, pytest.raises(repo_uris.RepoUriError, match="cannot reach http://127.0.0.1:9"):
         files.read(f"repo://{OWNER}/{REPO}/main:x.jpg")
 
 
@@ -270,7 +272,7 @@ def test_setup_without_a_token_fails_fast_and_writes_nothing(project):
 
 
 def test_setup_writes_mlflow_dvc_and_label_studio_config_with_no_secret_in_git(project, dagshub, monkeypatch):
-    env = {uris.TOKEN_VAR: TOKEN, uris.HOST_VAR: dagshub.url}
+    env = {repo_uris.TOKEN_VAR: TOKEN, repo_uris.HOST_VAR: dagshub.url}
     proc = setup_cli(project, env, "--repo", f"{OWNER}/{REPO}", "--label-studio")
     assert proc.returncode == 0, proc.stderr
     assert TOKEN not in proc.stdout + proc.stderr
@@ -321,15 +323,15 @@ def test_setup_writes_mlflow_dvc_and_label_studio_config_with_no_secret_in_git(p
     ],
 )
 def test_setup_names_the_repository_or_token_it_cannot_use(dagshub, repo, token, message):
-    with pytest.raises(remotes.DagsHubError, match=message):
-        remotes.resolve_profile(repo, token, dagshub.url)
+    with pytest.raises(dagshub_setup.DagsHubError, match=message):
+        dagshub_setup.resolve_profile(repo, token, dagshub.url)
 
 
 def test_setup_refuses_to_write_the_token_where_git_would_commit_it(project, dagshub):
     (project / ".gitignore").write_text("")
-    profile = remotes.resolve_profile(f"{OWNER}/{REPO}", TOKEN, dagshub.url)
-    with pytest.raises(remotes.DagsHubError, match=r"\.env is not git-ignored"):
-        remotes.write_profile(project, profile, TOKEN)
+    profile = dagshub_setup.resolve_profile(f"{OWNER}/{REPO}", TOKEN, dagshub.url)
+    with pytest.raises(dagshub_setup.DagsHubError, match=r"\.env is not git-ignored"):
+        dagshub_setup.write_profile(project, profile, TOKEN)
     assert not (project / ".env").exists()
 
 
@@ -346,13 +348,13 @@ def test_setup_refuses_to_write_the_token_where_git_would_commit_it(project, dag
     ],
 )
 def test_under_joins_a_repo_root_and_a_path(root, path, uri):
-    assert uris.under(root, path) == uri
+    assert repo_uris.under(root, path) == uri
 
 
 @pytest.mark.parametrize("root", ["repo://o", "/srv/data", "repo://o/r/main:../up"])
 def test_under_refuses_what_is_not_a_repository_root(root):
-    with pytest.raises(uris.RepoUriError):
-        uris.under(root, "t.jpg")
+    with pytest.raises(repo_uris.RepoUriError):
+        repo_uris.under(root, "t.jpg")
 
 
 def test_label_studio_tasks_name_tiles_by_repo_uri_when_the_root_is_a_repository(tmp_path, dagshub):
@@ -374,12 +376,12 @@ def test_label_studio_tasks_name_tiles_by_repo_uri_when_the_root_is_a_repository
     assert hosted._image_url("repo://a/b/c:d.jpg") == "repo://a/b/c:d.jpg"  # as given
     with pytest.raises(Exception, match="outside the repository"):
         hosted._image_url("../elsewhere.jpg")
-    with uris.RepoFiles(dagshub.url, TOKEN) as files:
+    with repo_uris.RepoFiles(dagshub.url, TOKEN) as files:
         assert files.read(uri) == b"\xff\xd8tile"
 
     local = LabelStudioBackend(["squirrel"], **kwargs)
     assert local._image_url(tile) == f"/data/local-files/?d={tile}"
     assert local.spec.storage_path == tmp_path / "data/tiles"
 
-    with pytest.raises(uris.RepoUriError):
+    with pytest.raises(repo_uris.RepoUriError):
         LabelStudioBackend(["squirrel"], document_root="repo://owner-only", **kwargs)

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from acorn.data.tiling import TileGrid
 from acorn.frames.detect import BOX_COLUMNS
 from acorn.frames.merge import merge_boxes, slice_windows
-from acorn.tiling import TileGrid
 from tests.conftest import REPO, tool_env
 
 FRAME = (1280, 720)  # a 2 x 2 grid of 640 x 360 slices, inner edges at x = 640 and y = 360
@@ -167,7 +167,7 @@ def test_acorn_detect_writes_yolo_coco_and_parquet(frames, tmp_path):
 
 def test_the_champion_is_the_default_model(frames, tmp_path):
     """As acorn serve finds it: <register.model_name>@champion in the repository's store."""
-    from acorn.registry import register, tracking_uri
+    from acorn.model.registry import register, tracking_uri
 
     with pytest.MonkeyPatch.context() as mp:  # register() exports the URI: undo it after
         mp.setenv("MLFLOW_TRACKING_URI", tracking_uri(tmp_path))
@@ -218,9 +218,9 @@ def test_a_perfect_slice_detector_merges_back_to_the_frame_truth(overlap, tmp_pa
     """The demo's truth cut into each slice (what a perfect detector would find there) merges
     back to the truth box for box: the rule joins what an edge cut and nothing else, on real
     layouts (squirrels side by side, at edges and corners)."""
+    from acorn.data.formats import read_yolo_labels
+    from acorn.data.tiling import clip_boxes
     from acorn.demo.synth import make_webcam_set
-    from acorn.formats import read_yolo_labels
-    from acorn.tiling import clip_boxes
 
     width, height = 1920, 1080
     make_webcam_set(tmp_path, 24, width=width, height=height, seed=7)

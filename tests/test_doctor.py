@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from acorn.doctor import FAIL, OK, WARN, Check, checks, run_checks
+from acorn.ops.doctor import FAIL, OK, WARN, Check, checks, run_checks
 from tests.conftest import save_detector
 
 CLASSES = ["raccoon"]
@@ -267,7 +267,7 @@ def test_balance_by_must_name_a_metadata_column(repo):
 def test_test_frames_that_are_near_copies_of_pool_frames_are_named(repo, capsys):
     """A leak: a test frame a minute away from a pool frame. Doctor names both files; a distinct
     test frame, and the same pool frame hashed from the tile stage's manifest, change nothing."""
-    from acorn.tiling import TileGrid, tile_dataset
+    from acorn.data.tiling import TileGrid, tile_dataset
     from tests.test_duplicates import a_minute_later, scene
 
     for name, seed in (("a", 0), ("b", 1), ("c", 2)):

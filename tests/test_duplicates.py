@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from acorn.cycle_step.ranking import first_near_copies
-from acorn.duplicates import (
+from acorn.data.near_copies import (
     GROUP_COLUMN,
     HASH_SIDE,
     hamming,
@@ -17,7 +17,7 @@ from acorn.duplicates import (
     leaks,
     near_copy_groups,
 )
-from acorn.tiling import frame_hash
+from acorn.data.tiling import frame_hash
 
 SHIPPED_BITS = 32  # params.yaml tile.near_copy_bits
 

@@ -8,7 +8,6 @@ import json
 import pandas as pd
 import pytest
 
-from acorn.errors import AcornError
 from acorn.labeling.base import QUEUE_COLUMNS, SKIPPED_ANNOTATION, SKIPPED_BOX, Problem, Pulled, Snapshot
 from acorn.labeling.export import read_manifest, read_report, write_labels
 from acorn.labeling.oracle import OracleBackend
@@ -19,6 +18,7 @@ from acorn.labeling.snapshot import (
     read_snapshot,
     write_snapshot,
 )
+from acorn.runtime.errors import AcornError
 
 
 def queue(tile_ids, batch=1, model_version="m-v1"):

@@ -3,7 +3,7 @@
 Each test causes the fault for real where it can (a process group killed with SIGKILL, a closed
 port, a sqlite file locked by another connection, a 1 MiB tmpfs) and checks what the next run
 finds: outputs consistent with a clean run, nothing half-registered, the previous output intact.
-Where a stage must be caught at an exact moment, it stops at a named ``acorn.atomic.pause_point``
+Where a stage must be caught at an exact moment, it stops at a named ``acorn.runtime.atomic.pause_point``
 (ACORN_TEST_PAUSE_AT, test-only) or is frozen with SIGSTOP once its files show it is mid-work.
 """
 
@@ -30,9 +30,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from acorn import atomic
-from acorn.atomic import DiskFullError, copy_file, replace_dir, write_csv, write_json, write_parquet
-from acorn.registry import COMPLETE_TAG, SOURCE_TAG, WEIGHTS_TAG, source_hash
+from acorn.model.registry import COMPLETE_TAG, SOURCE_TAG, WEIGHTS_TAG, source_hash
+from acorn.runtime import atomic
+from acorn.runtime.atomic import DiskFullError, copy_file, replace_dir, write_csv, write_json, write_parquet
 from tests.conftest import REPO, run, save_detector, tool_env, write_params
 
 MODEL_NAME = yaml.safe_load((REPO / "params.yaml").read_text())["register"]["model_name"]
@@ -252,7 +252,7 @@ def register_elsewhere(root: Path, map50: float) -> str:
     the gate's metric); returns its weights' hash."""
     script = (
         "from pathlib import Path; from tests.conftest import save_detector; "
-        "from acorn.registry import register; "
+        "from acorn.model.registry import register; "
         "w = save_detector(Path('.acorn/earlier.pt'), ['squirrel']); "
         f"register(w, {{'cycle': 0, 'map50': {map50}, 'val_map50': {map50}}}, {MODEL_NAME!r}, "
         "'val_map50', {})"
@@ -472,7 +472,7 @@ def test_a_command_run_supervised_stops_with_what_it_runs(tmp_path):
     dvc_like = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {stage!r}])"
     acorn_like = (
         "import sys\n"
-        "from acorn.entrypoint import run_supervised, unwind_on_sigterm\n"
+        "from acorn.runtime.entrypoint import run_supervised, unwind_on_sigterm\n"
         "unwind_on_sigterm()\n"
         f"run_supervised([sys.executable, '-c', {dvc_like!r}])\n"
     )
@@ -495,7 +495,7 @@ def test_sigterm_to_a_process_with_data_loader_workers_exits_cleanly(tmp_path):
         "import time\n"
         "import torch\n"
         "from torch.utils.data import DataLoader, Dataset\n"
-        "from acorn.entrypoint import unwind_on_sigterm\n"
+        "from acorn.runtime.entrypoint import unwind_on_sigterm\n"
         "class Slow(Dataset):\n"
         "    def __len__(self): return 100_000\n"
         "    def __getitem__(self, i): time.sleep(0.02); return torch.zeros(1)\n"
@@ -521,7 +521,7 @@ def test_a_worker_forked_after_sigterm_is_handled_dies_of_it_as_by_default():
     kills them as it would have, instead of raising in code that is their parent's."""
     script = (
         "import os, signal, time\n"
-        "from acorn.entrypoint import unwind_on_sigterm\n"
+        "from acorn.runtime.entrypoint import unwind_on_sigterm\n"
         "unwind_on_sigterm()\n"
         "child = os.fork()\n"
         "if child == 0:\n"
@@ -742,7 +742,7 @@ def test_replace_dir_killed_at_the_swap_keeps_the_previous_folder(tmp_path):
     staging.mkdir()
     (staging / "a.txt").write_text("killed run")
     log = tmp_path / "swap.log"
-    script = "import sys; from pathlib import Path; from acorn.atomic import replace_dir; replace_dir(Path(sys.argv[1]), Path(sys.argv[2]))"
+    script = "import sys; from pathlib import Path; from acorn.runtime.atomic import replace_dir; replace_dir(Path(sys.argv[1]), Path(sys.argv[2]))"
     proc = start(
         [sys.executable, "-c", script, str(staging), str(target)],
         tmp_path,

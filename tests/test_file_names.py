@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pandas as pd
 
+from acorn.data.tiling import tile_id
 from acorn.labeling.export import read_manifest, write_labels
 from acorn.labeling.labelstudio.project import local_files_url
 from acorn.labeling.oracle import OracleBackend
 from acorn.labeling.snapshot import read_snapshot, write_snapshot
 from acorn.serve.images import LocalRef, parse_reference
-from acorn.tiling import tile_id
 
 FRAMES = ["sq+1", "a#b", "c&d=e", "p%41q", "s p", "why?", "ü,x"]
 TILES = [tile_id(f, 0, 1) for f in FRAMES]

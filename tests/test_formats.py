@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from acorn.formats import (
+from acorn.data.formats import (
     LabelFileError,
     boxes_to_percent,
     format_yolo,

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from acorn.errors import InputError
 from acorn.frames.detect import BOX_COLUMNS, FrameDetections
 from acorn.frames.evaluate import FrameScores, evaluate_frames, score_frames
 from acorn.params import Params
+from acorn.runtime.errors import InputError
 from tests.conftest import save_detector
 
 NAMES = {0: "squirrel"}

@@ -13,7 +13,8 @@ import pytest
 import torch
 from conftest import write_params
 
-from acorn import paths, training
+from acorn import paths
+from acorn.model import training
 from acorn.params import load_params
 
 pytestmark = pytest.mark.skipif(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from acorn.atomic import copy_file
+from acorn.runtime.atomic import copy_file
 from tests.conftest import (
     SHARED_DATA,
     STAGES,
@@ -69,7 +69,7 @@ def own_repo(tmp_path) -> Path:
 
 def train_base_model(root: Path, photos: Path) -> None:
     """The detector a user brings: one epoch from yolov8n.yaml on a few photos, at model.base."""
-    from acorn import training
+    from acorn.model import training
     from acorn.params import load_params
 
     p = load_params(root / "params.yaml")

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-import acorn.strategies as strategies
+import acorn.selection.strategies as strategies
 from acorn.params import (
     AGGREGATES,
     STRATEGIES,
@@ -25,7 +25,7 @@ from acorn.params import (
     load_params,
     parse_params,
 )
-from acorn.queue import strategy_for
+from acorn.selection.labeling_queue import strategy_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -178,7 +178,7 @@ def test_the_shortlist_may_carry_its_own_reduction():
 
 
 def _strategy_error_keys() -> set[str]:
-    """Every params key acorn.strategies can name in an error: its parameters (through ``_field``),
+    """Every params key acorn.selection.strategies can name in an error: its parameters (through ``_field``),
     the names passed to its checks, and any ``rank.<key>`` written out in a message."""
     source = Path(strategies.__file__).read_text(encoding="utf-8")
     keys = {strategies._field(name) for name in strategies._PARAMS}

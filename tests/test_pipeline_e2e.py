@@ -50,11 +50,11 @@ def changed_stages(root: Path) -> set[str]:
 @pytest.mark.parametrize(
     "module,stages",
     [
-        ("acorn/queue.py", {"rank"}),
-        ("acorn/strategies.py", {"rank"}),
-        ("acorn/tiling.py", {"tile"}),
-        ("acorn/registry.py", {"register"}),
-        ("acorn/training.py", {"train"}),
+        ("acorn/selection/labeling_queue.py", {"rank"}),
+        ("acorn/selection/strategies.py", {"rank"}),
+        ("acorn/data/tiling.py", {"tile"}),
+        ("acorn/model/registry.py", {"register"}),
+        ("acorn/model/training.py", {"train"}),
         ("acorn/labeling/oracle.py", {"export-labels", "rank"}),
         ("acorn/labeling/review.py", {"export-labels", "report"}),
         ("acorn/serve/app.py", set()),

@@ -27,12 +27,12 @@ from PIL import Image
 
 import acorn  # noqa: F401  (offline settings before ultralytics loads)
 from acorn import paths
-from acorn.candidates import read_carry_over
-from acorn.detection import Detector, DetectorConfig
-from acorn.errors import InputError, ParamsError
+from acorn.data.tiling import TileGrid, tile_dataset
+from acorn.model.detection import Detector, DetectorConfig
+from acorn.model.predict_cache import CACHE_ROOT, PART_BATCHES, LocalEngine, model_key, predict_pool
 from acorn.params import load_params
-from acorn.prediction_store import CACHE_ROOT, PART_BATCHES, LocalEngine, model_key, predict_pool
-from acorn.tiling import TileGrid, tile_dataset
+from acorn.runtime.errors import InputError, ParamsError
+from acorn.selection.candidates import read_carry_over
 from tests.conftest import save_detector
 
 REPO = Path(__file__).resolve().parents[1]

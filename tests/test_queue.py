@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 
 from acorn.params import Params
-from acorn.queue import build_queue
-from acorn.strategies import order_by_score
+from acorn.selection.labeling_queue import build_queue
+from acorn.selection.strategies import order_by_score
 
 
 def pool(n=12):

@@ -1,4 +1,4 @@
-"""``predict.engine: ray`` (acorn.ray_engine) against a real Ray instance started by the test.
+"""``predict.engine: ray`` (acorn.model.ray_engine) against a real Ray instance started by the test.
 
 The instance is local (127.0.0.1, 2 CPUs, no dashboard, a small object store) and is reached the
 way a cluster is: the predict stage runs as a subprocess with ``RAY_ADDRESS`` set to it, a second
@@ -17,9 +17,9 @@ import pytest
 import yaml
 from test_predict import OUTPUTS, STAGE, build_repo, finish, outputs, predict_here
 
-from acorn.errors import ParamsError
-from acorn.prediction_store import CACHE_ROOT
-from acorn.ray_engine import ActorPlan, block_size, plan_actors
+from acorn.model.predict_cache import CACHE_ROOT
+from acorn.model.ray_engine import ActorPlan, block_size, plan_actors
+from acorn.runtime.errors import ParamsError
 from tests.conftest import save_detector
 
 # a single-node Ray on 127.0.0.1 (not the machine's LAN address) that reports no usage
@@ -77,8 +77,8 @@ def test_joining_ray_keeps_acorns_sigterm_handler(ray_address):
     the previous one: the engine puts acorn's back, so a stopped predict still unwinds as 143."""
     script = (
         "import signal\n"
-        "from acorn.entrypoint import unwind_on_sigterm\n"
-        "from acorn.ray_engine import RayEngine\n"
+        "from acorn.runtime.entrypoint import unwind_on_sigterm\n"
+        "from acorn.model.ray_engine import RayEngine\n"
         "unwind_on_sigterm()\n"
         "with RayEngine(None, 'cpu') as engine:\n"
         "    engine._connect()\n"
@@ -94,7 +94,7 @@ def test_joining_ray_keeps_acorns_sigterm_handler(ray_address):
 
 def test_the_stage_imports_ray_only_for_the_ray_engine():
     code = (
-        "import runpy, sys; runpy.run_path(sys.argv[1]); import acorn.ray_engine; "
+        "import runpy, sys; runpy.run_path(sys.argv[1]); import acorn.model.ray_engine; "
         "assert 'ray' not in sys.modules, 'ray imported'"
     )
     subprocess.run([sys.executable, "-c", code, str(STAGE)], check=True, timeout=120)

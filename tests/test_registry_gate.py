@@ -1,4 +1,4 @@
-"""The champion gate (acorn.registry.should_promote) and what the register stage gates on: the
+"""The champion gate (acorn.model.registry.should_promote) and what the register stage gates on: the
 validation score, never the test score, which only reports."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 
 import stages.register as register_stage
 from acorn import paths
+from acorn.model.registry import RegistryRecord, should_promote
 from acorn.params import Params
-from acorn.registry import RegistryRecord, should_promote
 
 
 @pytest.mark.parametrize(

@@ -158,13 +158,13 @@ def test_cycle_on_s3_then_a_clone_pulls_and_has_nothing_to_do(tiny_repo, s3_endp
 
 @pytest.mark.slow
 def test_registered_model_loads_back_from_s3(tiny_template, s3_endpoint, s3_env, tmp_path, monkeypatch):
-    """Register a model with its artifacts on S3 (acorn.registry, as the register stage does), then
+    """Register a model with its artifacts on S3 (acorn.model.registry, as the register stage does), then
     load it back as an MLflow pyfunc and predict with it."""
     import mlflow
     import pandas as pd
 
-    from acorn import registry
-    from acorn.detection import detector_settings
+    from acorn.model import registry
+    from acorn.model.detection import detector_settings
     from acorn.params import load_params
 
     weights = tiny_template / "models/base.pt"
@@ -188,7 +188,7 @@ def test_registered_model_loads_back_from_s3(tiny_template, s3_endpoint, s3_env,
 def test_dagshub_remote_config_pushes_with_the_keys_in_config_local_only(s3_endpoint, tmp_path):
     """`acorn dagshub setup`'s DVC remote, pointed at the S3 server instead of DagsHub's bucket:
     with no AWS key in the environment, `dvc push` can only have used .dvc/config.local's."""
-    from acorn.remotes import DVC_PREFIX, DagsHubProfile, write_profile
+    from acorn.ops.dagshub import DVC_PREFIX, DagsHubProfile, write_profile
 
     root = tmp_path / "project"
     (root / "data").mkdir(parents=True)
@@ -249,8 +249,8 @@ def test_training_pulls_only_the_labeled_tiles_never_the_pool(pushed_pool, tmp_p
     import pandas as pd
 
     from acorn import paths
-    from acorn.errors import InputError
     from acorn.params import load_params
+    from acorn.runtime.errors import InputError
     from stages import train as train_stage
 
     pool = pd.read_parquet(pushed_pool / paths.TILE_MANIFEST)

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from acorn.detection import DetectorConfig
-from acorn.errors import InputError
 from acorn.labeling import cost
+from acorn.model.detection import DetectorConfig
+from acorn.model.training import epoch_metrics
 from acorn.params import Params
 from acorn.reporting import build, history
 from acorn.reporting.drawing import (
@@ -32,7 +32,7 @@ from acorn.reporting.drawing import (
 )
 from acorn.reporting.markdown import CycleReport, render
 from acorn.reporting.matching import box_iou, match_boxes
-from acorn.training import epoch_metrics
+from acorn.runtime.errors import InputError
 from tests.conftest import save_detector
 
 

@@ -21,13 +21,14 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-import acorn.detection
-import acorn.training
-from acorn.atomic import FolderBusyError, sole_writer, write_csv, write_json
-from acorn.candidates import select_candidates
+import acorn.model.detection
+import acorn.model.training
 from acorn.cycle_step.fine_tune import train_config
-from acorn.errors import InputError, ParamsError
 from acorn.params import Params
+from acorn.runtime.atomic import FolderBusyError, sole_writer, write_csv, write_json
+from acorn.runtime.errors import InputError, ParamsError
+from acorn.selection.candidates import select_candidates
+from acorn.selection.strategies import Random, StrategyError
 from acorn.simulate import curves as cv
 from acorn.simulate import folder as out_files
 from acorn.simulate import pools, report
@@ -39,7 +40,6 @@ from acorn.simulate.run import simulate
 from acorn.simulate.screen import screen
 from acorn.simulate.settings import load_settings
 from acorn.simulate.step import OracleStep
-from acorn.strategies import Random, StrategyError
 from tests.conftest import SHARED_DATA
 
 RACCOON = SHARED_DATA / "raccoon"
@@ -407,12 +407,12 @@ def test_replay_refuses_inconsistent_records(batches, rows, message):
 def test_a_set_without_a_validation_set_of_its_own_is_split_stably():
     # the base model's close-ups; never a cycle's paid labels, which all train (fine_tune_dataset)
     ids = [f"tile{i}" for i in range(50)]
-    train, val = acorn.training.split_labeled(ids, 0.2)
+    train, val = acorn.model.training.split_labeled(ids, 0.2)
     assert val and train and set(train).isdisjoint(val) and sorted(train + val) == sorted(ids)
-    assert acorn.training.split_labeled(ids, 0.2) == (train, val)  # stable
-    assert acorn.training.split_labeled(["only"], 0.2) == (["only"], ["only"])  # one tile still trains
+    assert acorn.model.training.split_labeled(ids, 0.2) == (train, val)  # stable
+    assert acorn.model.training.split_labeled(["only"], 0.2) == (["only"], ["only"])  # one tile still trains
     with pytest.raises(InputError):
-        acorn.training.split_labeled([], 0.2)
+        acorn.model.training.split_labeled([], 0.2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -640,14 +640,14 @@ class FakeModel:
         self.eval_threads: list[int | None] = []  # model.threads as each evaluate got it
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> FakeModel:
-        monkeypatch.setattr(acorn.training, "train", self.train)
-        monkeypatch.setattr(acorn.training, "evaluate", self.evaluate)
-        monkeypatch.setattr(acorn.detection, "Detector", self.detector)
-        monkeypatch.setattr(acorn.detection, "predict_files", self.predict_files)
+        monkeypatch.setattr(acorn.model.training, "train", self.train)
+        monkeypatch.setattr(acorn.model.training, "evaluate", self.evaluate)
+        monkeypatch.setattr(acorn.model.detection, "Detector", self.detector)
+        monkeypatch.setattr(acorn.model.detection, "predict_files", self.predict_files)
         return self
 
     def train(self, start, data_yaml, config, workdir, on_epoch=None, resume=False, **kwargs) -> Path:
-        """Like ultralytics' (and acorn.training.train's resume): a row of results.csv and last.pt
+        """Like ultralytics' (and acorn.model.training.train's resume): a row of results.csv and last.pt
         (here: the number of epochs done) after every epoch; with ``resume`` a stopped run goes on
         after the epochs its last.pt holds, else it starts over."""
         self.trained.append((config.seed, config.epochs))
@@ -675,11 +675,11 @@ class FakeModel:
         (weights / "best.pt").write_text("fake")  # the epoch kept: the best on the validation set
         return weights / "best.pt"
 
-    def evaluate(self, _weights, data_yaml, *_args, **kwargs) -> acorn.training.EvalMetrics:
+    def evaluate(self, _weights, data_yaml, *_args, **kwargs) -> acorn.model.training.EvalMetrics:
         """A fixed score: map50 0.5 on the test set, 0.7 on the validation set."""
         self.eval_threads.append(kwargs.get("threads"))
         map50 = 0.7 if Path(data_yaml).parent.name == "val" else 0.5
-        return acorn.training.EvalMetrics(map50=map50, map50_95=0.25, precision=0.5, recall=0.5)
+        return acorn.model.training.EvalMetrics(map50=map50, map50_95=0.25, precision=0.5, recall=0.5)
 
     def detector(self, config) -> SimpleNamespace:
         self.detectors.append(Path(config.weights).name)
@@ -694,7 +694,7 @@ class FakeModel:
         )
         emb = [np.asarray(self.embeddings.get(n, [0.0, 0.0]), dtype=np.float32) for n in names]
         top = [max(self.boxes.get(n, [0.0])) for n in names]
-        yield acorn.detection.Detections(
+        yield acorn.model.detection.Detections(
             boxes=boxes,
             tiles=pd.DataFrame({"tile_id": list(tile_ids), "embedding": emb, "max_confidence": top}),
         )
@@ -1053,9 +1053,9 @@ def fail(*_args, **_kwargs):
 @pytest.fixture
 def no_work(monkeypatch):
     for module, name in (
-        (acorn.training, "train"),
-        (acorn.training, "evaluate"),
-        (acorn.detection, "Detector"),
+        (acorn.model.training, "train"),
+        (acorn.model.training, "evaluate"),
+        (acorn.model.detection, "Detector"),
     ):
         monkeypatch.setattr(module, name, fail)
 
@@ -1266,11 +1266,11 @@ def test_tiny_simulation_writes_curves_and_resumes_without_redoing_work(tiny_rac
 
     # a re-run does nothing at all: no training, evaluation or prediction, rows unchanged
     before = {name: (out / name).read_bytes() for name in (cv.CURVES, cv.SELECTIONS, out_files.REFERENCE)}
-    real_train, real_predict = acorn.training.train, acorn.detection.predict_files
+    real_train, real_predict = acorn.model.training.train, acorn.model.detection.predict_files
     for module, name in (
-        (acorn.training, "train"),
-        (acorn.training, "evaluate"),
-        (acorn.detection, "Detector"),
+        (acorn.model.training, "train"),
+        (acorn.model.training, "evaluate"),
+        (acorn.model.detection, "Detector"),
     ):
         monkeypatch.setattr(module, name, fail)
     run_cli(root, folder, test, cycles=2)
@@ -1279,9 +1279,11 @@ def test_tiny_simulation_writes_curves_and_resumes_without_redoing_work(tiny_rac
     # killed after selecting cycle 2 but before its row: the recorded batch is trained, not re-selected
     monkeypatch.undo()
     trained, predicted = [], []
-    monkeypatch.setattr(acorn.training, "train", lambda *a, **k: trained.append(a) or real_train(*a, **k))
     monkeypatch.setattr(
-        acorn.detection,
+        acorn.model.training, "train", lambda *a, **k: trained.append(a) or real_train(*a, **k)
+    )
+    monkeypatch.setattr(
+        acorn.model.detection,
         "predict_files",
         lambda d, images, ids, **k: predicted.extend(ids) or real_predict(d, images, ids, **k),
     )

@@ -5,8 +5,8 @@ import json
 import pandas as pd
 
 from acorn import paths
+from acorn.ops.status import status_lines
 from acorn.params import Params
-from acorn.status import status_lines
 
 
 def _cycle(root, queued: list[str], labeled: list[str], annotated: list[str]) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from acorn.cycle_step.ranking import strategy_for
 from acorn.params import Params
-from acorn.strategies import (
+from acorn.selection.strategies import (
     STRATEGIES,
     Diversity,
     Entropy,
@@ -402,7 +402,8 @@ def test_a_strategy_built_without_knobs_is_the_one_default_params_build(name):
 
 def test_the_schema_names_exactly_the_strategies_there_are():
     """params.yaml's allowed names (acorn.params) and the classes here must not drift apart."""
-    from acorn import params, strategies
+    from acorn import params
+    from acorn.selection import strategies
 
     assert set(params.STRATEGIES) == set(STRATEGIES)
     assert set(params.UNCERTAINTY_STRATEGIES) == set(strategies._UNCERTAINTY)

@@ -18,9 +18,9 @@ import torch
 import yaml
 from PIL import Image
 
-from acorn.detection import Detector, DetectorConfig, cpu_threads, detector_settings, use_cpu_threads
-from acorn.errors import ParamsError
+from acorn.model.detection import Detector, DetectorConfig, cpu_threads, detector_settings, use_cpu_threads
 from acorn.params import Params, load_params
+from acorn.runtime.errors import ParamsError
 from tests.conftest import save_detector
 
 ULTRALYTICS_THREADS = 3  # what select_device sets in these tests: neither 1 nor 2
@@ -51,7 +51,7 @@ def batch_threads(monkeypatch) -> dict[str, list[int]]:
 
 def tiny_dataset(root: Path) -> Path:
     """Four 64 x 64 noise images with one box each, as train and val: data.yaml."""
-    from acorn import training
+    from acorn.model import training
 
     pairs = []
     for i in range(4):
@@ -79,7 +79,7 @@ def params(threads: int) -> Params:
 @pytest.mark.slow  # trains: one epoch of four 64 x 64 images
 @pytest.mark.parametrize("threads", [1, 2])
 def test_training_and_its_validation_run_on_model_threads(threads, tmp_path, batch_threads):
-    from acorn import training
+    from acorn.model import training
 
     data = tiny_dataset(tmp_path)
     config = training.TrainConfig.from_params(params(threads))
@@ -91,7 +91,7 @@ def test_training_and_its_validation_run_on_model_threads(threads, tmp_path, bat
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_evaluate_runs_on_model_threads(threads, tmp_path, batch_threads):
-    from acorn import training
+    from acorn.model import training
 
     data = tiny_dataset(tmp_path)
     weights = save_detector(tmp_path / "toy.pt", bias=1.0)
@@ -144,7 +144,7 @@ def test_a_bad_thread_count_is_refused_naming_model_threads(value, tmp_path):
 def test_registered_models_and_ray_actors_get_their_thread_count(tmp_path):
     """The registered model's settings carry model.threads to ``acorn serve``; one registered before
     it existed runs on ultralytics' count; a Ray CPU actor runs on the one CPU it reserved."""
-    from acorn.ray_engine import ActorPlan, actor_config
+    from acorn.model.ray_engine import ActorPlan, actor_config
 
     weights = str(save_detector(tmp_path / "toy.pt", bias=1.0))
     settings = detector_settings(params(2))

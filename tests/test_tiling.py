@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from acorn.errors import InputError
-from acorn.formats import read_yolo_labels
-from acorn.tiling import IN_PROGRESS, TileGrid, clip_boxes, tile_dataset, tile_id
+from acorn.data.formats import read_yolo_labels
+from acorn.data.tiling import IN_PROGRESS, TileGrid, clip_boxes, tile_dataset, tile_id
+from acorn.runtime.errors import InputError
 
 
 def boxes(*rows):
@@ -106,7 +106,7 @@ def test_tile_dataset_tiles_only_new_frames(tmp_path):
 def test_only_new_or_changed_frames_are_read_to_hash_them(tmp_path, monkeypatch):
     """The hash cache: a re-run reads the new frame and the rewritten one, not the rest; a frame
     rewritten in place still gets its new tiles (its stat changed)."""
-    import acorn.tiling as tiling
+    import acorn.data.tiling as tiling
 
     _frames(tmp_path / "raw", 3)
     cache = tmp_path / "cache" / "hashes.parquet"
@@ -245,7 +245,7 @@ def _reference_tiles(frame: Path, label: Path | None, grid: TileGrid, quality: i
 
     from PIL import ImageOps
 
-    from acorn.formats import format_yolo
+    from acorn.data.formats import format_yolo
 
     with Image.open(frame) as img:
         image = ImageOps.exif_transpose(img)
@@ -312,7 +312,7 @@ def test_tiles_and_truth_are_byte_identical_to_the_plain_route(tmp_path, grid):
 def test_an_rgb_frame_is_decoded_without_copying_it(tmp_path, monkeypatch):
     """A 4K frame is ~25 MB of pixels: EXIF transpose and RGB conversion copied it twice, a third
     of a frame's decode + encode time. An upright RGB frame is now used as decoded."""
-    from acorn.tiling import decode_frame
+    from acorn.data.tiling import decode_frame
 
     Image.fromarray(np.zeros((40, 60, 3), dtype=np.uint8)).save(tmp_path / "f.jpg")
     monkeypatch.setattr(Image.Image, "copy", lambda self: pytest.fail("the frame was copied"))
@@ -387,7 +387,7 @@ def test_a_run_stopped_between_frames_does_not_tile_the_frames_still_queued(tmp_
     """A stop (SIGTERM unwinding, Ctrl-C) that lands in the loop, here in the first checkpoint,
     must not wait for the queued frames to be tiled and thrown away: the pool drops them. The stop
     is injected (its moment cannot be caught from outside); the pool and the frames are real."""
-    import acorn.atomic as atomic
+    import acorn.runtime.atomic as atomic
 
     _frames(tmp_path / "raw", 40, size=(640, 360))  # ~10 ms each to tile
 
@@ -406,7 +406,7 @@ def test_a_run_stopped_between_frames_does_not_tile_the_frames_still_queued(tmp_
 def test_manifest_checkpoints_are_paced_by_time_not_frames(tmp_path, monkeypatch, seconds, written):
     """Each checkpoint rewrites the whole manifest (~0.3 s at 300,000 tiles): paced by the clock,
     a long run still resumes from a recent one and a short one writes the manifest once."""
-    import acorn.atomic as atomic
+    import acorn.runtime.atomic as atomic
 
     _frames(tmp_path / "raw", 3)
     rows = []
@@ -419,7 +419,7 @@ def test_manifest_checkpoints_are_paced_by_time_not_frames(tmp_path, monkeypatch
 def test_near_copy_frames_share_a_group_in_the_manifest_and_old_manifests_get_hashes(tmp_path):
     """The frame hash is recorded per tile and near-copies get their first frame's group; a
     manifest from before the hash gets it from the frame files, without tiling them again."""
-    from acorn.tiling import frame_hash
+    from acorn.data.tiling import frame_hash
     from tests.test_duplicates import a_minute_later, scene
 
     raw = tmp_path / "raw"

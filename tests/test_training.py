@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 from conftest import run, tool_env
 
-from acorn import paths, training
-from acorn.errors import InputError
+from acorn import paths
+from acorn.model import training
 from acorn.params import load_params
+from acorn.runtime.errors import InputError
 
 
 def close_up_dataset(repo: Path, workdir: Path) -> Path:

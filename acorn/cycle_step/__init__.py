@@ -8,7 +8,7 @@ of it that could drift from it (tests/test_cycle_step.py trains one cycle both w
 - ``candidates``: which unlabeled tiles a cycle predicts and ranks (``predict.candidates``), and
   which of them the next cycle looks at again (stages/predict.py).
 - ``ranking``: the strategy ``rank.*`` names and the batch it picks (stages/rank.py, through
-  acorn.queue, which adds what the labeling backend needs).
+  acorn.selection.labeling_queue, which adds what the labeling backend needs).
 - ``fine_tune``: the training set, the fine-tune (the epoch kept is the best on the fixed
   validation set) and the scores on the validation and test sets (stages/train.py).
 

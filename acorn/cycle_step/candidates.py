@@ -1,6 +1,6 @@
 """Which unlabeled tiles a cycle predicts and ranks, with the knobs of ``predict.*`` and ``rank.*``.
 
-The choice itself is acorn.candidates (pure, deterministic); this is where params.yaml meets it,
+The choice itself is acorn.selection.candidates (pure, deterministic); this is where params.yaml meets it,
 so the predict stage and ``acorn simulate`` choose with the same settings. The seed and what is
 waiting or carried are the caller's: the stage seeds with ``rank.seed`` + the cycle and reads its
 backlog and carry-over from files, a simulation seeds per run and has no backlog.
@@ -12,8 +12,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from acorn.candidates import carry_count, check_size, select_candidates, top_tiles
 from acorn.params import Params
+from acorn.selection.candidates import carry_count, check_size, select_candidates, top_tiles
 
 
 def check(p: Params) -> None:
@@ -40,7 +40,7 @@ def choose(
 ) -> pd.DataFrame:
     """This cycle's ``predict.candidates`` tiles of ``unlabeled`` (``tile_id``, ``source``):
     ``waiting`` first, then ``carried`` (at most ``carry_size``), then a sample seeded with
-    ``seed`` and stratified by frame and ``rank.balance_by`` (acorn.candidates.select_candidates)."""
+    ``seed`` and stratified by frame and ``rank.balance_by`` (acorn.selection.candidates.select_candidates)."""
     return select_candidates(
         unlabeled,
         p.predict.candidates,

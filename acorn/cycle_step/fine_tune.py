@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from acorn import detection, training
+from acorn.model import detection, training
 from acorn.params import Params
 
 PairOf = Callable[[str], tuple[Path, Path]]  # a labeled item's (image, label file)

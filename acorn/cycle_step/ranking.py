@@ -1,7 +1,7 @@
 """The strategy ``rank.*`` names and the batch it picks: what the rank stage (through
-acorn.queue) and ``acorn simulate`` both rank with.
+acorn.selection.labeling_queue) and ``acorn simulate`` both rank with.
 
-The strategies themselves are acorn.strategies; this is where params.yaml meets them. The seed is
+The strategies themselves are acorn.selection.strategies; this is where params.yaml meets them. The seed is
 the caller's: the rank stage's is ``rank.seed``, a simulation's one per run and cycle.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from acorn.duplicates import GROUP_COLUMN, POSITION_COLUMNS
+from acorn.data.near_copies import GROUP_COLUMN, POSITION_COLUMNS
 from acorn.params import Params
-from acorn.strategies import STRATEGIES, Strategy, StrategyError, get_strategy, order_by_score
+from acorn.selection.strategies import STRATEGIES, Strategy, StrategyError, get_strategy, order_by_score
 
 
 def strategy_for(p: Params, name: str | None = None) -> Strategy:
@@ -59,7 +59,7 @@ def first_near_copies(tiles: pd.DataFrame, per_slot: int, order: list[str]) -> n
     """Which rows of ``tiles`` a batch may take: the first ``per_slot`` of each (near-copy group,
     tile position) in ``order`` (tile ids, the strategy's ranking); tiles without a group (a
     manifest from before the hash) always. Near-copy frames show the same patch at one position,
-    so two of those tiles would pay twice for one lesson (acorn.duplicates)."""
+    so two of those tiles would pay twice for one lesson (acorn.data.near_copies)."""
     keys = [GROUP_COLUMN, *POSITION_COLUMNS]
     place = pd.Series(np.arange(len(order)), index=order)
     ranked = tiles.assign(_place=place.reindex(tiles["tile_id"]).to_numpy()).sort_values(

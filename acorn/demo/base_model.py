@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from acorn import paths
-from acorn.atomic import copy_file, write_csv
-from acorn.errors import InputError
 from acorn.params import Params
+from acorn.runtime.atomic import copy_file, write_csv
+from acorn.runtime.errors import InputError
 
 log = logging.getLogger("acorn")
 BASE_REPORT = Path("reports/base-model")  # the base model's training curve, kept in git
@@ -33,7 +33,7 @@ def train_base_model(
 ) -> Path:
     """Random init (``yolov8n.yaml``) -> a detector good on close-ups, trained until its close-up
     validation score stops improving (``patience`` epochs), so cycle 0 shows what it knows."""
-    from acorn import training
+    from acorn.model import training
 
     source = root / paths.SOURCE
     if not (source / "images").is_dir():
@@ -110,7 +110,7 @@ def plot_curve(curve: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from acorn.atomic import atomic_path
+    from acorn.runtime.atomic import atomic_path
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(curve["epoch"], curve["val_map50"], label="map50")

@@ -21,10 +21,10 @@ import tempfile
 from pathlib import Path
 
 from acorn import paths
-from acorn.atomic import replace_dir, write_json
-from acorn.entrypoint import run_supervised
-from acorn.errors import AcornError, InputError
 from acorn.params import Params
+from acorn.runtime.atomic import replace_dir, write_json
+from acorn.runtime.entrypoint import run_supervised
+from acorn.runtime.errors import AcornError, InputError
 
 log = logging.getLogger("acorn")
 STAMP = Path("data/.demo-data.json")
@@ -75,7 +75,7 @@ def make_demo_data(p: Params, root: Path = Path()) -> None:
             log.info("demo data already matches params (%s); nothing to do", STAMP)
             return
         if all((root / _dvc_file(t)).exists() for t in missing):
-            from acorn.training import fetch_missing
+            from acorn.model.training import fetch_missing
 
             try:
                 fetch_missing(missing, root, what="demo data")
@@ -114,8 +114,8 @@ def make_demo_data(p: Params, root: Path = Path()) -> None:
 def _tiled_set(p: Params, out: Path, prefix: str, frames: int, seed: int) -> None:
     """``frames`` webcam frames of their own (``seed``; names start with ``prefix``), tiled into the
     YOLO folder ``out`` (images/, labels/, classes.txt): the test set, the validation set."""
+    from acorn.data.tiling import TileGrid, tile_dataset
     from acorn.demo.synth import make_webcam_set
-    from acorn.tiling import TileGrid, tile_dataset
 
     d, frames_dir, tiles_dir = p.demo, out.with_name(f"{out.name}-frames"), out.with_name(f"{out.name}-tiles")
     make_webcam_set(frames_dir, frames, d.width, d.height, seed=seed, prefix=prefix)
@@ -169,10 +169,9 @@ def run_demo(p: Params, root: Path = Path(), cycles: int | None = None) -> list[
     from rich.console import Console
     from rich.table import Table
 
-    from acorn.cycle import commit_cycle
     from acorn.demo.base_model import train_base_model
-    from acorn.labeling.oracle import DEFAULT_STATE_DIR, OracleBackend
-    from acorn.labeling.snapshot import SNAPSHOT_DIR
+    from acorn.labeling.backends import oracle_backend
+    from acorn.ops.cycle_commit import commit_cycle
 
     make_demo_data(p, root)
     track_demo_inputs(p, root)
@@ -180,9 +179,7 @@ def run_demo(p: Params, root: Path = Path(), cycles: int | None = None) -> list[
         train_base_model(p, root)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     # labeling.noise (`acorn demo --noise`): the oracle's answers carry errors, recorded beside its state
-    oracle = OracleBackend(
-        root / DEFAULT_STATE_DIR, root / paths.TRUTH, root / SNAPSHOT_DIR, noise=p.labeling.noise
-    )
+    oracle = oracle_backend(p, root)
     commits = _in_git_work_tree(root)
     rows = []
     for cycle in range((cycles if cycles is not None else p.demo.cycles) + 1):

@@ -27,7 +27,7 @@ import pandas as pd
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 from tqdm import tqdm
 
-from acorn.atomic import write_bytes, write_csv, write_text
+from acorn.runtime.atomic import write_bytes, write_csv, write_text
 
 CLASSES = ("squirrel",)
 METADATA_COLUMNS = ["frame_id", "condition", "rain", "blur", "occluded", "n_squirrels"]

@@ -52,11 +52,11 @@ def detect(
     Grid from params.yaml's tile section; imgsz, batch, iou, max_det and threads as the predict
     stage uses them.
     """
-    from acorn.detection import Detector, DetectorConfig, resolve_device
-    from acorn.errors import InputError
+    from acorn.data.tiling import TileGrid
     from acorn.frames.detect import Slicing, champion_weights, detect_frames, find_frames, write_results
+    from acorn.model.detection import Detector, DetectorConfig, resolve_device
     from acorn.params import load_params
-    from acorn.tiling import TileGrid
+    from acorn.runtime.errors import InputError
 
     p = load_params(params)
     frames, frame_ids = find_frames(sources)

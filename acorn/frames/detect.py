@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acorn.errors import InputError
+from acorn.data.tiling import MAX_FRAME_PIXELS, TileGrid, decode_frame, list_frames
 from acorn.frames.merge import MergeRule, merge_boxes, slice_windows
-from acorn.tiling import MAX_FRAME_PIXELS, TileGrid, decode_frame, list_frames
+from acorn.runtime.errors import InputError
 
 log = logging.getLogger("acorn")
 
@@ -89,7 +89,7 @@ def detect_frames(
     on_bad_frame: str = "skip",
     max_pixels: int = MAX_FRAME_PIXELS,
 ) -> FrameDetections:
-    """Detect on whole frames with ``detector`` (an ``acorn.detection.Detector``).
+    """Detect on whole frames with ``detector`` (an ``acorn.model.detection.Detector``).
 
     Slices are handed to the detector ``chunk`` (or more: a frame is never split) at a time;
     it runs them ``predict.batch`` per forward pass. A frame that cannot be read is skipped and
@@ -206,8 +206,8 @@ def _empty_boxes() -> pd.DataFrame:
 def write_results(result: FrameDetections, out: Path, class_names: dict[int, str], model: str) -> None:
     """YOLO txt per read frame, one COCO JSON and one Parquet table under ``out``; bad frames in
     ``bad_frames.csv``. Files of frames not in ``result`` are left as they are."""
-    from acorn.atomic import write_csv, write_json, write_parquet, write_text
-    from acorn.formats import xyxy_to_yolo
+    from acorn.data.formats import xyxy_to_yolo
+    from acorn.runtime.atomic import write_csv, write_json, write_parquet, write_text
 
     out = Path(out)
     boxes, frames = result.boxes, result.frames
@@ -276,11 +276,11 @@ def coco_dict(boxes: pd.DataFrame, frames: pd.DataFrame, class_names: dict[int, 
 @contextmanager
 def champion_weights(model_name: str, root: Path = Path()) -> Iterator[tuple[Path, str]]:
     """The registry's champion as ``acorn serve`` finds it (``<model_name>@champion`` in the
-    store ``acorn.registry.tracking_uri`` names), downloaded to a temporary folder that lives
+    store ``acorn.model.registry.tracking_uri`` names), downloaded to a temporary folder that lives
     as long as the context: (weights path, its label, e.g. acorn-detector-v3)."""
     import mlflow
 
-    from acorn.registry import (
+    from acorn.model.registry import (
         champion_version,
         download_weights,
         model_version_label,

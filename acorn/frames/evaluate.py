@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acorn.errors import InputError
+from acorn.data.tiling import TileGrid, list_frames
 from acorn.frames.detect import FrameDetections, Slicing, detect_frames
 from acorn.params import Params
-from acorn.tiling import TileGrid, list_frames
+from acorn.runtime.errors import InputError
 
 log = logging.getLogger("acorn")
 
@@ -53,7 +53,7 @@ class FrameScores:
 def read_truth(frames: FrameDetections, labels_dir: Path, images_dir: Path) -> dict[str, pd.DataFrame]:
     """Each read frame's true boxes in frame pixels, from ``labels/<same relative path>.txt``. A
     frame without a label file is an error naming it: a test frame's truth is never unknown."""
-    from acorn.formats import read_yolo_labels
+    from acorn.data.formats import read_yolo_labels
 
     truth = {}
     for frame in frames.frames[frames.frames["error"] == ""].itertuples(index=False):
@@ -144,7 +144,7 @@ def evaluate_frames(
     """
     from dataclasses import replace
 
-    from acorn.detection import Detector, DetectorConfig
+    from acorn.model.detection import Detector, DetectorConfig
 
     start = time.perf_counter()
     folder = Path(folder)

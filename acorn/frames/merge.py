@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from acorn.tiling import TileGrid
+from acorn.data.tiling import TileGrid
 
 
 def slice_windows(width: int, height: int, grid: TileGrid, overlap: float) -> pd.DataFrame:

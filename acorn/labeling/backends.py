@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from acorn import paths
 from acorn.labeling.base import LabelingBackend
 from acorn.params import Params
+
+if TYPE_CHECKING:
+    from acorn.labeling.oracle import OracleBackend
 
 BACKENDS = ("oracle", "label-studio")
 
 
 def get_backend(p: Params, root: Path = Path()) -> LabelingBackend:
     """The backend named by ``labeling.backend``; its state lives outside the DVC DAG."""
-    from acorn import paths
-
     if p.labeling.backend == "oracle":
-        from acorn.labeling.oracle import DEFAULT_STATE_DIR, OracleBackend
-        from acorn.labeling.snapshot import SNAPSHOT_DIR
-
-        # a clone or a queued experiment has the committed snapshot but not .acorn/: start from it
-        return OracleBackend(
-            root / DEFAULT_STATE_DIR,
-            root / paths.TRUTH,
-            root / SNAPSHOT_DIR,
-            display_threshold=p.rank.threshold,
-            noise=p.labeling.noise,
-        )
+        return oracle_backend(p, root)
     if p.labeling.backend == "label-studio":
         from acorn.labeling.labelstudio import LabelStudioBackend
 
@@ -39,4 +32,20 @@ def get_backend(p: Params, root: Path = Path()) -> LabelingBackend:
         )
     raise ValueError(
         f"params.yaml: labeling.backend must be one of {', '.join(BACKENDS)}; got {p.labeling.backend!r}"
+    )
+
+
+def oracle_backend(p: Params, root: Path = Path()) -> OracleBackend:
+    """The simulated annotator, built one way for ``dvc repro``, ``acorn annotate`` and ``acorn demo``:
+    answers from the ground truth, errors at ``labeling.noise``, pre-annotations shown from
+    ``rank.threshold``."""
+    from acorn.labeling.oracle import OracleBackend
+
+    # a clone or a queued experiment has the committed snapshot but not .acorn/: start from it
+    return OracleBackend(
+        root / paths.ORACLE_STATE,
+        root / paths.TRUTH,
+        root / paths.LABEL_SNAPSHOT,
+        display_threshold=p.rank.threshold,
+        noise=p.labeling.noise,
     )

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from acorn.atomic import replace_dir, write_csv, write_json
-from acorn.formats import format_yolo
+from acorn.data.formats import format_yolo
 from acorn.labeling.base import ACTIONS, SKIPPED_BOX, Problem, Pulled
+from acorn.runtime.atomic import replace_dir, write_csv, write_json
 
 log = logging.getLogger(__name__)
 

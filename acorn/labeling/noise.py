@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acorn.errors import InputError
 from acorn.labeling.cost import box_iou
 from acorn.params import NoiseParams
+from acorn.runtime.errors import InputError
 
 KINDS = ("emptied", "missed", "shifted", "spurious")
 SHIFT_IOU = (0.2, 0.5)

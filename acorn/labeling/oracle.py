@@ -42,14 +42,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from acorn.atomic import write_csv, write_json
-from acorn.formats import read_yolo_labels
+from acorn.data.formats import read_yolo_labels
 from acorn.labeling.base import ANNOTATION_COLUMNS, LABEL_BOX_COLUMNS, Pulled, PushResult, Snapshot
 from acorn.labeling.cost import BOX_KEYS, ORACLE, preannotation_outcomes
 from acorn.labeling.noise import RECORD_COLUMNS, PoolReference, active, corrupt, records_table
 from acorn.params import NoiseParams
 from acorn.paths import ORACLE_STATE as DEFAULT_STATE_DIR
 from acorn.paths import TRUTH
+from acorn.runtime.atomic import write_csv, write_json
 
 # the modelled seconds of a task (module docstring): a look at the tile, then per box
 TASK_S = 4.0

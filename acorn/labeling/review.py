@@ -47,9 +47,9 @@ import numpy as np
 import pandas as pd
 
 from acorn import paths
-from acorn.atomic import replace_dir, write_csv
 from acorn.labeling.cost import box_iou
 from acorn.paths import REVIEW
+from acorn.runtime.atomic import replace_dir, write_csv
 
 SCORES = "scores.csv"  # every tile scored, each in the cycle it was scored in, most suspect first
 SUSPECTS = "suspects.csv"  # this cycle's first review.budget: what goes to review

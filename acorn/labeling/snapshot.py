@@ -33,12 +33,12 @@ from pathlib import Path
 
 import yaml
 
-from acorn.atomic import replace_dir, write_json
-from acorn.errors import AcornError
 from acorn.labeling.base import Snapshot
 from acorn.labeling.export import MANIFEST
 from acorn.labeling.labelstudio.convert import latest_finished
 from acorn.paths import LABEL_SNAPSHOT as SNAPSHOT_DIR
+from acorn.runtime.atomic import replace_dir, write_json
+from acorn.runtime.errors import AcornError
 
 TASKS = "tasks.jsonl"
 PROJECT = "project.json"

@@ -14,9 +14,8 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from acorn.detection import Detector, DetectorConfig, load_images, predict_files
-from acorn.errors import InputError
-from acorn.formats import empty_boxes, read_yolo_labels
+from acorn.data.formats import empty_boxes, read_yolo_labels
+from acorn.model.detection import Detector, DetectorConfig, load_images, predict_files
 from acorn.reporting.drawing import (
     MISSED,
     PREDICTED,
@@ -26,6 +25,7 @@ from acorn.reporting.drawing import (
     zoom,
     zoom_window,
 )
+from acorn.runtime.errors import InputError
 
 THUMB_WIDTH = 320  # a mistake's 640x540 tile at half size
 QUEUE_WIDTH = 256  # a queued tile: 50 of them, 5 a row, fill GitHub's page and ~1 MB of PNG

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from acorn.atomic import atomic_path
+from acorn.runtime.atomic import atomic_path
 
 CORNERS = ["x1", "y1", "x2", "y2"]
 PREDICTED = (255, 214, 0)  # yellow: reads on grass, bark, sky and at night

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from acorn.errors import InputError
+from acorn.runtime.errors import InputError
 
 SCORES = ("map50", "map50_95", "precision", "recall")
 COUNTS = ("labeled_tiles", "labeled_boxes", "labeled_tiles_with_objects")

@@ -33,7 +33,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from acorn.registry import tracking_uri
+from acorn.model.registry import tracking_uri
 from acorn.serve.champion import Champion, LoadedModel, ModelUnavailable
 from acorn.serve.config import ServeConfig
 from acorn.serve.images import (

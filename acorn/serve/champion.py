@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import mlflow
 
-from acorn.detection import Detector
-from acorn.registry import CHAMPION, model_version_label, redacted
+from acorn.model.detection import Detector
+from acorn.model.registry import CHAMPION, model_version_label, redacted
 from acorn.serve.redaction import scrub
 
 log = logging.getLogger("acorn.serve")
@@ -42,7 +42,7 @@ def served_model_version(name: str, version: int) -> str:
     """The ``model_version`` of acorn serve's predictions: the registry's label plus ``-serve``.
 
     The rank stage pushes the same champion's boxes under the registry's own label
-    (``acorn.registry.model_version_label``) with a ``score`` that encodes queue order, and
+    (``acorn.model.registry.model_version_label``) with a ``score`` that encodes queue order, and
     sets it as the project's model version. Label Studio's labeling stream and its
     prediction-score column read only predictions of the project's model version, and a
     task with two of them would be sorted by the lower score. Serve scores by mean

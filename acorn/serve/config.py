@@ -6,9 +6,9 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from acorn import uris
-from acorn.errors import AcornError
+from acorn.data import repo_uris
 from acorn.params import Params
+from acorn.runtime.errors import AcornError
 
 DATA_ROOT = Path("data") / "tiles"  # where the tile stage writes: the only local images serve reads
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
@@ -64,7 +64,7 @@ class ServeConfig:
             root=root,
             data_root=root / DATA_ROOT,
             document_root=root / document_root
-            if document_root and not uris.is_repo_uri(document_root)
+            if document_root and not repo_uris.is_repo_uri(document_root)
             else root,
             threshold=p.rank.threshold,
             label_studio_url=env.get("LABEL_STUDIO_URL", ""),

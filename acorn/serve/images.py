@@ -4,7 +4,7 @@ A task's image is whatever Label Studio stored: ``/data/local-files/?d=<path>`` 
 served by Label Studio), a plain path, ``/data/upload/...`` (resolved against
 ``LABEL_STUDIO_URL``), an http(s) URL, or a ``repo://owner/repo/rev:path`` URI (a file in a
 DagsHub repository, read through its raw-content API on ``DAGSHUB_CLIENT_HOST`` with
-``DAGSHUB_USER_TOKEN``: acorn.uris). Every failure is an :class:`ImageError` for that task
+``DAGSHUB_USER_TOKEN``: acorn.data.repo_uris). Every failure is an :class:`ImageError` for that task
 only, so one bad task never fails the request Label Studio is waiting on.
 
 Anyone who can create a task names what serve reads, so what it may read is narrow by default:
@@ -44,8 +44,8 @@ from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 import httpcore
 import httpx
 
-from acorn import uris
-from acorn.registry import redacted
+from acorn.data import repo_uris
+from acorn.model.registry import redacted
 
 log = logging.getLogger("acorn.serve")
 
@@ -83,17 +83,17 @@ class RemoteRef:
 
 @dataclass(frozen=True)
 class RepoRef:
-    uri: uris.RepoUri  # a file in a DagsHub repository (``repo://``), checked when parsed
+    uri: repo_uris.RepoUri  # a file in a DagsHub repository (``repo://``), checked when parsed
 
 
 def parse_reference(reference: str | None, label_studio_url: str = "") -> LocalRef | RemoteRef | RepoRef:
     """Classify a task's image reference; a Label Studio relative URL needs ``LABEL_STUDIO_URL``."""
     if not isinstance(reference, str) or not reference.strip():
         raise ImageError(f"image reference must be a non-empty string, got {type(reference).__name__}")
-    if uris.is_repo_uri(reference):
+    if repo_uris.is_repo_uri(reference):
         try:
-            return RepoRef(uris.parse_repo_uri(reference))
-        except uris.RepoUriError as exc:
+            return RepoRef(repo_uris.parse_repo_uri(reference))
+        except repo_uris.RepoUriError as exc:
             raise ImageError(str(exc)) from None
     parts = _parsed(reference)
     if parts.scheme in ("http", "https"):
@@ -477,8 +477,8 @@ class DagsHubFiles:
     """
 
     def __init__(self, host: str | None = None, token: str | None = None) -> None:
-        self.host = (host or uris.dagshub_host()).rstrip("/")
-        self.token = token if token is not None else os.environ.get(uris.TOKEN_VAR, "")
+        self.host = (host or repo_uris.dagshub_host()).rstrip("/")
+        self.token = token if token is not None else os.environ.get(repo_uris.TOKEN_VAR, "")
         self._branches: dict[tuple[str, str], str] = {}
         self._lock = asyncio.Lock()
 
@@ -488,19 +488,19 @@ class DagsHubFiles:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    async def url(self, ref: uris.RepoUri, get: Callable[[str], Awaitable[bytes]]) -> str:
+    async def url(self, ref: repo_uris.RepoUri, get: Callable[[str], Awaitable[bytes]]) -> str:
         """The raw-content URL of ``ref``; ``get`` fetches the repository's description when needed."""
         if ref.revision is not None:
-            return uris.raw_url(ref, self.host)
+            return repo_uris.raw_url(ref, self.host)
         key = (ref.owner, ref.repo)
         async with self._lock:  # one look-up per repository, however many tasks ask at once
             if key not in self._branches:
-                api = uris.repo_api_url(self.host, ref.owner, ref.repo)
+                api = repo_uris.repo_api_url(self.host, ref.owner, ref.repo)
                 try:
-                    self._branches[key] = uris.parse_default_branch(await get(api), api)
-                except uris.RepoUriError as exc:
+                    self._branches[key] = repo_uris.parse_default_branch(await get(api), api)
+                except repo_uris.RepoUriError as exc:
                     raise ImageError(str(exc)) from None
-        return uris.raw_url(ref, self.host, self._branches[key])
+        return repo_uris.raw_url(ref, self.host, self._branches[key])
 
 
 class ImageSource:
@@ -613,7 +613,7 @@ def _fetch_failed(url: str, kind: str, cause: str, status: int | None = None) ->
         )
     elif kind == "dagshub" and status is not None:
         hint = f" (HTTP {status})" + (
-            f"; set {uris.TOKEN_VAR} to a DagsHub token that can read this repository"
+            f"; set {repo_uris.TOKEN_VAR} to a DagsHub token that can read this repository"
             if status in (401, 403)
             else ""
         )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 from label_studio_sdk.label_interface import LabelInterface
 
-from acorn.formats import boxes_to_percent
+from acorn.data.formats import boxes_to_percent
 
 log = logging.getLogger("acorn.serve")
 
@@ -72,7 +72,7 @@ def rectangle_results(
 ) -> list[dict]:
     """Pixel boxes (``class_id, confidence, x1..y2``) of one image -> ``rectanglelabels`` items.
 
-    Clipped to the image and converted by :func:`acorn.formats.boxes_to_percent`, as the
+    Clipped to the image and converted by :func:`acorn.data.formats.boxes_to_percent`, as the
     boxes pushed with the queue are.
     """
     results = []

@@ -2,7 +2,7 @@
 
 MLflow's errors quote the request URL, so a tracking URI with ``user:password@`` puts the
 password into an exception's text, and from there into ``/health`` (which answers without
-auth) and the log. ``register`` strips such URIs with ``acorn.registry.redacted``; serve
+auth) and the log. ``register`` strips such URIs with ``acorn.model.registry.redacted``; serve
 applies the same to every URL in a text, and also masks the known secret values themselves
 (a token can appear without a URL around it).
 """
@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from acorn.registry import redacted
+from acorn.model.registry import redacted
 
 MASK = "***"
 # variables whose values are secrets wherever they show up

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acorn import training
-from acorn.atomic import sole_writer
-from acorn.errors import InputError
+from acorn.model import training
+from acorn.runtime.atomic import sole_writer
+from acorn.runtime.errors import InputError
 from acorn.simulate.config import SimulateConfig
 from acorn.simulate.folder import OutputFolder
 from acorn.simulate.pools import Pool

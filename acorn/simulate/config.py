@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from acorn.errors import ParamsError
 from acorn.params import Params
+from acorn.runtime.errors import ParamsError
 
 if TYPE_CHECKING:
-    from acorn.strategies import Strategy
+    from acorn.selection.strategies import Strategy
 
 DEFAULT_STRATEGIES = ("random", "positive", "least_confidence", "entropy", "fn_aware", "hybrid")
 # Every strategy at the reductions it is meant for: cheap to screen (no training), so screen them all.
@@ -69,7 +69,7 @@ class SimulateConfig:
 
     def __post_init__(self) -> None:
         from acorn.cycle_step import candidates
-        from acorn.strategies import StrategyError
+        from acorn.selection.strategies import StrategyError
 
         for name in ("seeds", "cycles"):
             if getattr(self, name) < 1:

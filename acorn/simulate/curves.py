@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from acorn.errors import InputError
+from acorn.runtime.errors import InputError
 
 # map50 / map50_95 / false_alarm_rate: the test set's (what is reported); val_map50: the validation
 # set's (what a design decision, e.g. the default strategy, is chosen on: paired.py --metric)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from acorn.atomic import copy_file, no_writer, write_csv, write_json
 from acorn.cycle_step import candidates
-from acorn.errors import InputError, ParamsError
+from acorn.runtime.atomic import copy_file, no_writer, write_csv, write_json
+from acorn.runtime.errors import InputError, ParamsError
 from acorn.simulate.config import SimulateConfig
 from acorn.simulate.curves import CURVE_COLUMNS, CURVES, SELECTION_COLUMNS, SELECTIONS
 from acorn.simulate.pools import Pool
@@ -246,6 +246,6 @@ def _sorted(df: pd.DataFrame, *extra: str) -> pd.DataFrame:
 
 
 def _sha1(path: Path) -> str:
-    from acorn.tiling import file_sha1
+    from acorn.data.tiling import file_sha1
 
     return file_sha1(path)

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acorn.errors import InputError, ParamsError
-from acorn.tiling import list_frames
+from acorn.data.tiling import list_frames
+from acorn.runtime.errors import InputError, ParamsError
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def _yolo_folder(folder: Path) -> pd.DataFrame:
 
 
 def _folder_classes(folder: Path, default: list[str]) -> list[str]:
-    from acorn.formats import read_classes
+    from acorn.data.formats import read_classes
 
     names = folder / "classes.txt"
     return read_classes(names) if names.is_file() else default
@@ -141,7 +141,7 @@ def folder_pool(
     stable ``test_fraction`` of the images (``training.held_out``), and the validation set
     ``val_dir`` if given, else another ``test_fraction`` of the images, by a salted hash (a share of
     what is left once the test set is out, so that no image is in both)."""
-    from acorn.training import held_out
+    from acorn.model.training import held_out
 
     items = _yolo_folder(folder)
     classes = _folder_classes(folder, classes)

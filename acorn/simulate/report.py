@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from acorn.atomic import atomic_path
+from acorn.runtime.atomic import atomic_path
 from acorn.simulate.curves import BASELINE, LEVEL, RESAMPLES, format_comparison, format_strategy_table
 
 if TYPE_CHECKING:

@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from acorn import training
-from acorn.atomic import sole_writer, write_csv, write_json, write_text
+from acorn.model import training
+from acorn.runtime.atomic import sole_writer, write_csv, write_json, write_text
 from acorn.simulate import report
 from acorn.simulate.config import SimulateConfig
 from acorn.simulate.curves import (

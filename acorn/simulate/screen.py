@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from acorn.atomic import sole_writer, write_csv, write_text
-from acorn.errors import ParamsError
+from acorn.runtime.atomic import sole_writer, write_csv, write_text
+from acorn.runtime.errors import ParamsError
 from acorn.simulate import report
 from acorn.simulate.config import SimulateConfig
 from acorn.simulate.curves import hit_rates

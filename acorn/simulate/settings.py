@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from acorn.errors import ParamsError
 from acorn.params import Params, load_params, parse_override
+from acorn.runtime.errors import ParamsError
 from acorn.simulate.pools import Pool, open_pool
 
 # The convenience flags and the params key each one sets.

@@ -25,15 +25,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acorn import detection, training
-from acorn.atomic import copy_file, write_text
 from acorn.cycle_step import candidates, fine_tune, ranking
-from acorn.errors import InputError
+from acorn.model import detection, training
+from acorn.runtime.atomic import copy_file, write_text
+from acorn.runtime.errors import InputError
+from acorn.selection.strategies import Diversity, Hybrid, Random, cold_start
 from acorn.simulate.config import SimulateConfig, selection_seed
 from acorn.simulate.curves import false_alarm_rate
 from acorn.simulate.folder import OutputFolder
 from acorn.simulate.pools import Pool
-from acorn.strategies import Diversity, Hybrid, Random, cold_start
 
 log = logging.getLogger("acorn")
 

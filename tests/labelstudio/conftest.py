@@ -24,7 +24,7 @@ import pytest
 
 from acorn.labeling.labelstudio.backend import LabelStudioBackend
 from acorn.labeling.labelstudio.server import LocalServer
-from acorn.queue import queue_scores
+from acorn.selection.labeling_queue import queue_scores
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ["squirrel", "bird"]

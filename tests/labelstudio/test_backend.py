@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from acorn.formats import format_yolo
+from acorn.data.formats import format_yolo
 from acorn.labeling.labelstudio.annotator import simulate_annotations
 from acorn.labeling.labelstudio.backend import LabelStudioBackend
 from acorn.labeling.labelstudio.client import LabelStudioAuthError
 from acorn.labeling.labelstudio.convert import label_config
 from acorn.labeling.labelstudio.project import ensure_project
 from acorn.params import Params
-from acorn.queue import build_queue
+from acorn.selection.labeling_queue import build_queue
 
 from .conftest import CLASSES, H, W, no_predictions, stream
 

@@ -13,11 +13,11 @@ import httpx
 import pandas as pd
 import pytest
 
-from acorn import uris
-from acorn.detection import load_images
+from acorn.data import repo_uris
 from acorn.labeling.labelstudio.backend import LabelStudioBackend
 from acorn.labeling.labelstudio.server import LocalServer
-from acorn.queue import queue_scores
+from acorn.model.detection import load_images
+from acorn.selection.labeling_queue import queue_scores
 from acorn.serve.app import create_app
 from acorn.serve.champion import served_model_version
 from acorn.serve.config import ServeConfig
@@ -46,8 +46,8 @@ def test_repo_uri_tasks_get_predictions_from_acorn_serve(ls_server: LocalServer,
         for seed, tid in enumerate(ids):
             path = noise_image(pixels / f"{tid}.jpg", W, H, seed=300 + seed)
             dagshub.files[("main", f"data/tiles/images/{tid}.jpg")] = path.read_bytes()
-        monkeypatch.setenv(uris.HOST_VAR, dagshub.url)
-        monkeypatch.setenv(uris.TOKEN_VAR, TOKEN)
+        monkeypatch.setenv(repo_uris.HOST_VAR, dagshub.url)
+        monkeypatch.setenv(repo_uris.TOKEN_VAR, TOKEN)
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(registry / 'mlflow.db').resolve()}")
         config = ServeConfig(
             model_name=MODEL, threshold=0.25, root=registry, data_root=tmp_path / "empty", refresh_s=3600

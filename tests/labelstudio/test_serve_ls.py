@@ -21,11 +21,11 @@ import mlflow
 import pandas as pd
 import pytest
 
-from acorn.detection import load_images
 from acorn.labeling.labelstudio.backend import LabelStudioBackend
 from acorn.labeling.labelstudio.server import LocalServer
-from acorn.queue import queue_scores
-from acorn.registry import champion_version, model_version_label
+from acorn.model.detection import load_images
+from acorn.model.registry import champion_version, model_version_label
+from acorn.selection.labeling_queue import queue_scores
 from acorn.serve.app import create_app
 from acorn.serve.champion import Champion, served_model_version
 from acorn.serve.config import ServeConfig

@@ -36,7 +36,7 @@ def _isolated_env():
 
 
 def register_version(root: Path, weights: Path, map50: float) -> int:
-    from acorn.registry import register, tracking_uri
+    from acorn.model.registry import register, tracking_uri
 
     # mlflow.set_tracking_uri (inside register) also exports MLFLOW_TRACKING_URI, which would
     # point every later tracking_uri(root) at this store: setenv here so that it is undone after
@@ -79,7 +79,7 @@ def data_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def champion(registry_root) -> Champion:
     """One loaded champion shared by every app built with :func:`config_for` (loading costs ~1.5 s)."""
-    from acorn.registry import tracking_uri
+    from acorn.model.registry import tracking_uri
 
     shared = Champion(MODEL, tracking_uri(registry_root), refresh_s=3600)
     shared.start()

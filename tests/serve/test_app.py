@@ -11,9 +11,9 @@ import pytest
 from fastapi import FastAPI, Header, Response
 from fastapi.testclient import TestClient
 
-from acorn.detection import load_images
 from acorn.labeling.labelstudio.server import free_port
-from acorn.registry import tracking_uri
+from acorn.model.detection import load_images
+from acorn.model.registry import tracking_uri
 from acorn.serve.app import create_app
 from acorn.serve.champion import Champion, served_model_version
 from acorn.serve.server import ServerThread

@@ -9,7 +9,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from acorn import uris
+from acorn.data import repo_uris
 from acorn.serve.images import (
     ImageError,
     ImageLimits,
@@ -94,7 +94,7 @@ def test_local_files_stay_inside_the_data_root(tmp_path):
 
 
 def test_decode_matches_the_predict_stage(tmp_path):
-    from acorn.detection import load_images
+    from acorn.model.detection import load_images
 
     path = tmp_path / "a.jpg"
     path.write_bytes(jpeg_bytes(40, 30))
@@ -174,11 +174,11 @@ def serve(champion, config_for, dagshub, monkeypatch):
     from acorn.serve.app import create_app
 
     def predict(references: list[str], token: str | None = DAGSHUB_TOKEN) -> list[dict]:
-        monkeypatch.setenv(uris.HOST_VAR, dagshub.url)
+        monkeypatch.setenv(repo_uris.HOST_VAR, dagshub.url)
         if token is None:
-            monkeypatch.delenv(uris.TOKEN_VAR, raising=False)
+            monkeypatch.delenv(repo_uris.TOKEN_VAR, raising=False)
         else:
-            monkeypatch.setenv(uris.TOKEN_VAR, token)
+            monkeypatch.setenv(repo_uris.TOKEN_VAR, token)
         tasks = [{"id": i + 1, "data": {"image": ref}} for i, ref in enumerate(references)]
         with TestClient(create_app(config_for(), champion=champion), base_url="http://127.0.0.1") as client:
             resp = client.post("/predict", json={"tasks": tasks, "project": "1.1", "params": {}})
@@ -218,5 +218,5 @@ def test_predict_reads_repo_uris_from_the_dagshub_host_with_its_token(serve, dat
 
 def test_repo_images_without_the_token_name_the_variable(serve):
     (result,) = serve([f"repo://{OWNER}/{REPO}/main:data/tiles/a.jpg"], token=None)
-    assert "HTTP 401" in result["error"] and uris.TOKEN_VAR in result["error"]
+    assert "HTTP 401" in result["error"] and repo_uris.TOKEN_VAR in result["error"]
     assert result["result"] == []

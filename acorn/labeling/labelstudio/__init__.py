@@ -3,6 +3,9 @@ bounded retries, a simulated annotator.
 
 Names are imported on first use (PEP 562): every ``acorn`` command loads this package for
 ``acorn labelstudio``'s sub-commands, and only those that talk to Label Studio need the SDK.
+The local server (``.server``) and the simulated annotator (``.annotator``) are imported from their
+modules, not from here: the stages that push and pull never run them, so editing them must not
+re-run those stages.
 """
 
 from __future__ import annotations
@@ -11,8 +14,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _WHERE = {
-    "AnnotateResult": "annotator",
-    "simulate_annotations": "annotator",
     "LabelStudioBackend": "backend",
     "RestoreResult": "backend",
     "Connection": "client",
@@ -25,30 +26,23 @@ _WHERE = {
     "ProjectSetup": "project",
     "ProjectSpec": "project",
     "ensure_project": "project",
-    "LocalServer": "server",
-    "ServerStatus": "server",
 }
 __all__ = [
-    "AnnotateResult",
     "Connection",
     "LabelStudioAuthError",
     "LabelStudioBackend",
     "LabelStudioError",
     "LabelStudioUnavailable",
-    "LocalServer",
     "ProjectSetup",
     "ProjectSpec",
     "RestoreResult",
     "RetryPolicy",
-    "ServerStatus",
     "connect",
     "ensure_project",
     "resolve_connection",
-    "simulate_annotations",
 ]
 
 if TYPE_CHECKING:
-    from acorn.labeling.labelstudio.annotator import AnnotateResult, simulate_annotations
     from acorn.labeling.labelstudio.backend import LabelStudioBackend, RestoreResult
     from acorn.labeling.labelstudio.client import (
         Connection,
@@ -60,7 +54,6 @@ if TYPE_CHECKING:
         resolve_connection,
     )
     from acorn.labeling.labelstudio.project import ProjectSetup, ProjectSpec, ensure_project
-    from acorn.labeling.labelstudio.server import LocalServer, ServerStatus
 
 
 def __getattr__(name: str) -> Any:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from label_studio_sdk.core.api_error import ApiError
 
-from acorn.formats import LabelFileError, read_yolo_labels
+from acorn.data.formats import LabelFileError, read_yolo_labels
 from acorn.labeling.labelstudio.backend import LabelStudioBackend
 from acorn.labeling.labelstudio.convert import boxes_to_results
 from acorn.paths import TRUTH

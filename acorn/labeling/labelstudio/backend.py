@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pandas as pd
 from label_studio_sdk.core.api_error import ApiError
 
-from acorn.atomic import pause_point
+from acorn.data.repo_uris import is_repo_uri, under
 from acorn.labeling.base import (
     ANNOTATION_COLUMNS,
     LABEL_BOX_COLUMNS,
@@ -68,7 +68,7 @@ from acorn.labeling.labelstudio.project import (
     find_project,
     local_files_url,
 )
-from acorn.uris import is_repo_uri, under
+from acorn.runtime.atomic import pause_point
 
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
@@ -262,7 +262,7 @@ class LabelStudioBackend:
                     if tile_boxes is None
                     else boxes_to_results(tile_boxes, width, height, self.classes, self.display_threshold)
                 )
-                # the queue's score rises along the queue (acorn.queue.queue_scores): the labeling
+                # the queue's score rises along the queue (acorn.selection.labeling_queue.queue_scores): the labeling
                 # stream serves the lowest score of the project's model_version first, so rank 1
                 # comes first, and the Data Manager sorted by prediction score ascending shows the order
                 prediction = {"model_version": model_version, "score": float(row.score), "result": results}

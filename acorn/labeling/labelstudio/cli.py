@@ -3,7 +3,7 @@
 Mount with ``app.add_typer(labelstudio_app, name="labelstudio")``. Every command runs from
 the repository root (it reads ``params.yaml`` and writes ``.env`` there). A failure the user
 can act on is a ``LabelStudioError`` (an ``AcornError``), shown as one line by the top-level
-handler of ``acorn`` (``acorn.entrypoint.user_errors``).
+handler of ``acorn`` (``acorn.runtime.entrypoint.user_errors``).
 """
 
 from __future__ import annotations
@@ -140,10 +140,10 @@ def restore(
 ) -> None:
     """Rebuild the project from the last labels snapshot (a fresh server, a lost database): every
     task with its annotations and predictions, the model version; safe to re-run."""
-    from acorn.errors import AcornError
     from acorn.labeling.labelstudio.backend import LabelStudioBackend
     from acorn.labeling.snapshot import read_snapshot
     from acorn.params import load_params
+    from acorn.runtime.errors import AcornError
 
     p = load_params(params)
     snap = read_snapshot(snapshot)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, TypeVar
 import httpx
 from dotenv import dotenv_values, set_key
 
-from acorn.errors import AcornError
+from acorn.runtime.errors import AcornError
 
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio

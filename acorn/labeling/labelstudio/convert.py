@@ -21,7 +21,7 @@ from xml.sax.saxutils import quoteattr
 
 import pandas as pd
 
-from acorn.formats import boxes_to_percent
+from acorn.data.formats import boxes_to_percent
 from acorn.labeling.base import CLIPPED, SKIPPED_ANNOTATION, SKIPPED_BOX, Problem
 
 FROM_NAME = "label"
@@ -60,7 +60,7 @@ def boxes_to_results(
 
     Boxes under ``min_confidence`` are left out: the pre-annotation shows what the model
     believes at the display threshold, while the faint candidates still drive the ranking.
-    Clipping and the percent conversion are :func:`acorn.formats.boxes_to_percent`'s.
+    Clipping and the percent conversion are :func:`acorn.data.formats.boxes_to_percent`'s.
     """
     if boxes.empty:
         return []

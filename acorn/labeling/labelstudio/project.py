@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TITLE = "acorn"
 # the stream (Label All Tasks) serves the lowest prediction score of the project's model_version
-# first; the queue's score rises along it (acorn.queue.queue_scores), so it serves rank 1 first.
+# first; the queue's score rises along it (acorn.selection.labeling_queue.queue_scores), so it serves rank 1 first.
 # "Sequential sampling" would serve by task id: tiles still waiting from an earlier batch first.
 SAMPLING = "Uncertainty sampling"
 

@@ -33,7 +33,6 @@ from pathlib import Path
 
 import psutil
 
-from acorn.atomic import atomic_path, write_text
 from acorn.labeling.labelstudio.client import (
     KEY_VAR,
     URL_VAR,
@@ -43,6 +42,7 @@ from acorn.labeling.labelstudio.client import (
     health_problem,
     update_dotenv,
 )
+from acorn.runtime.atomic import atomic_path, write_text
 
 # every package of the server's venv, exact versions and hashes (`make lock` refreshes it)
 LOCK_FILE = Path(__file__).resolve().parents[3] / "requirements-labelstudio.txt"

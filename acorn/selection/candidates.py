@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acorn.atomic import write_parquet
-from acorn.errors import InputError, ParamsError
+from acorn.runtime.atomic import write_parquet
+from acorn.runtime.errors import InputError, ParamsError
 
 SOURCES = ("waiting", "carried", "sample")
 CARRY_COLUMNS = ["tile_id", "kind"]  # kind: waiting | top

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, BinaryIO
 import numpy as np
 import pandas as pd
 
-from acorn.env import configure_ultralytics
-from acorn.errors import InputError
+from acorn.runtime.env import configure_ultralytics
+from acorn.runtime.errors import InputError
 
 if TYPE_CHECKING:
     from acorn.params import Params

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from acorn.errors import AcornError
+from acorn.runtime.errors import AcornError
 
 log = logging.getLogger("acorn")
 _NOISY = ("mlflow", "alembic", "urllib3", "httpx", "matplotlib", "PIL", "httpcore", "filelock")

@@ -36,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from acorn.errors import AcornError
+from acorn.runtime.errors import AcornError
 
 # test-only (tests/test_faults.py): the name of a pause_point() at which a stage stops for good,
 # so that a test can SIGKILL it at a known moment; never set it in normal use

@@ -30,8 +30,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from acorn.errors import AcornError
 from acorn.params import AGGREGATES, PredictParams, RankParams
+from acorn.runtime.errors import AcornError
 
 # Defaults are the schema's (acorn.params), so a strategy built here without a knob behaves as
 # params.yaml left at its default would: one place declares them.

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acorn.duplicates import GROUP_COLUMN, HASH_COLUMN, HASH_SIDE, group_frames, image_hash
-from acorn.errors import InputError
-from acorn.formats import BOX_COLUMNS, empty_boxes, xyxy_to_yolo
+from acorn.data.formats import BOX_COLUMNS, empty_boxes, xyxy_to_yolo
+from acorn.data.near_copies import GROUP_COLUMN, HASH_COLUMN, HASH_SIDE, group_frames, image_hash
+from acorn.runtime.errors import InputError
 
 log = logging.getLogger("acorn")
 
@@ -161,7 +161,7 @@ def frame_hashes(frames: list[Path], cache: Path | None = None) -> list[str]:
         file_sha1(frames[i]) for i in tqdm(todo, desc="hash frames", unit="frame", leave=False)
     ]
     if cache is not None and len(todo):
-        from acorn.atomic import write_parquet
+        from acorn.runtime.atomic import write_parquet
 
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_parquet(merged, cache)
@@ -245,7 +245,10 @@ def decode_frame(path: Path, max_pixels: int = MAX_FRAME_PIXELS):
                 img.load()
                 ImageOps.exif_transpose(img, in_place=True)  # no copy of the whole frame
                 image = img
-    except (UnidentifiedImageError, ImportError):  # ImportError: ultralytics patches Image.open (acorn.env)
+    except (
+        UnidentifiedImageError,
+        ImportError,
+    ):  # ImportError: ultralytics patches Image.open (acorn.runtime.env)
         raise InputError(
             f"{path}: not an image PIL can read (wrong suffix, or not an image at all)"
         ) from None
@@ -269,7 +272,7 @@ def frame_hash(path: str | Path, decoded=None) -> str:
     takes ~100 ms), EXIF orientation applied; a 1/8-scale decode differs from a full one by up to
     12 bits, which two paths would add to every distance. Other formats are hashed from the
     tile stage's decode (``decoded``, the frame already decoded by ``decode_frame``, else decoded
-    here). It lives here, beside the decode, so that acorn.duplicates (which the rank stage
+    here). It lives here, beside the decode, so that acorn.data.near_copies (which the rank stage
     imports for the group columns) does not pull the tiling code into rank's deps.
     """
     from PIL import Image, ImageOps
@@ -286,8 +289,8 @@ def frame_hash(path: str | Path, decoded=None) -> str:
 
 def tile_frame(job: TileJob) -> list[dict]:
     """Decode one frame once, write its tiles and clipped truth labels; return manifest rows."""
-    from acorn.atomic import write_bytes, write_text
-    from acorn.formats import read_yolo_labels
+    from acorn.data.formats import read_yolo_labels
+    from acorn.runtime.atomic import write_bytes, write_text
 
     image = decode_frame(job.frame_path, job.max_pixels)
     width, height = image.size
@@ -361,13 +364,13 @@ def tile_dataset(
 
     Each frame's perceptual hash (``frame_hash``) is recorded with its tiles, and frames within
     ``near_copy_bits`` differing bits are grouped as near-copies (``near_copy_group``,
-    ``acorn.duplicates``), afresh every run over all frames.
+    ``acorn.data.near_copies``), afresh every run over all frames.
     """
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm import tqdm
 
-    from acorn.atomic import sync_folder, write_parquet, write_text
+    from acorn.runtime.atomic import sync_folder, write_parquet, write_text
 
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     images_dir = raw_dir / "images"
@@ -462,7 +465,7 @@ def tile_dataset(
 
 def _report_bad_frames(bad: list[tuple[str, str]], path: Path, images_dir: Path, policy: str) -> None:
     """Every bad frame in one list (a stage output) and one log line each: never a silent drop."""
-    from acorn.atomic import write_csv
+    from acorn.runtime.atomic import write_csv
 
     table = pd.DataFrame(sorted(bad), columns=["frame", "problem"])
     write_csv(table, path)
@@ -481,7 +484,7 @@ def _report_bad_frames(bad: list[tuple[str, str]], path: Path, images_dir: Path,
 
 def _class_map(raw_dir: Path, classes: list[str]) -> dict[int, int]:
     """Raw class ids -> project class ids, matched by name through the raw classes.txt."""
-    from acorn.formats import read_classes
+    from acorn.data.formats import read_classes
 
     names_file = raw_dir / "classes.txt"
     if not names_file.exists():

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acorn.errors import InputError
+from acorn.runtime.errors import InputError
 
 BOX_COLUMNS = ["class_id", "x1", "y1", "x2", "y2"]
 

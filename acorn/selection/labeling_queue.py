@@ -14,7 +14,7 @@ import pandas as pd
 from acorn.cycle_step.ranking import embeddings_of, select_batch, strategy_for
 from acorn.labeling.base import QUEUE_COLUMNS
 from acorn.params import Params
-from acorn.strategies import order_by_score
+from acorn.selection.strategies import order_by_score
 
 
 def queue_scores(n: int) -> np.ndarray:

@@ -2,10 +2,10 @@
 
 Why: a full sweep of 300,000 tiles takes hours on one CPU machine; a cluster's GPUs take it in
 minutes. The work is the local engine's, moved: each Ray actor holds one
-``acorn.detection.Detector`` and runs ``Detector.predict(fixed_batch=True)`` on batches of tiles
+``acorn.model.detection.Detector`` and runs ``Detector.predict(fixed_batch=True)`` on batches of tiles
 through ``Dataset.map_batches`` with an actor pool. With fixed batches a tile's result does not
 depend on the tiles batched with it, so results equal the local engine's on the same device and
-go into the same prediction cache (acorn.prediction_store decides what is missing and caches
+go into the same prediction cache (acorn.model.predict_cache decides what is missing and caches
 what comes back, whichever engine predicted it).
 
 Where it runs: the cluster ``RAY_ADDRESS`` names (``ray start --head`` on the head node, then
@@ -41,9 +41,9 @@ import pandas as pd
 import pyarrow as pa
 
 import acorn
-from acorn.detection import Detector, DetectorConfig, load_images
-from acorn.errors import ParamsError
-from acorn.prediction_store import PART_BATCHES, ROW_KEY, tile_rows
+from acorn.model.detection import Detector, DetectorConfig, load_images
+from acorn.model.predict_cache import PART_BATCHES, ROW_KEY, tile_rows
+from acorn.runtime.errors import ParamsError
 
 BLOCKS_PER_ACTOR = 4  # a fast actor takes more blocks than a slow one; the last block ends sooner
 
@@ -114,7 +114,7 @@ class TileDetector:
 
 
 class RayEngine:
-    """An ``acorn.prediction_store.Engine`` over Ray Data; a context manager that connects to (or
+    """An ``acorn.model.predict_cache.Engine`` over Ray Data; a context manager that connects to (or
     starts) Ray when there is work and shuts down on exit only what it started."""
 
     def __init__(self, config: DetectorConfig, device: str, actors: int = 0) -> None:

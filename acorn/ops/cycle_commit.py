@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from acorn import paths
-from acorn.errors import AcornError
+from acorn.runtime.errors import AcornError
 
 log = logging.getLogger("acorn")
 

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Literal
 import pandas as pd
 import yaml
 
-from acorn.atomic import copy_file, pause_point, write_json
-from acorn.detection import use_cpu_threads
-from acorn.env import configure_ultralytics
-from acorn.errors import InputError
+from acorn.model.detection import use_cpu_threads
+from acorn.runtime.atomic import copy_file, pause_point, write_json
+from acorn.runtime.env import configure_ultralytics
+from acorn.runtime.errors import InputError
 
 if TYPE_CHECKING:
     from acorn.params import Params
@@ -55,7 +55,7 @@ class TrainConfig:
     @classmethod
     def from_params(cls, p: Params, **changes) -> TrainConfig:
         """The train stage's fine-tuning settings; ``changes`` for what a caller varies (seed, epochs)."""
-        from acorn.detection import resolve_device
+        from acorn.model.detection import resolve_device
 
         t = p.train
         config = cls(
@@ -432,7 +432,7 @@ def epoch_history(workdir: Path) -> pd.DataFrame:
 def _use_threads(model, threads: int) -> None:
     """``model.threads`` for the trainer and every validation (the final one of a training run
     loads best.pt anew): these events come after ultralytics picked the device, which resets
-    torch's thread count (acorn.detection.use_cpu_threads)."""
+    torch's thread count (acorn.model.detection.use_cpu_threads)."""
     for event in ("on_pretrain_routine_start", "on_val_start"):
         model.add_callback(event, lambda owner: use_cpu_threads(threads, owner.device))
 

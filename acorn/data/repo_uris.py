@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote
 
 import httpx
 
-from acorn.errors import AcornError
+from acorn.runtime.errors import AcornError
 
 SCHEME = "repo://"
 HOST_VAR = "DAGSHUB_CLIENT_HOST"  # the dagshub client's own variable, so both agree on the host

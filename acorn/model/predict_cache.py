@@ -17,10 +17,10 @@ Cache (``.acorn/cache/predict/``, git-ignored):
   the tile stage's grid signature fixes each (row, col) window; a renamed frame still hits.
   An entry may hold only some of a frame's tiles (a candidate subset, ``predict.candidates``):
   tiles predicted later are merged into it, sorted by (row, col).
-- ``carry-over/``: the candidate subset's state between cycles (acorn.candidates).
+- ``carry-over/``: the candidate subset's state between cycles (acorn.selection.candidates).
 
 Who detects is an :class:`Engine`: :class:`LocalEngine` in this process, or Ray Data over a
-cluster (acorn.ray_engine); the store decides what is missing and caches what comes back.
+cluster (acorn.model.ray_engine); the store decides what is missing and caches what comes back.
 
 Device, ``batch`` and ``model.threads`` are not in the key: they change how fast results come,
 and results only at float-rounding level (kept out so that the local and Ray engines share one
@@ -52,10 +52,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from acorn.atomic import atomic_path, write_json
-from acorn.detection import Detections, Detector, DetectorConfig, load_images
-from acorn.errors import InputError
+from acorn.model.detection import Detections, Detector, DetectorConfig, load_images
 from acorn.paths import PREDICT_CACHE as CACHE_ROOT
+from acorn.runtime.atomic import atomic_path, write_json
+from acorn.runtime.errors import InputError
 
 log = logging.getLogger("acorn")
 
@@ -172,7 +172,7 @@ class PredictStats:
 
 class Engine(Protocol):
     """Runs the detector over tiles the cache lacks: locally (:class:`LocalEngine`) or on a Ray
-    cluster (``acorn.ray_engine.RayEngine``). Both call ``Detector.predict(fixed_batch=True)``, so
+    cluster (``acorn.model.ray_engine.RayEngine``). Both call ``Detector.predict(fixed_batch=True)``, so
     a tile's result does not depend on the engine's batching, and both return :func:`tile_rows`."""
 
     def predict(self, todo: Iterator[pd.DataFrame]) -> Iterator[pa.Table]:
@@ -235,7 +235,7 @@ def predict_pool(
     ``out`` maps ``boxes`` / ``tiles`` / ``labeled`` to their Parquet paths: boxes of unlabeled
     tiles, one row per unlabeled tile (manifest columns + size, box count, max confidence,
     embedding) and the embeddings of ``labeled`` tiles, every row carrying ``model_version``.
-    ``candidates``: the unlabeled tiles to predict (acorn.candidates); None: all of them.
+    ``candidates``: the unlabeled tiles to predict (acorn.selection.candidates); None: all of them.
 
     Two passes over the manifest: the first finds what the cache lacks and hands it to
     ``engine`` (the engine is not even started when nothing is missing: a re-run with an

@@ -23,8 +23,8 @@ import mlflow
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 
-from acorn.atomic import copy_file, pause_point
-from acorn.errors import AcornError
+from acorn.runtime.atomic import copy_file, pause_point
+from acorn.runtime.errors import AcornError
 
 log = logging.getLogger("acorn")
 
@@ -89,13 +89,13 @@ class YoloPyfunc(mlflow.pyfunc.PythonModel):
     """MLflow wrapper around YOLO weights: a DataFrame of image paths in, a box table out."""
 
     def load_context(self, context) -> None:
-        from acorn.detection import Detector, DetectorConfig
+        from acorn.model.detection import Detector, DetectorConfig
 
         settings = dict(context.model_config or {})
         self.detector = Detector(DetectorConfig(weights=context.artifacts["weights"], **settings))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        from acorn.detection import load_images
+        from acorn.model.detection import load_images
 
         paths = [Path(p) for p in model_input["image"]]
         ids = list(model_input["tile_id"]) if "tile_id" in model_input else [str(p) for p in paths]

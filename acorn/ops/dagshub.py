@@ -2,7 +2,7 @@
 
 ``acorn dagshub setup --repo owner/name`` writes what the pipeline needs to use them, and
 keeps every secret out of git: the MLflow tracking URI and its credentials go to the
-git-ignored ``.env`` (``acorn.registry`` reads it), the DVC remote's address to
+git-ignored ``.env`` (``acorn.model.registry`` reads it), the DVC remote's address to
 ``.dvc/config`` (committed, so a clone knows where the data is) and its keys to the
 git-ignored ``.dvc/config.local``, as ``dvc remote modify --local`` does.
 
@@ -24,8 +24,8 @@ from typing import Annotated
 
 import typer
 
-from acorn.errors import AcornError
-from acorn.uris import TOKEN_VAR, dagshub_host
+from acorn.data.repo_uris import TOKEN_VAR, dagshub_host
+from acorn.runtime.errors import AcornError
 
 REMOTE = "dagshub"
 DVC_PREFIX = "dvc"  # DVC's files go under this prefix of the repository's bucket

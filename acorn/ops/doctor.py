@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from acorn import paths
-from acorn.errors import AcornError
+from acorn.data.repo_uris import is_repo_uri
+from acorn.data.tiling import IMAGE_SUFFIXES
 from acorn.params import Params, load_params
-from acorn.tiling import IMAGE_SUFFIXES
-from acorn.uris import is_repo_uri
+from acorn.runtime.errors import AcornError
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 SAMPLE_FRAMES = 5  # decoded to prove the frames are readable; a full pass is the tile stage's job
@@ -111,7 +111,7 @@ def _frames(root: Path, frames: list[Path]) -> Check:
 
 
 def _classes(root: Path, p: Params) -> Check:
-    from acorn.formats import read_classes
+    from acorn.data.formats import read_classes
 
     names_file = root / paths.RAW / "classes.txt"
     if not names_file.exists():
@@ -130,7 +130,7 @@ def _classes(root: Path, p: Params) -> Check:
 
 
 def _base_model(root: Path, p: Params) -> Check:
-    from acorn.detection import check_model_classes
+    from acorn.model.detection import check_model_classes
 
     weights = root / p.model.base
     if not weights.is_file():
@@ -177,12 +177,12 @@ def _leaks(root: Path, p: Params) -> Check:
     """Test frames that are near-copies of pool frames (a webcam's frames a minute apart, one on
     each side): the model trains on one and is scored on the other, and the test score flatters
     it. Pool frames are hashed from the tile stage's manifest where it has them, the rest (and the
-    test frames) from their files, as the tile stage hashes them (``acorn.duplicates``)."""
+    test frames) from their files, as the tile stage hashes them (``acorn.data.near_copies``)."""
     import pandas as pd
     from tqdm import tqdm
 
-    from acorn.duplicates import HASH_COLUMN, leaks
-    from acorn.tiling import frame_hash, list_frames
+    from acorn.data.near_copies import HASH_COLUMN, leaks
+    from acorn.data.tiling import frame_hash, list_frames
 
     folder = root / p.test.frames if p.test.frames else None
     test_frames, test_ids = (
@@ -274,7 +274,7 @@ def _val_set(root: Path, p: Params) -> Check:
 
 
 def _replay(root: Path, p: Params) -> Check:
-    from acorn.training import replay_pairs
+    from acorn.model.training import replay_pairs
 
     setting = p.train.replay_data
     folder = root / setting
