@@ -8,6 +8,12 @@ filtering and ordering.
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +134,45 @@ def client_for(champion, config_for):
     yield make
     for client in open_clients:
         client.__exit__(None, None, None)
+
+
+def start_serve(root: Path, args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    """``acorn serve --port 0`` in ``root``; its URL, read from its log."""
+    command = Path(sys.executable).parent / "acorn"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(command), "serve", "--port", "0", *args],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log.read_text())
+        if found:
+            return proc, found.group(1)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    stop(proc)
+    raise AssertionError(f"acorn serve did not start:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop the serve process this test started, by its process group."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def clean_env() -> dict[str, str]:
+    """The caller's environment without a tracking server, Label Studio or serve credentials."""
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "LABEL_STUDIO_", "ACORN_SERVE"))
+    }

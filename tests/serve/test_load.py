@@ -12,12 +12,8 @@ server's resident memory stays within a bound worked out below.
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +25,7 @@ import pytest
 
 from acorn.serve.champion import served_model_version
 
-from .conftest import MODEL, noise_image, register_version
+from .conftest import MODEL, clean_env, noise_image, register_version, start_serve, stop
 
 pytestmark = pytest.mark.slow
 
@@ -51,35 +47,7 @@ RSS_GROWTH_BOUND_MB = 250
 
 
 def _start_server(root: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "LABEL_STUDIO_", "ACORN_SERVE"))
-    }
-    acorn = Path(sys.executable).parent / "acorn"
-    cmd = [str(acorn), "serve", "--port", "0", "--refresh", "1", "--max-pending", str(CLIENTS)]
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log.read_text())
-        if found:
-            return proc, found.group(1)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    _stop(proc)
-    raise AssertionError(f"acorn serve did not start:\n{log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    return start_serve(root, ["--refresh", "1", "--max-pending", str(CLIENTS)], clean_env(), log)
 
 
 def _body(images: list[str], offset: int) -> dict:
@@ -191,7 +159,7 @@ def test_twenty_concurrent_predicts_with_a_champion_swap_and_slow_clients(tmp_pa
         assert all(t.is_alive() for t in slow), "the slow clients were still sending while the load ran"
     finally:
         stop_slow.set()
-        _stop(proc)
+        stop(proc)
     for t in slow:
         t.join(timeout=10)
 

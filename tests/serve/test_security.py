@@ -11,13 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import http.server
-import os
-import re
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -48,7 +43,7 @@ from acorn.serve.images import (
 from acorn.serve.redaction import scrub
 from acorn.serve.server import ServerThread
 
-from .conftest import LOCAL, MODEL, noise_image, register_version
+from .conftest import LOCAL, MODEL, clean_env, noise_image, register_version, start_serve, stop
 from .test_app import local, predict, tasks_for
 from .test_images import jpeg_bytes
 
@@ -411,46 +406,6 @@ def png_bomb(path: Path, width: int, height: int) -> Path:
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
     )
     return path
-
-
-def start_serve(root: Path, args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    """``acorn serve --port 0`` in ``root``; its URL, read from its log."""
-    acorn = Path(sys.executable).parent / "acorn"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(acorn), "serve", "--port", "0", *args],
-            cwd=root,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log.read_text())
-        if found:
-            return proc, found.group(1)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    stop(proc)
-    raise AssertionError(f"acorn serve did not start:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def clean_env() -> dict[str, str]:
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "LABEL_STUDIO_", "ACORN_SERVE"))
-    }
 
 
 BOMB_TASKS = 24
