@@ -1,7 +1,9 @@
 """export-labels: the labeling backend -> data/labels (YOLO labels of every finished annotation,
 manifest, problems and report), data/label-snapshot (everything the backend held: the backup) and
 data/review (the newest labels scored against the champion's boxes: suspect labels), which go
-to the oracle's review queue (it answers them in ``acorn annotate``; Label Studio's is not built yet).
+to the backend's review queue: the oracle answers them in ``acorn annotate``; in Label Studio they
+are marked on their tasks and listed in the project's "Suspect labels" tab, where a correction is
+made in place and comes back with the next pull.
 
 data/labels is byte-identical when nothing changed, so DVC skips train (acorn.labeling.export);
 a backend that lost labels since the last snapshot, another project, or no last snapshot where
@@ -81,9 +83,8 @@ def export_labels(p: Params) -> None:
         f" ({reasons})" if reasons else "",
         REVIEW / SUSPECTS,
     )
-    push_review = getattr(backend, "push_review", None)  # the oracle's; Label Studio has none yet
-    if push_review is not None and len(suspects):
-        log.info("%d suspect labels newly queued for the oracle's review", push_review(suspects))
+    if len(suspects):
+        log.info("%d suspect labels newly queued for review", backend.push_review(suspects))
 
 
 if __name__ == "__main__":

@@ -131,3 +131,9 @@ class LabelingBackend(Protocol):
         """Every finished (not cancelled) annotation, the latest one per tile, and a snapshot of
         everything the backend holds (acorn.labeling.snapshot keeps it as a stage output)."""
         ...
+
+    def push_review(self, suspects: pd.DataFrame) -> int:
+        """Queue suspect labels (acorn.labeling.review's rows: ``tile_id, annotation_id, cycle,
+        rank, reason, score``) for a second look; return how many are new. A correction is a newer
+        annotation of the tile, so it comes back through ``pull`` like any label."""
+        ...

@@ -78,6 +78,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+REVIEW_VIEW = "Suspect labels"  # the Data Manager tab of tasks to review
 _URL_PREFIXES = ("http://", "https://", "s3://", "gs://", "azure-blob://", "/data/")
 # annotations that restore adds to a task that already exists get a unique_id derived from this,
 # so that Label Studio refuses (409) a second copy sent by a retry
@@ -382,6 +383,60 @@ class LabelStudioBackend:
             kwargs["query"] = query
         yield from client.tasks.list(**kwargs)
 
+    # ---- review -------------------------------------------------------------------------
+    def push_review(self, suspects: pd.DataFrame) -> int:
+        """Mark ``suspects``' tasks for review (acorn.labeling.review's rows: ``tile_id,
+        annotation_id, cycle, rank, reason, score``) and keep the project's review tab; return how
+        many tasks are newly marked.
+
+        The review happens where the label was made, so a correction needs no path of its own: a
+        suspect's task gets ``review_cycle``, ``review_rank``, ``review_reason``, ``review_score``
+        and ``review_annotation`` in its data, and the tab ``REVIEW_VIEW`` lists the tasks with a
+        ``review_cycle``, most suspect first, with the reason as a column. The reviewer sees the
+        label beside the model's boxes (the task's pre-annotation), then fixes the label or
+        submits it again; the newest annotation counts (``latest_finished``), so the next
+        export-labels brings the correction back, and the label it replaced stays in the
+        project's history and in the snapshot of the cycle that pulled it. A task already marked
+        for the same annotation is left as it is (a repeated ``dvc repro``); a task that is not
+        in the project (deleted by hand) is named in the log and skipped.
+        """
+        if suspects.empty:
+            return 0
+        marked: set[str] = set()
+
+        def op(client: LabelStudio) -> None:
+            pid = self._project(client, create=False)
+            if pid is None:
+                return
+            tasks = {
+                str((task.data or {}).get("tile_id")): task
+                for task in self._list_tasks(client, pid, fields="task_only")
+                if (task.data or {}).get("tile_id") is not None
+            }
+            for row in suspects.itertuples(index=False):
+                task = tasks.get(str(row.tile_id))
+                if task is None:
+                    log.warning(
+                        "suspect label of tile %s: no task in the project; not queued for review", row.tile_id
+                    )
+                    continue
+                data = dict(task.data or {})
+                if data.get("review_annotation") == int(row.annotation_id):
+                    continue
+                data |= {
+                    "review_cycle": int(row.cycle),
+                    "review_rank": int(row.rank),
+                    "review_reason": str(row.reason),
+                    "review_score": round(float(row.score), 4),
+                    "review_annotation": int(row.annotation_id),
+                }
+                client.tasks.update(str(task.id), data=data)
+                marked.add(str(row.tile_id))
+            _ensure_review_view(client, pid)
+
+        self.run(f"queueing {len(suspects)} suspect labels for review in {self.spec.title!r}", op)
+        return len(marked)
+
     # ---- pull ---------------------------------------------------------------------------
     def pull(self) -> Pulled:
         """Every finished annotation, the latest one per tile, as pixel boxes; bad regions are
@@ -641,6 +696,21 @@ def _delete_task(client: LabelStudio, task_id: int) -> None:
     except ApiError as exc:
         if exc.status_code != 404:  # 404: gone already (an earlier try, or a person)
             raise
+
+
+def _ensure_review_view(client: LabelStudio, project_id: int) -> None:
+    """The project's ``REVIEW_VIEW`` tab: tasks marked for review, most suspect first (made once)."""
+    if any((view.data or {}).get("title") == REVIEW_VIEW for view in client.views.list(project=project_id)):
+        return
+    item = {"filter": "filter:tasks:data.review_cycle", "operator": "greater", "type": "Number", "value": 0}
+    client.views.create(
+        project=project_id,
+        data={
+            "title": REVIEW_VIEW,
+            "filters": {"conjunction": "and", "items": [item]},
+            "ordering": ["tasks:data.review_score"],  # Label Studio sorts by one key; lowest is most suspect
+        },
+    )
 
 
 def _filter_query(name: str, operator: str, kind: str, value: Any) -> str:
