@@ -1518,3 +1518,36 @@ def test_each_seed_chooses_from_its_own_share_of_the_pool_frames(tmp_path, monke
     )
     assert first.nunique() > 1
     assert "each seed 50% of the pool's frames" in (out / report.REPORT).read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# labeling.noise: the simulation's oracle labels as `dvc repro`'s does
+
+
+def test_a_noisy_oracle_trains_on_the_answers_the_pipelines_oracle_gives(tmp_path):
+    from acorn.labeling.noise import PoolReference, noisy_label_text
+
+    pool = candidate_pool(tmp_path)
+    rates = {"labeling.noise.emptied": 0.5, "labeling.noise.shifted": 0.5, "labeling.noise.seed": 3}
+    clean = SimulateConfig(settings(rank__budget=2, model__base=str(fake_base(tmp_path))))
+    noisy = SimulateConfig(clean.params.with_overrides(rates))
+    assert not any(k.startswith("labeling") for k in clean.identity())  # clean folders resume as before
+    assert noisy.identity()["labeling.noise.emptied"] == 0.5  # a noisy run never resumes a clean one
+
+    folder = tmp_path / "out"
+    runner = OracleStep(pool, noisy, OutputFolder(pool, noisy, folder))
+    runner.work.mkdir(parents=True, exist_ok=True)
+    with_objects = pool.items[pool.items["truth"] != ""]
+    reference = PoolReference.from_files([Path(f) for f in with_objects["truth"]], len(pool.items))
+    answers = {}
+    for tile_id, truth in zip(with_objects["tile_id"], with_objects["truth"], strict=True):
+        label = runner._label(tile_id)
+        want, _ = noisy_label_text(tile_id, Path(truth), 48, 32, noisy.params.labeling.noise, reference)
+        answers[tile_id] = label.read_text()
+        assert answers[tile_id] == want
+    boxes = [[float(v) for v in a.split()] for a in answers.values() if a]
+    assert sum(a == "" for a in answers.values()) >= 3  # about half emptied
+    assert sum(b[1:3] != [0.5, 0.5] for b in boxes) >= 2  # shifted: the box moved
+    assert OracleStep(pool, clean, OutputFolder(pool, clean, tmp_path / "clean"))._label(
+        with_objects["tile_id"].iloc[0]
+    ) == Path(with_objects["truth"].iloc[0])

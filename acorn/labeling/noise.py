@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from acorn.data.formats import format_yolo, read_yolo_labels
 from acorn.labeling.cost import box_iou
 from acorn.params import NoiseParams
 from acorn.runtime.errors import InputError
@@ -75,13 +76,18 @@ class PoolReference:
     def from_truth(cls, truth_dir: Path) -> PoolReference:
         """Read every ``<tile_id>.txt`` of ``truth_dir`` (YOLO, normalised: no image sizes needed)."""
         files = sorted(Path(truth_dir).glob("*.txt"))
+        return cls.from_files(files, len(files))
+
+    @classmethod
+    def from_files(cls, files: list[Path], tiles: int) -> PoolReference:
+        """The YOLO label ``files`` of a pool of ``tiles`` items (those without objects may have none)."""
         rows = [_yolo_rows(f) for f in files]
         table = np.concatenate(rows) if rows else np.empty((0, 5))
         areas = table[:, 3] * table[:, 4]
         quantiles = np.quantile(areas, np.linspace(0, 1, QUANTILES)) if len(areas) else np.array([])
         return cls(
             area_quantiles=tuple(float(q) for q in quantiles),
-            boxes_per_tile=len(table) / len(files) if files else 0.0,
+            boxes_per_tile=len(table) / tiles if tiles else 0.0,
             class_ids=tuple(sorted({int(c) for c in table[:, 0]})),
         )
 
@@ -177,6 +183,27 @@ def corrupt(
         answer = np.vstack([answer, [c, *box]])
         records.append(_record(tile_id, "spurious", c, None, box))
     return answer, records
+
+
+def noisy_label_text(
+    tile_id: str,
+    truth_file: Path | None,
+    width: int,
+    height: int,
+    noise: NoiseParams,
+    reference: PoolReference,
+) -> tuple[str, list[dict]]:
+    """What a noisy labeler answers for one item, as YOLO text, and the errors in it: ``corrupt``
+    on its true labels (``truth_file``; None: no objects), as the oracle answers a tile of the same
+    id and noise seed."""
+    truth = (
+        read_yolo_labels(truth_file, width, height)[["class_id", *_CORNERS]]
+        if truth_file is not None
+        else pd.DataFrame(columns=["class_id", *_CORNERS])
+    )
+    boxes, errors = corrupt(tile_id, truth.to_numpy(dtype="float64"), width, height, noise, reference)
+    answer = pd.DataFrame(boxes, columns=["class_id", *_CORNERS]).astype({"class_id": "int64"})
+    return format_yolo(answer, width, height), errors
 
 
 def records_table(records: list[dict]) -> pd.DataFrame:

@@ -131,4 +131,9 @@ class SimulateConfig:
         read = self.params.model_dump(include=_IDENTITY_SECTIONS)
         flat = {f"{s}.{k}": v for s, section in read.items() for k, v in section.items()}
         flat |= {"pool_share": self.pool_share} if self.pool_share < 1.0 else {}
+        from acorn.labeling.noise import active as noise_active
+
+        noise = self.params.labeling.noise  # the oracle's label errors, when it makes any
+        if noise_active(noise):
+            flat |= {f"labeling.noise.{k}": v for k, v in noise.model_dump().items()}
         return {k: v for k, v in sorted(flat.items()) if k not in _NOT_READ | _SPEED_ONLY}

@@ -24,8 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from acorn.cycle_step import candidates, fine_tune, ranking
+from acorn.labeling import noise
+from acorn.labeling.noise import PoolReference
 from acorn.model import detection, training
 from acorn.runtime.atomic import copy_file, write_text
 from acorn.runtime.errors import InputError
@@ -58,6 +61,13 @@ class OracleStep:
         ]
         self._test_yaml = self.work / "test" / "data.yaml"
         self._val_yaml = self.work / "val" / "data.yaml"
+        # labeling.noise: the oracle labels as a careless labeler would (acorn.labeling.noise), each
+        # item's errors the ones `dvc repro`'s oracle makes for the same id and noise seed
+        self._noise_reference = (
+            PoolReference.from_files([Path(f) for f in pool.items["truth"] if f], len(pool.items))
+            if noise.active(self.p.labeling.noise)
+            else None
+        )
 
     def available(self, seed: int) -> list[str]:
         """The pool items run ``seed`` may choose from, in pool order: those of a seeded share
@@ -88,7 +98,7 @@ class OracleStep:
             self.work = Path(tmp)
             self._replay = fine_tune.replay_set(self.p)
             test = [
-                (Path(image), self._label(truth))
+                (Path(image), self._truth_file(truth))  # the test set's truth: never noisy
                 for image, truth in zip(self.pool.test["image"], self.pool.test["truth"], strict=True)
             ]
             self._test_yaml = training.write_dataset(self.work / "test", self.pool.classes, test, test)
@@ -213,7 +223,7 @@ class OracleStep:
         trained = fine_tune.fine_tune(
             self.p,
             ids,
-            lambda t: (Path(self.items.at[t, "image"]), self._label(self.items.at[t, "truth"])),
+            lambda t: (Path(self.items.at[t, "image"]), self._label(t)),
             self._val,
             work,
             replay=self._replay,
@@ -251,8 +261,30 @@ class OracleStep:
             "val_map50": scores["val"].map50,
         }
 
-    def _label(self, truth: str) -> Path:
-        """An item's label file; one shared empty file stands for every image without objects."""
+    def _label(self, tile_id: str) -> Path:
+        """An item's label file as the oracle answers it: its truth or, with ``labeling.noise``, the
+        noisy answer, written once."""
+        truth = self.items.at[tile_id, "truth"]
+        if self._noise_reference is not None:
+            image = Path(self.items.at[tile_id, "image"])
+            answer = self.work / "noisy" / f"{image.stem}.txt"  # ultralytics pairs labels by stem
+            if not answer.exists():
+                with Image.open(image) as im:
+                    width, height = im.size
+                text, _ = noise.noisy_label_text(
+                    tile_id,
+                    Path(truth) if truth else None,
+                    width,
+                    height,
+                    self.p.labeling.noise,
+                    self._noise_reference,
+                )
+                write_text(answer, text)
+            return answer
+        return self._truth_file(truth)
+
+    def _truth_file(self, truth: str) -> Path:
+        """A truth label file; one shared empty file stands for every image without objects."""
         if truth:
             return Path(truth)
         empty = self.work / "empty.txt"
