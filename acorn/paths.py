@@ -28,3 +28,4 @@ WORK = Path(".acorn/work")  # scratch space for ultralytics runs, git-ignored
 PREDICT_CACHE = Path(".acorn/cache/predict")  # predict: boxes per model and frame, git-ignored
 ORACLE_STATE = Path(".acorn/oracle")  # the simulated annotator's tasks and answers, git-ignored
 FRAME_HASHES = Path(".acorn/cache/frame-hashes.parquet")  # tile: frames' sha1 by path + stat, git-ignored
+SCORED_TEST_BOXES = Path(".acorn/cache/test-boxes")  # train: each model's scored test boxes, the report's

@@ -10,6 +10,7 @@ champion's boxes, the test set's worst false positives and misses, and the batch
 
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +21,8 @@ from acorn.labeling.cost import annotation_costs, cycle_costs, cycle_totals
 from acorn.labeling.export import read_manifest
 from acorn.labeling.review import read_review
 from acorn.labeling.snapshot import SNAPSHOT_DIR, read_snapshot
-from acorn.model.detection import DetectorConfig
+from acorn.model import training
+from acorn.model.detection import resolve_device
 from acorn.params import Params
 from acorn.reporting import build, history
 from acorn.reporting.drawing import MISSED, PREDICTED, save_png
@@ -46,6 +48,29 @@ def read_json(path: Path, keys: tuple[str, ...]) -> dict:
     return data
 
 
+def champion_test_boxes(p: Params) -> Path:
+    """The champion's boxes on the test set, as the train stage kept them when it scored the model;
+    scored here only where they are missing (a clone, a cleared cache)."""
+    test = Path(p.test.data)
+    kept = training.scored_boxes_dir(paths.CHAMPION, test, p.model.imgsz, paths.SCORED_TEST_BOXES)
+    if not (kept / training.IMAGES).exists():
+        log.info("scoring the champion on %s (its boxes are not in %s)", test, paths.SCORED_TEST_BOXES)
+        paths.WORK.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=paths.WORK, prefix="report-") as tmp:
+            data = training.folder_dataset(test, p.classes, Path(tmp) / "test_set")
+            device = resolve_device(p.model.device)
+            training.evaluate(
+                paths.CHAMPION,
+                data,
+                p.model.imgsz,
+                Path(tmp) / "score",
+                device,
+                p.model.threads,
+                boxes_out=kept,
+            )
+    return kept
+
+
 def report(p: Params) -> None:
     metrics = read_json(paths.TRAIN_METRICS, ("cycle", *history.COUNTS, *history.SCORES))
     record = read_json(paths.REGISTRY, ("version", "champion_version", "metric", "value", "gain"))
@@ -68,8 +93,7 @@ def report(p: Params) -> None:
         boxes = pd.read_parquet(paths.PRED_BOXES, columns=["tile_id", "confidence", "x1", "y1", "x2", "y2"])
         sheets["queue"] = build.queue_sheet(queue, boxes, p.rank.threshold, p.report.queue_tiles, tags)
 
-    champion = DetectorConfig.from_params(p, paths.CHAMPION)
-    test = build.predict_test_set(Path(p.test.data), champion, len(p.classes))
+    test = build.read_test_set(Path(p.test.data), champion_test_boxes(p), len(p.classes))
     shown = test.predictions[test.predictions["confidence"] >= p.rank.threshold]
     matches = match_boxes(shown, test.truth)
     fp, fn = matches.false_positives, matches.false_negatives

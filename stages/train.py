@@ -121,7 +121,9 @@ def train(p: Params) -> None:
             name: training.folder_dataset(folder, p.classes, work / f"{name}_set")
             for name, folder in (("val", val_dir), ("test", test_dir))
         }
-        found = fine_tune.score(p, weights, sets, work / "score")
+        # the test set's boxes are kept: the report draws the very boxes this score counts
+        kept = {"test": training.scored_boxes_dir(weights, test_dir, p.model.imgsz, paths.SCORED_TEST_BOXES)}
+        found = fine_tune.score(p, weights, sets, work / "score", boxes_out=kept)
         # the test set's scores unprefixed: what the report and the learning curve read
         scores = {f"val_{k}": v for k, v in found["val"].as_dict().items()} | found["test"].as_dict()
         copy_file(weights, paths.MODEL)

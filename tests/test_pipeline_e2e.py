@@ -54,7 +54,10 @@ def changed_stages(root: Path) -> set[str]:
         ("acorn/selection/strategies.py", {"rank"}),
         ("acorn/data/tiling.py", {"tile"}),
         ("acorn/model/registry.py", {"register"}),
-        ("acorn/model/training.py", {"train"}),
+        (
+            "acorn/model/training.py",
+            {"train", "report"},
+        ),  # the report scores a champion whose boxes are missing
         ("acorn/labeling/oracle.py", {"export-labels", "rank"}),
         ("acorn/labeling/review.py", {"export-labels", "report"}),
         ("acorn/serve/app.py", set()),
@@ -80,6 +83,9 @@ def test_two_cycles_end_to_end(tiny_repo):
     root = tiny_repo
     first = run(["dvc", "repro"], root)
     assert stages_run(first) == STAGES
+    # the test set is scored once per model: the report draws the boxes the train stage kept
+    assert "scoring the champion on" not in first.stdout + first.stderr
+    assert len(list((root / ".acorn/cache/test-boxes").iterdir())) == 1
 
     tiles = pd.read_parquet(root / "data/tiles/manifest.parquet")
     assert len(tiles) == 4 * 6 and tiles["tile_id"].is_unique

@@ -15,9 +15,8 @@ import pytest
 from PIL import Image
 
 from acorn.labeling import cost
-from acorn.model.detection import DetectorConfig
+from acorn.model import training
 from acorn.model.training import epoch_metrics
-from acorn.params import Params
 from acorn.reporting import build, history
 from acorn.reporting.drawing import (
     MISSED,
@@ -349,22 +348,46 @@ def test_epoch_metrics_have_plot_friendly_names():
     }
 
 
-def test_predict_test_set_reads_truth_in_pixels_and_names_a_bad_class(tmp_path):
-    weights = save_detector(tmp_path / "model.pt", ["squirrel"])
+def test_the_report_reads_the_boxes_the_test_score_counted_with_truth_in_pixels(tmp_path):
+    weights = save_detector(tmp_path / "model.pt", ["squirrel"], bias=1.0)
     folder = tmp_path / "testset"
     (folder / "images").mkdir(parents=True)
     (folder / "labels").mkdir()
     for name in ("a", "b"):
         tile_with_object(size=(160, 120)).save(folder / "images" / f"{name}.jpg")
     (folder / "labels" / "a.txt").write_text("0 0.5 0.5 0.25 0.5\n")  # b has no label file: empty
-    config = DetectorConfig.from_params(Params(), weights)
-    test = build.predict_test_set(folder, config, n_classes=1)
+    cache = tmp_path / "cache"
+    scored = training.scored_boxes_dir(weights, folder, 96, cache)
+    data = training.folder_dataset(folder, ["squirrel"], tmp_path / "set")
+    metrics = training.evaluate(weights, data, 96, tmp_path / "val", boxes_out=scored)
+    assert 0.0 <= metrics.map50 <= 1.0 and scored.parent == cache
+    # scoring wrote ultralytics' labels.cache into the folder: the same folder, the same boxes
+    assert (folder / "labels.cache").exists() and training.scored_boxes_dir(
+        weights, folder, 96, cache
+    ) == scored
+
+    test = build.read_test_set(folder, scored, n_classes=1)
     assert sorted(test.images) == ["a", "b"]
     assert test.truth[["tile_id", "x1", "y1", "x2", "y2"]].values.tolist() == [["a", 60.0, 30.0, 100.0, 90.0]]
-    assert set(test.predictions["tile_id"]) <= {"a", "b"}
+    boxes = test.predictions
+    assert set(boxes["tile_id"]) == {"a", "b"} and len(boxes) > 2  # the random detector finds boxes
+    assert (
+        boxes[["x1", "x2"]].stack().between(0, 160).all()
+        and boxes[["y1", "y2"]].stack().between(0, 120).all()
+    )
+    assert boxes["confidence"].max() > 0.5  # the head's biases put boxes near 0.73 (tests.conftest)
     (folder / "labels" / "b.txt").write_text("3 0.5 0.5 0.1 0.1\n")
     with pytest.raises(InputError, match=r"labels/b.txt: class id 3 is not among the 1 classes"):
-        build.predict_test_set(folder, config, n_classes=1)
+        build.read_test_set(folder, scored, n_classes=1)
+    # another model, or a changed test folder, has its own boxes
+    other = save_detector(tmp_path / "other.pt", ["squirrel"], bias=-1.0)
+    assert training.scored_boxes_dir(other, folder, 96, cache) != training.scored_boxes_dir(
+        weights, folder, 96, cache
+    )
+    assert training.scored_boxes_dir(weights, folder, 96, cache) != scored
+    assert training.scored_boxes_dir(weights, folder, 128, cache) != training.scored_boxes_dir(
+        weights, folder, 96, cache
+    )
 
 
 def cost_table(labelers: dict[str, list]) -> pd.DataFrame:

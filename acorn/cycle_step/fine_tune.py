@@ -62,15 +62,27 @@ def fine_tune(
 
 
 def score(
-    p: Params, weights: str | Path, datasets: Mapping[str, Path], workdir: Path
+    p: Params,
+    weights: str | Path,
+    datasets: Mapping[str, Path],
+    workdir: Path,
+    boxes_out: Mapping[str, Path] | None = None,
 ) -> dict[str, training.EvalMetrics]:
     """``weights`` scored on each named data.yaml (its val split) at ``model.imgsz`` on
     ``model.device``: the validation set (what the champion gate and a choice between strategies
-    read) and the test set (what is reported). Each set's scratch goes to ``workdir/<name>``."""
+    read) and the test set (what is reported). Each set's scratch goes to ``workdir/<name>``;
+    ``boxes_out``: by name, where a set's scored boxes are kept (``training.evaluate``)."""
     device = detection.resolve_device(p.model.device)
+    keep = boxes_out or {}
     return {
         name: training.evaluate(
-            weights, data, p.model.imgsz, workdir / name, device=device, threads=p.model.threads
+            weights,
+            data,
+            p.model.imgsz,
+            workdir / name,
+            device=device,
+            threads=p.model.threads,
+            boxes_out=keep.get(name),
         )
         for name, data in datasets.items()
     }

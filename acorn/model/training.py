@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 
 from acorn.model.detection import use_cpu_threads
-from acorn.runtime.atomic import copy_file, pause_point, write_json
+from acorn.runtime.atomic import copy_file, pause_point, replace_dir, write_json
 from acorn.runtime.env import configure_ultralytics
 from acorn.runtime.errors import InputError
 
@@ -475,14 +475,32 @@ def _epoch_end(trainer, state: dict, on_epoch: Callable[[dict[str, float]], None
 
 
 def evaluate(
-    weights: str | Path, data_yaml: Path, imgsz: int, workdir: Path, device: str = "cpu", threads: int = 0
+    weights: str | Path,
+    data_yaml: Path,
+    imgsz: int,
+    workdir: Path,
+    device: str = "cpu",
+    threads: int = 0,
+    boxes_out: Path | None = None,
 ) -> EvalMetrics:
-    """mAP, precision and recall on ``data_yaml``'s val split; ``threads``: model.threads."""
+    """mAP, precision and recall on ``data_yaml``'s val split; ``threads``: model.threads.
+
+    ``boxes_out``: a folder that receives every box the score was computed from (``BOXES``:
+    ``tile_id, class_id, confidence, x1..y2`` in the image's pixels; ``IMAGES``: ``tile_id, width,
+    height`` of every image), written atomically: the report draws the very boxes the test score
+    counts, and the test set is predicted once per model, not once to score and once to draw."""
     configure_ultralytics()
     from ultralytics import YOLO
 
     model = YOLO(str(weights))
     _use_threads(model, threads)
+    kept: list = []
+
+    def keeping_validator(**kwargs):
+        validator = _box_keeping_validator()(**kwargs)
+        kept.append(validator)
+        return validator
+
     results = model.val(
         data=str(data_yaml),
         split="val",
@@ -495,6 +513,82 @@ def evaluate(
         plots=False,
         verbose=False,
         workers=0,
+        **({"validator": keeping_validator} if boxes_out is not None else {}),
     )
+    if boxes_out is not None:
+        _write_kept_boxes(kept[0], Path(boxes_out))
     box = results.box
     return EvalMetrics(map50=box.map50, map50_95=box.map, precision=box.mp, recall=box.mr)
+
+
+BOXES, IMAGES = "boxes.parquet", "images.parquet"  # what ``evaluate(boxes_out=...)`` writes
+
+
+def scored_boxes_dir(weights: str | Path, test_folder: Path, imgsz: int, cache: Path) -> Path:
+    """Where ``weights``' scored boxes on ``test_folder`` are kept under ``cache``: one folder per
+    weights (their hash), test folder (path and each file's name, size and time) and input size.
+    The train stage writes it while scoring; the report draws from it, and scores the test set
+    only when a clone or a cleared cache lacks it."""
+    with open(weights, "rb") as fh:
+        weights_sha = hashlib.file_digest(fh, "sha256").hexdigest()
+    folder = Path(test_folder)
+    listing = sorted(  # not ultralytics' labels.cache, which scoring itself writes into the folder
+        (str(f.relative_to(folder)), s.st_size, s.st_mtime_ns)
+        for f in folder.rglob("*")
+        if f.is_file() and f.suffix != ".cache" and (s := f.stat())
+    )
+    described = {"weights": weights_sha, "test": str(folder.resolve()), "imgsz": imgsz, "files": listing}
+    return cache / hashlib.sha1(json.dumps(described).encode()).hexdigest()[:16]
+
+
+def _box_keeping_validator() -> type:
+    """ultralytics' detection validator, keeping each image's size and scored boxes as it goes."""
+    from ultralytics.models.yolo.detect import DetectionValidator
+
+    class BoxKeepingValidator(DetectionValidator):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.kept_images: list[tuple[str, int, int]] = []
+            self.kept_boxes: list[pd.DataFrame] = []
+
+        def update_metrics(self, preds, batch) -> None:
+            super().update_metrics(preds, batch)
+            for si, pred in enumerate(preds):
+                pbatch = self._prepare_batch(si, batch)
+                height, width = (int(v) for v in pbatch["ori_shape"])
+                tile_id = Path(pbatch["im_file"]).stem
+                self.kept_images.append((tile_id, width, height))
+                if len(pred["cls"]):
+                    scaled = self.scale_preds(pred, pbatch)
+                    xyxy = scaled["bboxes"].cpu().numpy()
+                    self.kept_boxes.append(
+                        pd.DataFrame(
+                            {
+                                "tile_id": tile_id,
+                                "class_id": scaled["cls"].cpu().numpy().astype("int64"),
+                                "confidence": scaled["conf"].cpu().numpy().astype("float64"),
+                                **{
+                                    c: xyxy[:, i].astype("float64")
+                                    for i, c in enumerate(("x1", "y1", "x2", "y2"))
+                                },
+                            }
+                        )
+                    )
+
+    return BoxKeepingValidator
+
+
+def _write_kept_boxes(validator, out: Path) -> None:
+    columns = ["tile_id", "class_id", "confidence", "x1", "y1", "x2", "y2"]
+    boxes = (
+        pd.concat(validator.kept_boxes, ignore_index=True)
+        if validator.kept_boxes
+        else pd.DataFrame({c: pd.Series(dtype="str" if c == "tile_id" else "float64") for c in columns})
+    )
+    images = pd.DataFrame(validator.kept_images, columns=["tile_id", "width", "height"])
+    staging = out.with_name(f".{out.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    boxes.astype({"class_id": "int64"}).to_parquet(staging / BOXES, index=False)
+    images.to_parquet(staging / IMAGES, index=False)
+    replace_dir(staging, out)

@@ -2,7 +2,7 @@
 the suspect labels.
 
 Each function takes tables already read (the stage reads the files), so that it can be tested
-with a few hand-made rows; only ``predict_test_set`` touches images and a model.
+with a few hand-made rows; only ``read_test_set`` reads a folder of images and its scored boxes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import pandas as pd
 from PIL import Image
 
 from acorn.data.formats import empty_boxes, read_yolo_labels
-from acorn.model.detection import Detector, DetectorConfig, load_images, predict_files
+from acorn.model.detection import load_images
+from acorn.model.training import BOXES, IMAGES
 from acorn.reporting.drawing import (
     MISSED,
     PREDICTED,
@@ -72,13 +73,11 @@ class TestSet:
     truth: pd.DataFrame
 
 
-def predict_test_set(folder: Path, config: DetectorConfig, n_classes: int) -> TestSet:
-    """Predict every image of the YOLO folder ``folder`` (images/, labels/) and read its truth.
-
-    A tile with no label file is a checked empty tile, as in training. ~30 ms a tile on a CPU:
-    a test set of thousands of tiles costs a minute or two, once per cycle.
-    """
-    detector = Detector(config)
+def read_test_set(folder: Path, scored: Path, n_classes: int) -> TestSet:
+    """The YOLO folder ``folder`` (images/, labels/) with its truth and the champion's boxes as the
+    validator scored them (``scored``: a folder ``acorn.model.training.evaluate`` kept, see
+    ``acorn.cycle_step.fine_tune.scored_boxes_dir``): the pictures show the boxes the test score
+    counts. A tile with no label file is a checked empty tile, as in training."""
     from ultralytics.data.utils import IMG_FORMATS  # the images the train stage's test score counts
 
     images_dir = folder / "images"
@@ -88,9 +87,8 @@ def predict_test_set(folder: Path, config: DetectorConfig, n_classes: int) -> Te
     ids = [f.stem for f in files]
     if len(set(ids)) != len(ids):
         raise InputError(f"{images_dir}: two images share a name stem; the test set needs unique names")
-    found = list(predict_files(detector, files, ids))
-    boxes = pd.concat([d.boxes for d in found], ignore_index=True)
-    sizes = pd.concat([d.tiles[["tile_id", "width", "height"]] for d in found], ignore_index=True)
+    boxes = pd.read_parquet(scored / BOXES)
+    sizes = pd.read_parquet(scored / IMAGES)
     truth = [
         read_yolo_labels(label, int(w), int(h)).assign(tile_id=t)
         for t, w, h in sizes.itertuples(index=False)
