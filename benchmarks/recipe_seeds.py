@@ -6,7 +6,9 @@ and trains every variant on that same set, with the product's own fine-tune and 
 ``name:epochs:freeze:patience``. One row per (seed, variant) is appended to ``OUT/results.csv`` as
 it finishes, so a killed run resumes where it stopped. The summary compares each variant with the
 first on ``val_map50`` (what chooses) and ``map50`` (the test set, what reports): the mean paired
-difference, its t interval, the exact sign-flip p, and "not shown" where the interval holds zero.
+difference, its t interval, the exact sign-flip p, and "not shown" where the interval holds zero;
+and how often the champion gate's choice between two of these models (validation map50 higher by a
+margin) disagrees with the test set (``gate.csv``).
 
     python benchmarks/recipe_seeds.py --repo /path/to/demo --labels 150 --seeds 10 \\
         --out benchmarks/results/recipe_seeds_150 e8_f10:8:10:0 e24_f0:24:0:0
@@ -94,6 +96,32 @@ def summary(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def gate_agreement(
+    results: pd.DataFrame, margins: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05)
+) -> pd.DataFrame:
+    """How often the champion gate's choice (validation map50 higher by more than a margin) agrees
+    with the test set, over every pair of models trained on the same labels (one seed, two
+    variants, in both orders): a pair the gate promotes whose test score is lower is a wrong
+    promotion; one it holds back whose test score is higher, a better model held back."""
+    pairs = results.merge(results, on="seed", suffixes=("_new", "_champion"))
+    pairs = pairs[pairs["variant_new"] != pairs["variant_champion"]]
+    val_gain = pairs["val_map50_new"] - pairs["val_map50_champion"]
+    test_gain = pairs["map50_new"] - pairs["map50_champion"]
+    rows = []
+    for margin in margins:
+        promoted = val_gain > margin
+        rows.append(
+            {
+                "margin": margin,
+                "pairs": len(pairs),
+                "promoted": int(promoted.sum()),
+                "promoted_but_worse_on_test": int((promoted & (test_gain < 0)).sum()),
+                "held_back_but_better_on_test": int((~promoted & (test_gain > 0)).sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repo", type=Path, required=True)
@@ -128,6 +156,9 @@ def main() -> None:
         result = summary(pd.read_csv(table))
         result.to_csv(out / "summary.csv", index=False, float_format="%.4f")
         print(result.T.to_string())
+        gate = gate_agreement(pd.read_csv(table))
+        gate.to_csv(out / "gate.csv", index=False)
+        print(gate.to_string(index=False))
 
 
 if __name__ == "__main__":
