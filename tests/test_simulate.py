@@ -1551,3 +1551,30 @@ def test_a_noisy_oracle_trains_on_the_answers_the_pipelines_oracle_gives(tmp_pat
     assert OracleStep(pool, clean, OutputFolder(pool, clean, tmp_path / "clean"))._label(
         with_objects["tile_id"].iloc[0]
     ) == Path(with_objects["truth"].iloc[0])
+
+
+def test_near_copies_of_a_folder_pool_fall_on_one_side_of_its_holdouts():
+    """The raccoon photos hold near-copy pairs: held out by image, some pairs would put one photo in
+    the pool and its near-copy in the test set; held out by near-copy group, none does."""
+    from acorn.data.near_copies import image_hash, near_copy_groups
+
+    def sides(pool: pools.Pool) -> dict[str, str]:
+        named = {"items": pool.items["image"], "val": pool.val["image"], "test": pool.test["image"]}
+        return {Path(i).stem: side for side, images in named.items() for i in images}
+
+    images = sorted((RACCOON / "images").glob("*.jpg"))
+    hashes = []
+    for path in images:
+        with Image.open(path) as im:
+            hashes.append(image_hash(im))
+    groups = pd.Series(near_copy_groups([p.stem for p in images], hashes, 32), index=[p.stem for p in images])
+    shared = groups[groups.duplicated(keep=False)]
+    assert len(shared) >= 4  # near-copies exist in the photos
+
+    def split_groups(side: dict[str, str]) -> int:
+        return int(shared.groupby(shared).apply(lambda g: len({side[s] for s in g.index}) > 1).sum())
+
+    by_image = sides(pools.folder_pool(RACCOON, ["raccoon"], 0.2))
+    by_group = sides(pools.folder_pool(RACCOON, ["raccoon"], 0.2, near_copy_bits=32))
+    assert split_groups(by_image) > 0  # the leak the grouping closes
+    assert split_groups(by_group) == 0

@@ -136,14 +136,21 @@ def folder_pool(
     test_fraction: float,
     test_dir: Path | None = None,
     val_dir: Path | None = None,
+    near_copy_bits: int = 0,
 ) -> Pool:
     """A YOLO folder as a pool: each image is an item; the test set is ``test_dir`` if given, else a
     stable ``test_fraction`` of the images (``training.held_out``), and the validation set
     ``val_dir`` if given, else another ``test_fraction`` of the images, by a salted hash (a share of
-    what is left once the test set is out, so that no image is in both)."""
+    what is left once the test set is out, so that no image is in both).
+
+    ``near_copy_bits`` (``tile.near_copy_bits``; 0: off): the hash that holds an image out is its
+    near-copy group's (acorn.data.near_copies), so near-copies fall on one side together and the
+    test set never scores the model on a near-copy of what it trained on (the raccoon photos hold 8
+    such pairs)."""
     from acorn.model.training import held_out
 
     items = _yolo_folder(folder)
+    items = items.assign(split_key=_near_copy_keys(items, near_copy_bits))
     classes = _folder_classes(folder, classes)
     if (test_dir is None or val_dir is None) and not 0.0 < test_fraction < 0.5:
         raise ParamsError(
@@ -154,7 +161,7 @@ def folder_pool(
         test = _yolo_folder(test_dir)
         description["test"] = str(test_dir)
     else:
-        held = held_out(items["tile_id"], test_fraction)
+        held = held_out(items["split_key"], test_fraction)
         test, items = items[held], items[~held].reset_index(drop=True)
         description["test"] = f"{folder} (held out: {test_fraction:g})"
     if val_dir is not None:
@@ -163,18 +170,41 @@ def folder_pool(
     else:
         # test_fraction of the whole folder: of the rest, test_fraction / (1 - test_fraction)
         share = test_fraction if test_dir is not None else test_fraction / (1.0 - test_fraction)
-        held = held_out(items["tile_id"], share, salt=VAL_SALT)
+        held = held_out(items["split_key"], share, salt=VAL_SALT)
         val, items = items[held], items[~held].reset_index(drop=True)
         description["val"] = f"{folder} (held out: {test_fraction:g}, salted)"
     description |= {"items": len(items), "val_items": len(val), "test_items": len(test)}
+    items = items.drop(columns="split_key")
     return Pool(items=items, val=val[HELD], test=test[HELD], classes=classes, description=description)
 
 
+def _near_copy_keys(items: pd.DataFrame, max_bits: int) -> pd.Series:
+    """Each item's split key: its own id, or with ``max_bits`` the id leading its near-copy group."""
+    if not max_bits:
+        return items["tile_id"]
+    from PIL import Image
+
+    from acorn.data.near_copies import image_hash, near_copy_groups
+
+    order = items.sort_values("tile_id")
+    hashes = []
+    for path in order["image"]:
+        with Image.open(path) as im:
+            hashes.append(image_hash(im))
+    groups = near_copy_groups(order["tile_id"].tolist(), hashes, max_bits)
+    return items["tile_id"].map(pd.Series(groups, index=order["tile_id"].to_numpy()))
+
+
 def open_pool(
-    path: Path, classes: list[str], test_dir: Path | None, test_fraction: float, val_dir: Path | None = None
+    path: Path,
+    classes: list[str],
+    test_dir: Path | None,
+    test_fraction: float,
+    val_dir: Path | None = None,
+    near_copy_bits: int = 0,
 ) -> Pool:
     """A tiled pool when ``path`` holds manifest.parquet (test and validation sets required), else
-    a YOLO folder."""
+    a YOLO folder (its held-out shares kept apart from their near-copies: ``folder_pool``)."""
     if (path / "manifest.parquet").is_file():
         if test_dir is None or val_dir is None:
             raise InputError(
@@ -182,4 +212,4 @@ def open_pool(
                 "test.data and val.data)"
             )
         return tiled_pool(path, test_dir, val_dir, classes)
-    return folder_pool(path, classes, test_fraction, test_dir, val_dir)
+    return folder_pool(path, classes, test_fraction, test_dir, val_dir, near_copy_bits)

@@ -51,4 +51,4 @@ def open_simulation_pool(pool: Path, p: Params, overrides: dict[str, Any], test_
     tiled = (pool / "manifest.parquet").is_file()
     test_dir = Path(p.test.data) if tiled or "test.data" in overrides else None
     val_dir = Path(p.val.data) if tiled or "val.data" in overrides else None
-    return open_pool(pool, p.classes, test_dir, test_fraction, val_dir)
+    return open_pool(pool, p.classes, test_dir, test_fraction, val_dir, p.tile.near_copy_bits)
