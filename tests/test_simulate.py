@@ -424,7 +424,9 @@ def yolo_folder(root: Path, n: int, labeled: bool = True, prefix: str = "img") -
     (root / "images").mkdir(parents=True)
     (root / "labels").mkdir()
     for i in range(n):
-        Image.new("RGB", (48, 32), (i * 7 % 255, 90, 30)).save(root / "images" / f"{prefix}{i:02d}.jpg")
+        # noise, not a flat colour: flat images are all near-copies of each other (folder_pool groups them)
+        pixels = np.random.default_rng([i, len(prefix)]).integers(0, 255, (32, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "images" / f"{prefix}{i:02d}.jpg")
         if labeled and i % 4:
             (root / "labels" / f"{prefix}{i:02d}.txt").write_text("0 0.5 0.5 0.25 0.25\n")
     (root / "classes.txt").write_text("raccoon\n")

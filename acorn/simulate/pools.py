@@ -174,6 +174,8 @@ def folder_pool(
         val, items = items[held], items[~held].reset_index(drop=True)
         description["val"] = f"{folder} (held out: {test_fraction:g}, salted)"
     description |= {"items": len(items), "val_items": len(val), "test_items": len(test)}
+    if near_copy_bits and (test_dir is None or val_dir is None):  # a folder made before keeps apart
+        description["held_out_by"] = f"near-copy group ({near_copy_bits} bits)"
     items = items.drop(columns="split_key")
     return Pool(items=items, val=val[HELD], test=test[HELD], classes=classes, description=description)
 
