@@ -25,6 +25,7 @@ from dvclive import Live
 
 from acorn import paths
 from acorn.cycle_step import fine_tune
+from acorn.frames.evaluate import score_frames_from_tiles
 from acorn.labeling.export import read_manifest
 from acorn.model import training
 from acorn.model.detection import check_model_classes
@@ -88,6 +89,17 @@ def check_fixed_set(folder: Path, key: str, role: str) -> None:
         raise InputError(f"{folder}/images: {role} missing ({key}; YOLO layout images/, labels/)")
 
 
+def frame_scores(p: Params, scored: Path) -> dict[str, float | int]:
+    """Whole-frame scores (``frame_*``) from the test tiles' scored boxes, merged across tile edges,
+    when ``test.frames`` holds the test set's whole frames; none without them."""
+    frames = Path(p.test.frames) if p.test.frames else None
+    if frames is None or not (frames / "images").is_dir():
+        return {}
+    names = dict(enumerate(p.classes))
+    found = score_frames_from_tiles(pd.read_parquet(scored / training.BOXES), frames, p, names)
+    return found.metrics()
+
+
 def train(p: Params) -> None:
     labels = read_manifest(paths.LABELS)
     base, test_dir, val_dir = Path(p.model.base), Path(p.test.data), Path(p.val.data)
@@ -126,6 +138,7 @@ def train(p: Params) -> None:
         found = fine_tune.score(p, weights, sets, work / "score", boxes_out=kept)
         # the test set's scores unprefixed: what the report and the learning curve read
         scores = {f"val_{k}": v for k, v in found["val"].as_dict().items()} | found["test"].as_dict()
+        scores |= frame_scores(p, kept["test"])
         copy_file(weights, paths.MODEL)
     cycle = int(labels["batch"].max()) if not labels.empty else 0
     write_json(
@@ -139,11 +152,12 @@ def train(p: Params) -> None:
         },
     )
     log.info(
-        "cycle %d: map50 %.3f on %s (validation %.3f) with %d labeled tiles",
+        "cycle %d: map50 %.3f on %s (validation %.3f%s) with %d labeled tiles",
         cycle,
         scores["map50"],
         test_dir,
         scores["val_map50"],
+        f"; whole frames {scores['frame_map50']:.3f}" if "frame_map50" in scores else "",
         len(labels),
     )
 

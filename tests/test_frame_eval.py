@@ -84,3 +84,31 @@ def test_a_test_frame_without_a_label_file_is_named(tmp_path):
         evaluate_frames(weights, tmp_path / "frames", p)
     with pytest.raises(InputError, match="no frames to score"):
         evaluate_frames(weights, tmp_path / "nowhere", p)
+
+
+def test_tile_boxes_are_shifted_into_their_frame_merged_across_the_edge_and_scored(tmp_path):
+    """A squirrel cut by the vertical tile edge of a 128 x 96 frame (2 x 2 tiles of 64 x 48): each
+    half found on its own tile is one box on the frame, a perfect hit; junk below the threshold is
+    left out, and a box on the empty frame is a false alarm."""
+    from acorn.frames.evaluate import frames_from_tiles, score_frames_from_tiles
+
+    _frames(tmp_path / "frames", {"f0": "0 0.5 0.5 0.25 0.25\n", "f1": ""})  # f0: (48, 36)-(80, 60)
+    p = Params().with_overrides({"tile.rows": 2, "tile.cols": 2})
+    tiles = pd.DataFrame(
+        [
+            ("f0_r0c0", 0, 0.9, 48, 36, 64, 48),  # the four quarters of the squirrel, tile pixels
+            ("f0_r0c1", 0, 0.8, 0, 36, 16, 48),
+            ("f0_r1c0", 0, 0.7, 48, 0, 64, 12),
+            ("f0_r1c1", 0, 0.6, 0, 0, 16, 12),
+            ("f0_r1c1", 0, 0.1, 30, 30, 40, 40),  # under rank.threshold: not drawn, not scored
+            ("f1_r0c0", 0, 0.5, 5, 5, 20, 20),
+        ],
+        columns=["tile_id", "class_id", "confidence", "x1", "y1", "x2", "y2"],
+    )
+    found = frames_from_tiles(tiles, tmp_path / "frames", p)
+    f0 = found.boxes[found.boxes["frame_id"] == "f0"]
+    assert len(f0) == 1 and f0[["x1", "y1", "x2", "y2"]].iloc[0].tolist() == [48, 36, 80, 60]
+    assert f0["pieces"].iloc[0] == 4
+    scores = score_frames_from_tiles(tiles, tmp_path / "frames", p, NAMES)
+    assert (scores.frames, scores.objects, scores.false_alarm_frames) == (2, 1, 1)
+    assert scores.recall == pytest.approx(1.0) and scores.map50 > 0.9

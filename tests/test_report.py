@@ -502,3 +502,18 @@ def test_suspects_sheet_draws_the_label_and_the_models_boxes_and_zooms_on_the_re
     assert np.all(first[: 6 + 40, : 6 + 40] == PREDICTED, axis=2).sum() == 0, "a 0.1 box is not drawn"
     assert np.all(second == MISSED, axis=2).sum() > 50, "the label's box, in cyan"
     assert build.suspects_sheet(suspects.iloc[:0], found, images, 0.25) is None
+
+
+def test_whole_frame_map50_goes_to_the_history_and_the_scores_when_there_were_frames(tmp_path):
+    with_frames = history.history_row(
+        {**metrics(1, 50, 0.092), "frame_map50": 0.31}, record(2, 2, 0.092, 0.031)
+    )
+    without = history.history_row(metrics(1, 50, 0.092), record(2, 2, 0.092, 0.031))
+    assert with_frames["frame_map50"] == 0.31 and math.isnan(without["frame_map50"])
+    assert "frame_map50" in history.score_changes(None, with_frames).index
+    assert "frame_map50" not in history.score_changes(None, without).index
+    path = tmp_path / "history.csv"
+    history.update_history(history.read_history(path), with_frames).drop(columns="frame_map50").to_csv(
+        path, index=False
+    )
+    assert history.read_history(path)["frame_map50"].isna().all()  # a history from before frame scores

@@ -198,7 +198,16 @@ def run_demo(p: Params, root: Path = Path(), cycles: int | None = None) -> list[
         record = json.loads((root / paths.REGISTRY).read_text())
         rows.append({**metrics, "version": record["version"], "champion": record["champion_version"]})
     table = Table(title="acorn demo: what each labeled batch bought (test set scores)")
-    columns = ("cycle", "labeled tiles", "with objects", "map50", "map50-95", "precision", "recall")
+    columns = (
+        "cycle",
+        "labeled tiles",
+        "with objects",
+        "map50",
+        "frame map50",
+        "map50-95",
+        "precision",
+        "recall",
+    )
     for col in (*columns, "model version", "champion"):
         table.add_column(col, justify="right")
     for r in rows:
@@ -207,6 +216,7 @@ def run_demo(p: Params, root: Path = Path(), cycles: int | None = None) -> list[
             str(r["labeled_tiles"]),
             str(r.get("labeled_tiles_with_objects", "")),
             f"{r['map50']:.3f}",
+            f"{r['frame_map50']:.3f}" if "frame_map50" in r else "",
             f"{r['map50_95']:.3f}",
             f"{r['precision']:.3f}",
             f"{r['recall']:.3f}",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Literal
@@ -53,7 +54,7 @@ def detect(
     stage uses them.
     """
     from acorn.data.tiling import TileGrid
-    from acorn.frames.detect import Slicing, champion_weights, detect_frames, find_frames, write_results
+    from acorn.frames.detect import Slicing, detect_frames, find_frames, write_results
     from acorn.model.detection import Detector, DetectorConfig, resolve_device
     from acorn.params import load_params
     from acorn.runtime.errors import InputError
@@ -95,3 +96,40 @@ def detect(
         out,
         f"; {bad} unreadable frames skipped, listed in {out / 'bad_frames.csv'}" if bad else "",
     )
+
+
+@contextmanager
+def champion_weights(model_name: str, root: Path = Path()) -> Iterator[tuple[Path, str]]:
+    """The registry's champion as ``acorn serve`` finds it (``<model_name>@champion`` in the
+    store ``acorn.model.registry.tracking_uri`` names), downloaded to a temporary folder that lives
+    as long as the context: (weights path, its label, e.g. acorn-detector-v3)."""
+    import tempfile
+
+    import mlflow
+
+    from acorn.model.registry import (
+        champion_version,
+        download_weights,
+        model_version_label,
+        redacted,
+        store_errors,
+        tracking_uri,
+    )
+    from acorn.runtime.errors import InputError
+
+    uri = tracking_uri(root)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise InputError(
+            f"{uri.removeprefix('sqlite:///')}: no model registry here; register a model first "
+            "(`dvc repro register`), point MLFLOW_TRACKING_URI at yours, or pass --model weights.pt"
+        )
+    with store_errors(uri):
+        version = champion_version(mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri), model_name)
+    if version is None:
+        raise InputError(
+            f"no {model_name}@champion in {redacted(uri)}: register a model first (`dvc repro register`) "
+            "or pass --model weights.pt"
+        )
+    with tempfile.TemporaryDirectory(prefix="acorn-detect-") as tmp:
+        weights = download_weights(model_name, version, Path(tmp) / "champion.pt", root)
+        yield weights, model_version_label(model_name, version)

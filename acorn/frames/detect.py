@@ -15,9 +15,7 @@ was found), ``detections.json`` (COCO, with scores) and ``boxes.parquet`` (one r
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -271,37 +269,3 @@ def coco_dict(boxes: pd.DataFrame, frames: pd.DataFrame, class_names: dict[int, 
         "annotations": annotations,
         "categories": categories,
     }
-
-
-@contextmanager
-def champion_weights(model_name: str, root: Path = Path()) -> Iterator[tuple[Path, str]]:
-    """The registry's champion as ``acorn serve`` finds it (``<model_name>@champion`` in the
-    store ``acorn.model.registry.tracking_uri`` names), downloaded to a temporary folder that lives
-    as long as the context: (weights path, its label, e.g. acorn-detector-v3)."""
-    import mlflow
-
-    from acorn.model.registry import (
-        champion_version,
-        download_weights,
-        model_version_label,
-        redacted,
-        store_errors,
-        tracking_uri,
-    )
-
-    uri = tracking_uri(root)
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise InputError(
-            f"{uri.removeprefix('sqlite:///')}: no model registry here; register a model first "
-            "(`dvc repro register`), point MLFLOW_TRACKING_URI at yours, or pass --model weights.pt"
-        )
-    with store_errors(uri):
-        version = champion_version(mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri), model_name)
-    if version is None:
-        raise InputError(
-            f"no {model_name}@champion in {redacted(uri)}: register a model first (`dvc repro register`) "
-            "or pass --model weights.pt"
-        )
-    with tempfile.TemporaryDirectory(prefix="acorn-detect-") as tmp:
-        weights = download_weights(model_name, version, Path(tmp) / "champion.pt", root)
-        yield weights, model_version_label(model_name, version)

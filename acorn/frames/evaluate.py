@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -142,8 +142,6 @@ def evaluate_frames(
     frame map50 at overlap 0 / 0.1 was 0.061 / 0.029 down to 0.001, 0.068 / 0.094 down to 0.05
     and 0.065 / 0.110 down to 0.25 (the tile map50 beside it 0.094).
     """
-    from dataclasses import replace
-
     from acorn.model.detection import Detector, DetectorConfig
 
     start = time.perf_counter()
@@ -165,4 +163,72 @@ def evaluate_frames(
     truth = read_truth(found, folder / "labels", images)
     names = {int(k): str(v) for k, v in detector.class_names.items()}
     scores = score_frames(found, truth, names, p.rank.threshold)
+    return replace(scores, seconds=round(time.perf_counter() - start, 3))
+
+
+def frames_from_tiles(
+    tile_boxes: pd.DataFrame, folder: str | Path, p: Params, conf: float | None = None
+) -> FrameDetections:
+    """Frame-level boxes from boxes already found on the frames' tiles (``tile_id`` as the tile
+    stage names them, ``<frame_id>_r<row>c<col>``, corners in tile pixels): each shifted into its
+    frame by the tile grid of ``tile.*`` and merged across tile edges as ``acorn detect`` merges
+    slices, down to ``conf`` (default ``rank.threshold``, as ``evaluate_frames``).
+
+    At the tile stage's own overlap the tiles are the slices ``acorn detect`` would cut, so the
+    train stage scores whole frames from the test tiles' boxes it scored anyway: no second
+    inference over the test set."""
+    from PIL import Image
+
+    from acorn.frames.merge import merge_boxes
+
+    folder = Path(folder)
+    images = folder / "images"
+    paths, frame_ids = list_frames(images) if images.is_dir() else ([], [])
+    if not paths:
+        raise InputError(f"{images}: no frames to score (test.frames: a YOLO folder of whole test frames)")
+    grid = TileGrid(p.tile.rows, p.tile.cols, p.tile.overlap)
+    floor = p.rank.threshold if conf is None else conf
+    parts = tile_boxes["tile_id"].str.extract(r"^(?P<frame_id>.*)_r(?P<row>\d+)c(?P<col>\d+)$")
+    boxes = pd.concat([tile_boxes, parts], axis=1)
+    boxes = boxes[boxes["frame_id"].notna() & (boxes["confidence"] >= floor)].astype({"row": int, "col": int})
+    by_frame = dict(tuple(boxes.groupby("frame_id", sort=False)))
+    rows, merged = [], []
+    for path, frame_id in zip(paths, frame_ids, strict=True):
+        with Image.open(path) as im:
+            width, height = im.size
+        windows = grid.windows(width, height).set_index(["row", "col"])
+        mine = by_frame.get(frame_id, boxes.iloc[:0])
+        window = (
+            windows.loc[list(zip(mine["row"], mine["col"], strict=True))].to_numpy(np.float64).reshape(-1, 4)
+        )
+        xyxy = mine[["x1", "y1", "x2", "y2"]].to_numpy(np.float64) + window[:, [0, 1, 0, 1]]
+        result = merge_boxes(
+            xyxy, mine["confidence"].to_numpy(), mine["class_id"].to_numpy(), window, (width, height)
+        )
+        rows.append({"frame_id": frame_id, "path": str(path), "width": width, "height": height, "error": ""})
+        merged.append(
+            pd.DataFrame(
+                {
+                    "frame_id": frame_id,
+                    "class_id": result.class_id,
+                    "confidence": result.confidence,
+                    "x1": result.xyxy[:, 0],
+                    "y1": result.xyxy[:, 1],
+                    "x2": result.xyxy[:, 2],
+                    "y2": result.xyxy[:, 3],
+                    "pieces": result.pieces,
+                }
+            )
+        )
+    return FrameDetections(boxes=pd.concat(merged, ignore_index=True), frames=pd.DataFrame(rows))
+
+
+def score_frames_from_tiles(
+    tile_boxes: pd.DataFrame, folder: str | Path, p: Params, class_names: dict[int, str]
+) -> FrameScores:
+    """``frames_from_tiles`` scored against the frames' truth (``score_frames``)."""
+    start = time.perf_counter()
+    found = frames_from_tiles(tile_boxes, folder, p)
+    truth = read_truth(found, Path(folder) / "labels", Path(folder) / "images")
+    scores = score_frames(found, truth, class_names, p.rank.threshold)
     return replace(scores, seconds=round(time.perf_counter() - start, 3))

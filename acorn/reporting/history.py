@@ -19,6 +19,9 @@ import pandas as pd
 from acorn.runtime.errors import InputError
 
 SCORES = ("map50", "map50_95", "precision", "recall")
+# whole test frames (test.frames): the tiles' boxes merged across tile edges, scored per frame
+# (acorn.frames.evaluate); NaN where the train stage had no whole frames to score
+FRAME_SCORES = ("frame_map50",)
 COUNTS = ("labeled_tiles", "labeled_boxes", "labeled_tiles_with_objects")
 # what this cycle's batch cost (acorn.labeling.cost.cycle_totals): counts (empty where unknown) and
 # times; labeler_hours is every batch's recorded hours up to this one, the x of the learning curve
@@ -37,6 +40,7 @@ HISTORY_COLUMNS = [
     "cycle",
     *COUNTS,
     *SCORES,
+    *FRAME_SCORES,
     "model_version",  # registry version trained this cycle
     "champion_version",  # registry version that predicts for the labelers after this cycle
     "promoted",
@@ -53,6 +57,7 @@ def history_row(metrics: dict, record: dict, costs: dict | None = None) -> dict:
         "cycle": int(metrics["cycle"]),
         **{k: int(metrics[k]) for k in COUNTS},
         **{k: round(float(metrics[k]), 6) for k in SCORES},
+        **{k: round(float(metrics.get(k, math.nan)), 6) for k in FRAME_SCORES},
         "model_version": int(record["version"]),
         "champion_version": int(record["champion_version"]),
         "promoted": int(record["champion_version"]) == int(record["version"]),
@@ -67,7 +72,7 @@ def read_history(path: Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in HISTORY_COLUMNS})
     history = pd.read_csv(path)
-    history = history.assign(**{c: math.nan for c in COSTS if c not in history})
+    history = history.assign(**{c: math.nan for c in (*COSTS, *FRAME_SCORES) if c not in history})
     missing = [c for c in HISTORY_COLUMNS if c not in history]
     if missing:
         raise InputError(f"{path}: no column {missing[0]!r}; delete the file to start the history afresh")
@@ -94,8 +99,9 @@ def previous_row(history: pd.DataFrame, cycle: int) -> dict | None:
 
 def score_changes(before: dict | None, after: dict) -> pd.DataFrame:
     """Test-set scores before and after this cycle, with the change (NaN where there is no before)."""
-    now = pd.Series({k: float(after[k]) for k in SCORES})
-    then = pd.Series({k: float(before[k]) if before else math.nan for k in SCORES})
+    shown = [*SCORES, *(k for k in FRAME_SCORES if not math.isnan(float(after.get(k, math.nan))))]
+    now = pd.Series({k: float(after[k]) for k in shown})
+    then = pd.Series({k: float(before.get(k, math.nan)) if before else math.nan for k in shown})
     return pd.DataFrame({"before": then, "after": now, "change": now - then})
 
 
@@ -120,4 +126,4 @@ def _dtype(column: str) -> str:
         return "bool"
     if column in COST_COUNTS.values():
         return "Int64"  # a count that may be unknown
-    return "float64" if column in (*SCORES, "gain", *COST_TIMES.values()) else "int64"
+    return "float64" if column in (*SCORES, *FRAME_SCORES, "gain", *COST_TIMES.values()) else "int64"

@@ -13,7 +13,13 @@ import pandas as pd
 
 from acorn.labeling.cost import ORACLE
 
-SCORE_NAMES = {"map50": "mAP50", "map50_95": "mAP50-95", "precision": "precision", "recall": "recall"}
+SCORE_NAMES = {
+    "map50": "mAP50",
+    "map50_95": "mAP50-95",
+    "precision": "precision",
+    "recall": "recall",
+    "frame_map50": "mAP50, whole frames",
+}
 COST_NAMES = {"hours": "hours", "median_s": "median s a task", "shown": "pre-annotated"}
 
 
