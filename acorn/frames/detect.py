@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from acorn.data.tiling import MAX_FRAME_PIXELS, TileGrid, decode_frame, list_frames
-from acorn.frames.merge import MergeRule, merge_boxes, slice_windows
+from acorn.frames.merge import Merged, MergeRule, merge_boxes, slice_windows
 from acorn.runtime.errors import InputError
 
 log = logging.getLogger("acorn")
@@ -177,21 +177,24 @@ def _detect_chunk(detector, part: _Chunk, rows: list[dict], slicing: Slicing) ->
             (rows[k]["width"], rows[k]["height"]),
             slicing.merge,
         )
-        merged.append(
-            pd.DataFrame(
-                {
-                    "frame_id": rows[k]["frame_id"],
-                    "class_id": result.class_id,
-                    "confidence": result.confidence,
-                    "x1": result.xyxy[:, 0],
-                    "y1": result.xyxy[:, 1],
-                    "x2": result.xyxy[:, 2],
-                    "y2": result.xyxy[:, 3],
-                    "pieces": result.pieces,
-                }
-            )
-        )
+        merged.append(frame_boxes(rows[k]["frame_id"], result))
     return pd.concat([_empty_boxes(), *merged], ignore_index=True)
+
+
+def frame_boxes(frame_id: str, merged: Merged) -> pd.DataFrame:
+    """One frame's merged boxes as rows of the frame-level table (frame pixels, pieces joined)."""
+    return pd.DataFrame(
+        {
+            "frame_id": frame_id,
+            "class_id": merged.class_id,
+            "confidence": merged.confidence,
+            "x1": merged.xyxy[:, 0],
+            "y1": merged.xyxy[:, 1],
+            "x2": merged.xyxy[:, 2],
+            "y2": merged.xyxy[:, 3],
+            "pieces": merged.pieces,
+        }
+    )
 
 
 def _empty_boxes() -> pd.DataFrame:

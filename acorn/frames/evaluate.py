@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from acorn.data.tiling import TileGrid, list_frames
-from acorn.frames.detect import FrameDetections, Slicing, detect_frames
+from acorn.frames.detect import FrameDetections, Slicing, detect_frames, frame_boxes
 from acorn.params import Params
 from acorn.runtime.errors import InputError
 
@@ -206,20 +206,7 @@ def frames_from_tiles(
             xyxy, mine["confidence"].to_numpy(), mine["class_id"].to_numpy(), window, (width, height)
         )
         rows.append({"frame_id": frame_id, "path": str(path), "width": width, "height": height, "error": ""})
-        merged.append(
-            pd.DataFrame(
-                {
-                    "frame_id": frame_id,
-                    "class_id": result.class_id,
-                    "confidence": result.confidence,
-                    "x1": result.xyxy[:, 0],
-                    "y1": result.xyxy[:, 1],
-                    "x2": result.xyxy[:, 2],
-                    "y2": result.xyxy[:, 3],
-                    "pieces": result.pieces,
-                }
-            )
-        )
+        merged.append(frame_boxes(frame_id, result))
     return FrameDetections(boxes=pd.concat(merged, ignore_index=True), frames=pd.DataFrame(rows))
 
 
