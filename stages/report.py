@@ -17,6 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from acorn import paths
+from acorn.frames.evaluate import found_on_frames
 from acorn.labeling.cost import annotation_costs, cycle_costs, cycle_totals
 from acorn.labeling.export import read_manifest
 from acorn.labeling.review import read_review
@@ -97,6 +98,11 @@ def report(p: Params) -> None:
     shown = test.predictions[test.predictions["confidence"] >= p.rank.threshold]
     matches = match_boxes(shown, test.truth)
     fp, fn = matches.false_positives, matches.false_negatives
+    on_frames = None  # misses that are pieces of objects the whole frame shows found
+    frames = Path(p.test.frames) if p.test.frames else None
+    if frames is not None and (frames / "images").is_dir():
+        found = found_on_frames(fn, test.predictions, frames, p)
+        on_frames, fn = int(found.sum()), fn[~found]
     if p.report.mistakes:
         n = p.report.mistakes
         sheets["false-positives"] = build.mistakes_sheet(
@@ -132,9 +138,10 @@ def report(p: Params) -> None:
         test_boxes=len(test.truth),
         true_positives=int(matches.predictions["matched"].sum()),
         false_positives=len(fp),
-        false_negatives=len(fn),
+        false_negatives=len(matches.false_negatives),
         false_positive_tiles=fp["tile_id"].nunique(),
         missed_tiles=fn["tile_id"].nunique(),
+        missed_found_on_frames=on_frames,
         false_positive_image=files.get("false-positives"),
         missed_image=files.get("missed"),
         mistake_tiles=p.report.mistakes,
@@ -147,11 +154,12 @@ def report(p: Params) -> None:
     write_text(REPORTS / f"{name}.md", render(page))
     write_csv(history.update_history(past, row), HISTORY)
     log.info(
-        "cycle %d: %s (%d false positives, %d missed on the test set)",
+        "cycle %d: %s (%d false positives, %d missed on the test set%s)",
         cycle,
         REPORTS / f"{name}.md",
         len(fp),
-        len(fn),
+        len(matches.false_negatives),
+        f", {on_frames} of them found on the whole frame" if on_frames else "",
     )
 
 

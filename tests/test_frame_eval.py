@@ -112,3 +112,21 @@ def test_tile_boxes_are_shifted_into_their_frame_merged_across_the_edge_and_scor
     scores = score_frames_from_tiles(tiles, tmp_path / "frames", p, NAMES)
     assert (scores.frames, scores.objects, scores.false_alarm_frames) == (2, 1, 1)
     assert scores.recall == pytest.approx(1.0) and scores.map50 > 0.9
+
+
+def test_a_tile_miss_is_no_miss_where_the_whole_frame_finds_its_object(tmp_path):
+    """f0's squirrel (40, 10)-(80, 40) is cut by the edge at x = 64: its left piece, found on tile
+    r0c0, covers 60% of it, so on the whole frame it is found; the right piece, missed on tile r0c1,
+    is a tile miss only. f1's squirrel is found nowhere: a miss on the frame too."""
+    from acorn.frames.evaluate import found_on_frames
+
+    _frames(tmp_path / "frames", {"f0": "0 0.46875 0.260417 0.3125 0.3125\n", "f1": "0 0.2 0.2 0.1 0.1\n"})
+    p = Params().with_overrides({"tile.rows": 2, "tile.cols": 2})
+    columns = ["tile_id", "class_id", "confidence", "x1", "y1", "x2", "y2"]
+    tile_boxes = pd.DataFrame([("f0_r0c0", 0, 0.9, 40, 10, 64, 40)], columns=columns)
+    missed = pd.DataFrame(
+        [("f0_r0c1", 0, 0, 10, 16, 40), ("f1_r0c0", 0, 19.2, 14.4, 32.0, 24.0)],
+        columns=["tile_id", "class_id", "x1", "y1", "x2", "y2"],
+    )
+    assert found_on_frames(missed, tile_boxes, tmp_path / "frames", p).tolist() == [True, False]
+    assert found_on_frames(missed.iloc[:0], tile_boxes, tmp_path / "frames", p).empty

@@ -52,7 +52,7 @@ def changed_stages(root: Path) -> set[str]:
     [
         ("acorn/selection/labeling_queue.py", {"rank"}),
         ("acorn/selection/strategies.py", {"rank"}),
-        ("acorn/data/tiling.py", {"tile", "train"}),  # train places the test tiles in their frames
+        ("acorn/data/tiling.py", {"tile", "train", "report"}),  # both place test tiles in their frames
         ("acorn/model/registry.py", {"register"}),
         (
             "acorn/model/training.py",

@@ -166,6 +166,12 @@ def evaluate_frames(
     return replace(scores, seconds=round(time.perf_counter() - start, 3))
 
 
+def tile_places(tile_ids: pd.Series) -> pd.DataFrame:
+    """``frame_id``, ``row``, ``col`` of tile ids as the tile stage names them (``<frame_id>_r<row>c<col>``;
+    NaN for an id that is not one)."""
+    return tile_ids.str.extract(r"^(?P<frame_id>.*)_r(?P<row>\d+)c(?P<col>\d+)$")
+
+
 def frames_from_tiles(
     tile_boxes: pd.DataFrame, folder: str | Path, p: Params, conf: float | None = None
 ) -> FrameDetections:
@@ -188,7 +194,7 @@ def frames_from_tiles(
         raise InputError(f"{images}: no frames to score (test.frames: a YOLO folder of whole test frames)")
     grid = TileGrid(p.tile.rows, p.tile.cols, p.tile.overlap)
     floor = p.rank.threshold if conf is None else conf
-    parts = tile_boxes["tile_id"].str.extract(r"^(?P<frame_id>.*)_r(?P<row>\d+)c(?P<col>\d+)$")
+    parts = tile_places(tile_boxes["tile_id"])
     boxes = pd.concat([tile_boxes, parts], axis=1)
     boxes = boxes[boxes["frame_id"].notna() & (boxes["confidence"] >= floor)].astype({"row": int, "col": int})
     by_frame = dict(tuple(boxes.groupby("frame_id", sort=False)))
@@ -219,3 +225,56 @@ def score_frames_from_tiles(
     truth = read_truth(found, Path(folder) / "labels", Path(folder) / "images")
     scores = score_frames(found, truth, class_names, p.rank.threshold)
     return replace(scores, seconds=round(time.perf_counter() - start, 3))
+
+
+INSIDE = 0.9  # a tile's piece of an object: this share of its area lies inside the object's frame box
+
+
+def found_on_frames(
+    missed: pd.DataFrame, tile_boxes: pd.DataFrame, folder: str | Path, p: Params
+) -> pd.Series:
+    """For each tile-level miss (``tile_id``, ``class_id``, corners in tile pixels): whether the
+    object it is a piece of was found on the whole frame, i.e. a merged box of its class at
+    ``rank.threshold`` or above overlaps that object's true frame box at IoU 0.5. A squirrel cut
+    by a tile edge and found on the other side is a tile miss but no miss on the frame; a report
+    that shows it among the "largest misses" shows a half-object the deployed detector sees."""
+    from acorn.labeling.cost import box_iou
+
+    found = pd.Series(False, index=missed.index)
+    if missed.empty:
+        return found
+    frames = frames_from_tiles(tile_boxes, folder, p)
+    truth = read_truth(frames, Path(folder) / "labels", Path(folder) / "images")
+    grid = TileGrid(p.tile.rows, p.tile.cols, p.tile.overlap)
+    sizes = frames.frames.set_index("frame_id")[["width", "height"]]
+    boxes = dict(tuple(frames.boxes.groupby("frame_id", sort=False)))
+    parts = tile_places(missed["tile_id"])
+    corners = ["x1", "y1", "x2", "y2"]
+    for i, frame_id, row, col in zip(
+        missed.index, parts["frame_id"], parts["row"], parts["col"], strict=True
+    ):
+        if not isinstance(frame_id, str) or frame_id not in truth:
+            continue
+        width, height = sizes.loc[frame_id]
+        window = grid.windows(int(width), int(height)).set_index(["row", "col"]).loc[(int(row), int(col))]
+        piece = missed.loc[i, corners].to_numpy(np.float64) + window[["x0", "y0", "x0", "y0"]].to_numpy(
+            np.float64
+        )
+        true = truth[frame_id]
+        true = true[true["class_id"] == missed.at[i, "class_id"]]
+        inner = np.clip(
+            np.minimum(true[["x2", "y2"]].to_numpy(), piece[2:])
+            - np.maximum(true[["x1", "y1"]].to_numpy(), piece[:2]),
+            0,
+            None,
+        ).prod(axis=1)
+        area = max((piece[2] - piece[0]) * (piece[3] - piece[1]), 1e-9)
+        objects = true[inner / area >= INSIDE]
+        mine = boxes.get(frame_id)
+        if objects.empty or mine is None:
+            continue
+        mine = mine[mine["class_id"] == missed.at[i, "class_id"]]
+        if len(mine):
+            iou = box_iou(objects[corners].to_numpy(np.float64), mine[corners].to_numpy(np.float64))
+            found.at[i] = bool((iou >= 0.5).any())
+    return found

@@ -57,6 +57,9 @@ class CycleReport:
     scored: int = 0
     review_budget: int = 0
     suspects_image: str | None = None
+    # misses that are pieces of objects found on the whole frame (acorn.frames.evaluate.found_on_frames):
+    # left out of the missed sheet; None: no whole test frames to tell
+    missed_found_on_frames: int | None = None
 
 
 def table(df: pd.DataFrame, index_name: str) -> str:
@@ -141,7 +144,13 @@ def render(r: CycleReport) -> str:
         f"## Where the champion (v{row['champion_version']}) fails on the test set",
         "",
         f"{r.test_tiles} tiles, {r.test_boxes} true boxes; at confidence {r.threshold:g} and IoU 0.5: "
-        f"{r.true_positives} found, {r.false_positives} false positives, {r.false_negatives} missed.",
+        f"{r.true_positives} found, {r.false_positives} false positives, {r.false_negatives} missed"
+        + (
+            f" ({r.missed_found_on_frames} of them pieces of objects cut by a tile edge and found on the whole "
+            "frame: not shown below)."
+            if r.missed_found_on_frames
+            else "."
+        ),
         "",
     ]
     legend = {
