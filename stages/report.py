@@ -101,8 +101,11 @@ def report(p: Params) -> None:
     on_frames = None  # misses that are pieces of objects the whole frame shows found
     frames = Path(p.test.frames) if p.test.frames else None
     if frames is not None and (frames / "images").is_dir():
-        found = found_on_frames(fn, test.predictions, frames, p)
-        on_frames, fn = int(found.sum()), fn[~found]
+        try:
+            found = found_on_frames(fn, test.predictions, frames, p)
+            on_frames, fn = int(found.sum()), fn[~found]
+        except InputError as exc:
+            log.warning("misses not checked on whole frames: %s", exc)
     if p.report.mistakes:
         n = p.report.mistakes
         sheets["false-positives"] = build.mistakes_sheet(

@@ -96,7 +96,11 @@ def frame_scores(p: Params, scored: Path) -> dict[str, float | int]:
     if frames is None or not (frames / "images").is_dir():
         return {}
     names = dict(enumerate(p.classes))
-    found = score_frames_from_tiles(pd.read_parquet(scored / training.BOXES), frames, p, names)
+    try:
+        found = score_frames_from_tiles(pd.read_parquet(scored / training.BOXES), frames, p, names)
+    except InputError as exc:  # the model is trained and scored on tiles: never lose it to frames
+        log.warning("no whole-frame scores: %s", exc)
+        return {}
     return found.metrics()
 
 

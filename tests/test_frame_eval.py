@@ -130,3 +130,23 @@ def test_a_tile_miss_is_no_miss_where_the_whole_frame_finds_its_object(tmp_path)
     )
     assert found_on_frames(missed, tile_boxes, tmp_path / "frames", p).tolist() == [True, False]
     assert found_on_frames(missed.iloc[:0], tile_boxes, tmp_path / "frames", p).empty
+
+
+def test_test_tiles_of_another_grid_are_named_and_a_turned_frame_is_measured_upright(tmp_path):
+    from acorn.frames.evaluate import frames_from_tiles, upright_size
+
+    _frames(tmp_path / "frames", {"f0": ""})
+    tiles = pd.DataFrame(
+        [("f0_r3c0", 0, 0.9, 1, 1, 5, 5)],
+        columns=["tile_id", "class_id", "confidence", "x1", "y1", "x2", "y2"],
+    )
+    with pytest.raises(InputError, match=r"test tile f0_r3c0 does not fit frame .*f0.jpg cut by .*\(2 x 2\)"):
+        frames_from_tiles(
+            tiles, tmp_path / "frames", Params().with_overrides({"tile.rows": 2, "tile.cols": 2})
+        )
+    image = Image.new("RGB", (128, 96))
+    exif = image.getexif()
+    exif[0x0112] = 6  # stored on its side: shown 96 wide, 128 high
+    image.save(tmp_path / "turned.jpg", exif=exif)
+    assert upright_size(tmp_path / "turned.jpg") == (96, 128)
+    assert upright_size(tmp_path / "frames" / "images" / "f0.jpg") == (128, 96)

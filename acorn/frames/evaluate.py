@@ -166,6 +166,17 @@ def evaluate_frames(
     return replace(scores, seconds=round(time.perf_counter() - start, 3))
 
 
+def upright_size(path: str | Path) -> tuple[int, int]:
+    """A frame's width and height as the tile stage sees it: turned upright by its EXIF
+    orientation (a phone's portrait JPEG is stored on its side), read from the header only."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        width, height = im.size
+        turned = im.getexif().get(0x0112) in (5, 6, 7, 8)  # Orientation: transposed or rotated 90°
+    return (height, width) if turned else (width, height)
+
+
 def tile_places(tile_ids: pd.Series) -> pd.DataFrame:
     """``frame_id``, ``row``, ``col`` of tile ids as the tile stage names them (``<frame_id>_r<row>c<col>``;
     NaN for an id that is not one)."""
@@ -183,7 +194,6 @@ def frames_from_tiles(
     At the tile stage's own overlap the tiles are the slices ``acorn detect`` would cut, so the
     train stage scores whole frames from the test tiles' boxes it scored anyway: no second
     inference over the test set."""
-    from PIL import Image
 
     from acorn.frames.merge import merge_boxes
 
@@ -200,10 +210,16 @@ def frames_from_tiles(
     by_frame = dict(tuple(boxes.groupby("frame_id", sort=False)))
     rows, merged = [], []
     for path, frame_id in zip(paths, frame_ids, strict=True):
-        with Image.open(path) as im:
-            width, height = im.size
+        width, height = upright_size(path)
         windows = grid.windows(width, height).set_index(["row", "col"])
         mine = by_frame.get(frame_id, boxes.iloc[:0])
+        places = pd.MultiIndex.from_arrays([mine["row"], mine["col"]])
+        if not places.isin(windows.index).all():
+            bad = mine.loc[~places.isin(windows.index), "tile_id"].iloc[0]
+            raise InputError(
+                f"test tile {bad} does not fit frame {path} cut by tile.rows x tile.cols "
+                f"({p.tile.rows} x {p.tile.cols}): the test set was tiled with another grid"
+            )
         window = (
             windows.loc[list(zip(mine["row"], mine["col"], strict=True))].to_numpy(np.float64).reshape(-1, 4)
         )
@@ -256,7 +272,10 @@ def found_on_frames(
         if not isinstance(frame_id, str) or frame_id not in truth:
             continue
         width, height = sizes.loc[frame_id]
-        window = grid.windows(int(width), int(height)).set_index(["row", "col"]).loc[(int(row), int(col))]
+        windows = grid.windows(int(width), int(height)).set_index(["row", "col"])
+        if (int(row), int(col)) not in windows.index:
+            continue  # a tile of another grid: frames_from_tiles names the first one it meets
+        window = windows.loc[(int(row), int(col))]
         piece = missed.loc[i, corners].to_numpy(np.float64) + window[["x0", "y0", "x0", "y0"]].to_numpy(
             np.float64
         )

@@ -376,11 +376,18 @@ class LabelStudioBackend:
         return found
 
     def _list_tasks(
-        self, client: LabelStudio, project_id: int, fields: str, query: str | None = None
+        self,
+        client: LabelStudio,
+        project_id: int,
+        fields: str,
+        query: str | None = None,
+        resolve_uri: bool | None = None,
     ) -> Iterator[Any]:
         kwargs: dict[str, Any] = {"project": project_id, "fields": fields, "page_size": self.chunk_size}
         if query is not None:
             kwargs["query"] = query
+        if resolve_uri is not None:
+            kwargs["resolve_uri"] = resolve_uri
         yield from client.tasks.list(**kwargs)
 
     # ---- review -------------------------------------------------------------------------
@@ -410,7 +417,9 @@ class LabelStudioBackend:
                 return
             tasks = {
                 str((task.data or {}).get("tile_id")): task
-                for task in self._list_tasks(client, pid, fields="task_only")
+                # unresolved: the data written back must hold the task's own image URI, not the
+                # storage link Label Studio resolves it to for a browser
+                for task in self._list_tasks(client, pid, fields="task_only", resolve_uri=False)
                 if (task.data or {}).get("tile_id") is not None
             }
             for row in suspects.itertuples(index=False):
