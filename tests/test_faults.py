@@ -339,7 +339,9 @@ def tiny_simulation(root: Path, epochs: int) -> list[str]:
     (pool / "images").mkdir(parents=True)
     (pool / "labels").mkdir()
     for i in range(20):
-        Image.new("RGB", (64, 64), (i * 12, 90, 30)).save(pool / "images" / f"img{i:02d}.jpg")
+        # noise, not a flat colour: flat images are all near-copies of each other (folder_pool groups them)
+        pixels = np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(pool / "images" / f"img{i:02d}.jpg")
         (pool / "labels" / f"img{i:02d}.txt").write_text("0 0.5 0.5 0.3 0.3\n" if i % 2 else "")
     (pool / "classes.txt").write_text("raccoon\n")
     save_detector(root / "base.pt", ["raccoon"])

@@ -1580,3 +1580,15 @@ def test_near_copies_of_a_folder_pool_fall_on_one_side_of_its_holdouts():
     by_group = sides(pools.folder_pool(RACCOON, ["raccoon"], 0.2, near_copy_bits=32))
     assert split_groups(by_image) > 0  # the leak the grouping closes
     assert split_groups(by_group) == 0
+
+
+def test_a_near_copy_group_too_large_to_split_well_is_named(tmp_path, caplog):
+    root = tmp_path / "flat"
+    (root / "images").mkdir(parents=True)
+    for i in range(12):  # flat colours: their hashes are alike, so they are all one group
+        Image.new("RGB", (48, 32), (i * 7, 90, 30)).save(root / "images" / f"f{i:02d}.jpg")
+        (root / "labels").mkdir(exist_ok=True)
+        (root / "labels" / f"f{i:02d}.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+    with caplog.at_level("WARNING", logger="acorn"), pytest.raises(InputError):
+        pools.folder_pool(root, ["raccoon"], 0.2, near_copy_bits=32)  # all twelve held out together
+    assert "12 of the 12 images are near-copies of f00" in caplog.text

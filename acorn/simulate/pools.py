@@ -12,6 +12,7 @@ be measured without training.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import pandas as pd
 
 from acorn.data.tiling import list_frames
 from acorn.runtime.errors import InputError, ParamsError
+
+log = logging.getLogger("acorn")
 
 
 @dataclass(frozen=True)
@@ -193,8 +196,21 @@ def _near_copy_keys(items: pd.DataFrame, max_bits: int) -> pd.Series:
     for path in order["image"]:
         with Image.open(path) as im:
             hashes.append(image_hash(im))
-    groups = near_copy_groups(order["tile_id"].tolist(), hashes, max_bits)
-    return items["tile_id"].map(pd.Series(groups, index=order["tile_id"].to_numpy()))
+    groups = pd.Series(
+        near_copy_groups(order["tile_id"].tolist(), hashes, max_bits), index=order["tile_id"].to_numpy()
+    )
+    sizes = groups.value_counts()
+    if sizes.iloc[0] > max(2, len(items) // 10):  # a group this large goes to one side whole
+        log.warning(
+            "%d of the %d images are near-copies of %s (tile.near_copy_bits %d): they are held out or kept "
+            "together, so the test and validation shares may be far from asked; low-contrast or flat images "
+            "hash alike (tile.near_copy_bits 0: hold out image by image)",
+            sizes.iloc[0],
+            len(items),
+            sizes.index[0],
+            max_bits,
+        )
+    return items["tile_id"].map(groups)
 
 
 def open_pool(
