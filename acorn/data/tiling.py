@@ -65,6 +65,11 @@ def tile_id(frame_id: str, row: int, col: int) -> str:
     return f"{frame_id}_r{row}c{col}"
 
 
+def tile_places(tile_ids: pd.Series) -> pd.DataFrame:
+    """``frame_id``, ``row``, ``col`` of ids made by ``tile_id`` (NaN for an id that is not one)."""
+    return tile_ids.str.extract(r"^(?P<frame_id>.*)_r(?P<row>\d+)c(?P<col>\d+)$")
+
+
 def clip_boxes(boxes: pd.DataFrame, window: tuple[int, int, int, int], min_visibility: float) -> pd.DataFrame:
     """Frame boxes -> boxes of one tile, in tile pixels.
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acorn.data.tiling import TileGrid, list_frames
+from acorn.data.tiling import TileGrid, list_frames, tile_places
 from acorn.frames.detect import FrameDetections, Slicing, detect_frames, frame_boxes
 from acorn.params import Params
 from acorn.runtime.errors import InputError
@@ -177,12 +177,6 @@ def upright_size(path: str | Path) -> tuple[int, int]:
     return (height, width) if turned else (width, height)
 
 
-def tile_places(tile_ids: pd.Series) -> pd.DataFrame:
-    """``frame_id``, ``row``, ``col`` of tile ids as the tile stage names them (``<frame_id>_r<row>c<col>``;
-    NaN for an id that is not one)."""
-    return tile_ids.str.extract(r"^(?P<frame_id>.*)_r(?P<row>\d+)c(?P<col>\d+)$")
-
-
 def frames_from_tiles(
     tile_boxes: pd.DataFrame, folder: str | Path, p: Params, conf: float | None = None
 ) -> FrameDetections:
@@ -266,13 +260,16 @@ def found_on_frames(
     boxes = dict(tuple(frames.boxes.groupby("frame_id", sort=False)))
     parts = tile_places(missed["tile_id"])
     corners = ["x1", "y1", "x2", "y2"]
+    frame_windows: dict[str, pd.DataFrame] = {}  # a frame's tile windows, computed once for its misses
     for i, frame_id, row, col in zip(
         missed.index, parts["frame_id"], parts["row"], parts["col"], strict=True
     ):
         if not isinstance(frame_id, str) or frame_id not in truth:
             continue
         width, height = sizes.loc[frame_id]
-        windows = grid.windows(int(width), int(height)).set_index(["row", "col"])
+        windows = frame_windows.setdefault(
+            frame_id, grid.windows(int(width), int(height)).set_index(["row", "col"])
+        )
         if (int(row), int(col)) not in windows.index:
             continue  # a tile of another grid: frames_from_tiles names the first one it meets
         window = windows.loc[(int(row), int(col))]
